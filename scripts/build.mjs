@@ -1,0 +1,33 @@
+// Builds the Node side (CLI, serve, NBD, Electron main + preload) with esbuild and the
+// renderer with Vite. Native modules stay external: they load from node_modules at run time.
+import { build } from 'esbuild';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const external = ['better-sqlite3', 'zstd-napi', 'electron'];
+const entries = [
+  ['src-main/host/cli/main.ts', 'dist/cli.cjs'],
+  ['src-main/host/electron/main.ts', 'dist/electron-main.cjs'],
+  ['src-main/host/electron/preload.ts', 'dist/preload.cjs'],
+  ['test/crash/crash-child.ts', 'dist/test/crash-child.cjs'],
+];
+for (const [src, out] of entries) {
+  if (!existsSync(path.join(root, src))) continue;
+  await build({
+    entryPoints: [path.join(root, src)],
+    outfile: path.join(root, out),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    sourcemap: 'linked',
+    external,
+    logLevel: 'warning',
+  });
+}
+if (existsSync(path.join(root, 'src-renderer/index.html')) && !process.argv.includes('--no-renderer')) {
+  const { build: viteBuild } = await import('vite');
+  await viteBuild({ root: path.join(root, 'src-renderer'), configFile: path.join(root, 'vite.config.mts'), logLevel: 'warn' });
+}

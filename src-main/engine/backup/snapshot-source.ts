@@ -1,0 +1,36 @@
+/**
+ * The backup application's view of a running backup session (claims 3–6): a point-in-time
+ * image of one volume as of begin(), and the messages the backup sends back. The vault's
+ * backup writer consumes this interface; the engine's BackupSession implements it.
+ */
+import type { HoldPolicy } from '../../../src-shared/contract';
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface SnapshotSource {
+  readonly backupId: string;
+  readonly volume: string;
+  readonly volumeId: number;
+  readonly size: number;
+  readonly policy: HoldPolicy;
+  /**
+   * Blocks changed since the parent snapshot, at `changedGranularity` bytes per bit, or null
+   * when unknown (then the backup must be full). `parentSnapshotId` names the snapshot the
+   * map is relative to: the writer uses it only if the vault's newest snapshot of this volume
+   * has that id.
+   */
+  readonly changed: { granularity: number; parentSnapshotId: string | null; isChanged(block: number): boolean; count(): number } | null;
+  /** Reads the volume as it was at begin(). Valid for ranges not yet reported copied. */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Range policy: these bytes are in the vault's hands; held writes wholly inside copied ranges are released. */
+  rangeCopied(offset: number, length: number): void;
+  /** Ranges that have held writes waiting on them, to copy first so the queue stays short. */
+  urgentRanges(): ByteRange[];
+  /** Completion message (claim 6): clear the flag, release held writes in arrival order. The id is what the vault stored. */
+  end(snapshotId: string): Promise<void>;
+  /** Failure or cancel: clear the flag, release, and keep the changed map for the next backup. */
+  abort(reason: string): Promise<void>;
+}

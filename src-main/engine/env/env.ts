@@ -1,0 +1,65 @@
+/**
+ * The Env seam (after LevelDB's Env): every file and block-device access, fsync and clock
+ * read in the engine goes through this interface, so tests swap in FaultyEnv to inject
+ * EIO, ENOSPC, short and torn writes and "crash after N bytes". Production code never asks
+ * whether it runs in a test.
+ */
+
+/** An open file or block device, addressed by byte position. */
+export interface BlockFile {
+  readonly path: string;
+  /** Current size in bytes (for block devices: the device size). */
+  size(): number;
+  /** Reads up to buf.length bytes at pos; returns bytes read (short only at end of file). */
+  read(buf: Buffer, pos: number): Promise<number>;
+  readSync(buf: Buffer, pos: number): number;
+  /** Writes all of buf at pos or throws; a short write is retried internally. */
+  write(buf: Buffer, pos: number): Promise<void>;
+  /** Synchronous write: for small journal appends where a thread-pool round trip costs more than the copy. */
+  writeSync(buf: Buffer, pos: number): void;
+  /** Writes several buffers contiguously starting at pos (one syscall where possible). */
+  writev(bufs: Buffer[], pos: number): Promise<void>;
+  datasync(): Promise<void>;
+  datasyncSync(): void;
+  /** Grows or shrinks a regular file (sparse when growing). Not valid for block devices. */
+  truncate(len: number): Promise<void>;
+  /** Deallocates a range (punch hole) where the platform allows; otherwise writes zeroes. */
+  punchHole(pos: number, len: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Create the file if missing (fails with EEXIST when `exclusive`). */
+  create?: boolean;
+  exclusive?: boolean;
+  readOnly?: boolean;
+}
+
+export interface FileStat {
+  size: number;
+  isFile: boolean;
+  isBlockDevice: boolean;
+  isDirectory: boolean;
+  mtimeMs: number;
+}
+
+export interface Env {
+  open(path: string, opts?: OpenOptions): Promise<BlockFile>;
+  /** null when the path does not exist. */
+  stat(path: string): Promise<FileStat | null>;
+  mkdir(path: string): Promise<void>; // recursive, ok if it exists
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Buffer>;
+  /** Writes a whole file durably: temp file, fsync, rename over path, fsync the directory. */
+  writeFileAtomic(path: string, data: Buffer | string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>; // ok if missing
+  rmdir(path: string): Promise<void>; // recursive, ok if missing
+  fsyncDir(path: string): Promise<void>;
+  /** Free bytes on the filesystem holding path. */
+  freeSpace(path: string): Promise<number>;
+  /** Wall clock, ms since epoch. */
+  now(): number;
+  /** Monotonic clock, ms with sub-ms precision. */
+  monotonic(): number;
+}

@@ -1,0 +1,229 @@
+/** The production Env: Node's fs with positional I/O on raw file descriptors. */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { BlockFile, Env, FileStat, OpenOptions } from './env';
+
+const pread = promisify(fs.read) as unknown as (fd: number, buf: Buffer, off: number, len: number, pos: number) => Promise<number>;
+const pwrite = promisify(fs.write) as unknown as (fd: number, buf: Buffer, off: number, len: number, pos: number) => Promise<number>;
+const pwritev = promisify(fs.writev) as unknown as (fd: number, bufs: Buffer[], pos: number) => Promise<number>;
+const fdatasync = promisify(fs.fdatasync);
+const ftruncate = promisify(fs.ftruncate);
+const fclose = promisify(fs.close);
+const fopen = promisify(fs.open);
+const ffstat = promisify(fs.fstat);
+
+/** Size of a block device: fstat reports 0, so seek to the end via a read of the sysfs size. */
+function blockDeviceSize(p: string, fd: number): number {
+  try {
+    const real = fs.realpathSync(p);
+    const name = path.basename(real);
+    const candidates = [`/sys/class/block/${name}/size`];
+    for (const c of candidates) {
+      if (fs.existsSync(c)) return Number(fs.readFileSync(c, 'utf8').trim()) * 512;
+    }
+  } catch {
+    /* fall through */
+  }
+  // Last resort: binary search the readable end.
+  let lo = 0;
+  let hi = 2 ** 50;
+  const b = Buffer.alloc(1);
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi + 1) / 2);
+    let n = 0;
+    try {
+      n = fs.readSync(fd, b, 0, 1, mid - 1);
+    } catch {
+      n = 0;
+    }
+    if (n === 1) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+class NodeBlockFile implements BlockFile {
+  private closed = false;
+  constructor(
+    readonly path: string,
+    private readonly fd: number,
+    private cachedSize: number,
+    private readonly isBlock: boolean,
+  ) {}
+
+  size(): number {
+    return this.cachedSize;
+  }
+
+  async read(buf: Buffer, pos: number): Promise<number> {
+    let done = 0;
+    while (done < buf.length) {
+      const n = await pread(this.fd, buf, done, buf.length - done, pos + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  readSync(buf: Buffer, pos: number): number {
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.readSync(this.fd, buf, done, buf.length - done, pos + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  async write(buf: Buffer, pos: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) done += await pwrite(this.fd, buf, done, buf.length - done, pos + done);
+    if (!this.isBlock && pos + buf.length > this.cachedSize) this.cachedSize = pos + buf.length;
+  }
+
+  writeSync(buf: Buffer, pos: number): void {
+    let done = 0;
+    while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, pos + done);
+    if (!this.isBlock && pos + buf.length > this.cachedSize) this.cachedSize = pos + buf.length;
+  }
+
+  async writev(bufs: Buffer[], pos: number): Promise<void> {
+    const total = bufs.reduce((s, b) => s + b.length, 0);
+    let done = await pwritev(this.fd, bufs, pos);
+    if (done < total) {
+      // Rare short vectored write: finish the rest with plain writes.
+      const all = Buffer.concat(bufs);
+      while (done < total) done += await pwrite(this.fd, all, done, total - done, pos + done);
+    }
+    if (!this.isBlock && pos + total > this.cachedSize) this.cachedSize = pos + total;
+  }
+
+  datasync(): Promise<void> {
+    return fdatasync(this.fd);
+  }
+
+  datasyncSync(): void {
+    fs.fdatasyncSync(this.fd);
+  }
+
+  async truncate(len: number): Promise<void> {
+    await ftruncate(this.fd, len);
+    this.cachedSize = len;
+  }
+
+  async punchHole(pos: number, len: number): Promise<void> {
+    // Node has no fallocate; write zeroes in bounded pieces. Sparse restore avoids writing zeroes at all.
+    const zero = Buffer.alloc(Math.min(len, 1 << 20));
+    for (let off = 0; off < len; off += zero.length) {
+      const n = Math.min(zero.length, len - off);
+      await this.write(n === zero.length ? zero : zero.subarray(0, n), pos + off);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await fclose(this.fd);
+  }
+}
+
+export class NodeEnv implements Env {
+  async open(p: string, opts: OpenOptions = {}): Promise<BlockFile> {
+    let flags: number;
+    if (opts.readOnly) flags = fs.constants.O_RDONLY;
+    else {
+      flags = fs.constants.O_RDWR;
+      if (opts.create) flags |= fs.constants.O_CREAT;
+      if (opts.exclusive) flags |= fs.constants.O_EXCL;
+    }
+    const fd = await fopen(p, flags, 0o644);
+    const st = await ffstat(fd);
+    const isBlock = st.isBlockDevice();
+    const size = isBlock ? blockDeviceSize(p, fd) : st.size;
+    return new NodeBlockFile(p, fd, size, isBlock);
+  }
+
+  async stat(p: string): Promise<FileStat | null> {
+    try {
+      const st = await fsp.stat(p);
+      let size = st.size;
+      if (st.isBlockDevice()) {
+        const fd = fs.openSync(p, 'r');
+        try {
+          size = blockDeviceSize(p, fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      return { size, isFile: st.isFile(), isBlockDevice: st.isBlockDevice(), isDirectory: st.isDirectory(), mtimeMs: st.mtimeMs };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  async mkdir(p: string): Promise<void> {
+    await fsp.mkdir(p, { recursive: true });
+  }
+
+  readdir(p: string): Promise<string[]> {
+    return fsp.readdir(p);
+  }
+
+  readFile(p: string): Promise<Buffer> {
+    return fsp.readFile(p);
+  }
+
+  async writeFileAtomic(p: string, data: Buffer | string): Promise<void> {
+    const tmp = `${p}.tmp-${process.pid}-${Date.now()}`;
+    const fh = await fsp.open(tmp, 'w', 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, p);
+    await this.fsyncDir(path.dirname(p));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fsp.rename(from, to);
+  }
+
+  async unlink(p: string): Promise<void> {
+    await fsp.rm(p, { force: true });
+  }
+
+  async rmdir(p: string): Promise<void> {
+    await fsp.rm(p, { recursive: true, force: true });
+  }
+
+  async fsyncDir(p: string): Promise<void> {
+    const fh = await fsp.open(p, 'r');
+    try {
+      await fh.sync();
+    } catch {
+      /* some filesystems refuse fsync on directories; nothing more to do */
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async freeSpace(p: string): Promise<number> {
+    const st = await fsp.statfs(p);
+    return Number(st.bavail) * Number(st.bsize);
+  }
+
+  now(): number {
+    return Date.now();
+  }
+
+  monotonic(): number {
+    return performance.now();
+  }
+}
+
+export const nodeEnv = new NodeEnv();

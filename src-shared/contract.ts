@@ -1,0 +1,181 @@
+/**
+ * The contract: one typed description of every operation and event that crosses a process
+ * boundary (renderer ↔ Electron main, browser ↔ `holdfast serve`, CLI ↔ control socket).
+ * Every request is validated against `operations[name].input` by the host before the engine
+ * sees it; results and events are typed by the same schemas. No Node or DOM imports here.
+ */
+import { z } from 'zod';
+
+export const VOLUME_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const BLOCK = 4096;
+
+export const VolumeName = z
+  .string()
+  .regex(VOLUME_NAME_RE, 'Volume names are 1–64 letters, digits, dot, dash or underscore, starting with a letter or digit.');
+export const Size = z.number().int().positive().max(2 ** 53 - 1);
+export const HoldPolicy = z.enum(['volume', 'range', 'metadata']);
+export type HoldPolicy = z.infer<typeof HoldPolicy>;
+export const AckMode = z.enum(['journal', 'device']);
+export type AckMode = z.infer<typeof AckMode>;
+
+// ---------- entities ----------
+export const DeviceKind = z.enum(['image', 'adopted-image', 'block']);
+export const Device = z.object({
+  id: z.number().int(),
+  path: z.string(),
+  kind: DeviceKind,
+  size: z.number().int(),
+  /** Bytes not used by any extent (for adopted devices: 0). */
+  free: z.number().int(),
+  /** false when the file or drive is not there now (unplugged). */
+  present: z.boolean(),
+  addedAt: z.string(),
+});
+export type Device = z.infer<typeof Device>;
+
+export const Drive = z.object({
+  name: z.string(), // as `drive list` shows it, e.g. "sdb"; what --confirm takes
+  path: z.string(), // /dev/sdb
+  size: z.number().int(),
+  model: z.string().nullable(),
+  removable: z.boolean(),
+  mounted: z.boolean(),
+  mountpoints: z.array(z.string()),
+  system: z.boolean(),
+  partitions: z.array(z.object({ name: z.string(), path: z.string(), size: z.number().int(), mounted: z.boolean(), fstype: z.string().nullable() })),
+});
+export type Drive = z.infer<typeof Drive>;
+
+export const Extent = z.object({
+  volumeOffset: z.number().int(),
+  deviceId: z.number().int(),
+  deviceOffset: z.number().int(),
+  length: z.number().int(),
+});
+export type Extent = z.infer<typeof Extent>;
+
+export const Volume = z.object({
+  id: z.number().int(),
+  name: z.string(),
+  size: z.number().int(),
+  ackMode: AckMode,
+  adopted: z.boolean(),
+  extents: z.array(Extent),
+  createdAt: z.string(),
+  /** Name of the running backup's policy, or null. */
+  backup: z.object({ id: z.string(), policy: HoldPolicy, startedAt: z.string() }).nullable(),
+  nbd: z.object({ socket: z.string().nullable(), tcp: z.string().nullable(), clients: z.number().int() }).nullable(),
+});
+export type Volume = z.infer<typeof Volume>;
+
+export const HoldState = z.object({
+  volume: z.string(),
+  backupFlag: z.boolean(),
+  policy: HoldPolicy.nullable(),
+  heldCount: z.number().int(),
+  heldBytes: z.number().int(),
+  oldestHeldAgeMs: z.number().nullable(),
+  queuedTotal: z.number().int(), // writes ever held in this backup
+  releasedTotal: z.number().int(),
+  /** Range policy: bytes the backup has copied so far out of the volume size. */
+  copiedBytes: z.number().int(),
+  journalBytes: z.number().int(),
+  journalCapacity: z.number().int(),
+});
+export type HoldState = z.infer<typeof HoldState>;
+
+export const BackupState = z.enum(['running', 'completed', 'failed', 'aborted']);
+export const Backup = z.object({
+  id: z.string(),
+  volume: z.string(),
+  policy: HoldPolicy,
+  vault: z.string(),
+  state: BackupState,
+  kind: z.enum(['full', 'incremental']),
+  startedAt: z.string(),
+  endedAt: z.string().nullable(),
+  bytesDone: z.number().int(),
+  bytesTotal: z.number().int(),
+  snapshotId: z.string().nullable(),
+  error: z.string().nullable(),
+});
+export type Backup = z.infer<typeof Backup>;
+
+export const Snapshot = z.object({
+  id: z.string(),
+  volume: z.string(),
+  size: z.number().int(),
+  createdAt: z.string(),
+  policy: HoldPolicy,
+  kind: z.enum(['full', 'incremental']),
+  parent: z.string().nullable(),
+  storedBytes: z.number().int(),
+  vault: z.string(),
+});
+export type Snapshot = z.infer<typeof Snapshot>;
+
+// ---------- operations ----------
+const op = <I extends z.ZodType, O extends z.ZodType>(input: I, output: O) => ({ input, output });
+const Ok = z.object({ ok: z.literal(true) });
+const VaultOpt = z.object({ vault: z.string().optional() });
+
+export const operations = {
+  'drive.list': op(z.object({}), z.array(Drive)),
+  'device.list': op(z.object({}), z.array(Device)),
+  'device.add': op(z.object({ path: z.string().min(1), create: z.boolean().optional(), size: Size.optional() }), Device),
+  'device.remove': op(z.object({ device: z.union([z.number().int(), z.string().min(1)]) }), Ok),
+  'volume.list': op(z.object({}), z.array(Volume)),
+  'volume.create': op(
+    z.object({ name: VolumeName, size: Size, devices: z.array(z.union([z.number().int(), z.string().min(1)])).optional(), ack: AckMode.optional() }),
+    Volume,
+  ),
+  'volume.grow': op(z.object({ name: VolumeName, size: Size }), Volume),
+  'volume.rename': op(z.object({ name: VolumeName, newName: VolumeName }), Volume),
+  'volume.delete': op(z.object({ name: VolumeName }), Ok),
+  'volume.adopt': op(z.object({ path: z.string().min(1), name: VolumeName.optional() }), Volume),
+  'holds.get': op(z.object({ volume: VolumeName.optional() }), z.array(HoldState)),
+  'backup.start': op(
+    VaultOpt.extend({ volume: VolumeName, policy: HoldPolicy.optional(), full: z.boolean().optional() }),
+    Backup,
+  ),
+  'backup.list': op(z.object({}), z.array(Backup)),
+  'backup.abort': op(z.object({ id: z.string().min(1) }), Backup),
+  'snapshot.list': op(VaultOpt, z.array(Snapshot)),
+  'snapshot.verify': op(VaultOpt.extend({ id: z.string().min(1) }), z.object({ ok: z.boolean(), chunks: z.number().int(), bad: z.array(z.string()) })),
+  'restore.start': op(
+    VaultOpt.extend({
+      id: z.string().min(1),
+      toVolume: VolumeName.optional(),
+      toFile: z.string().min(1).optional(),
+      toDevice: z.string().min(1).optional(),
+      confirm: z.string().optional(),
+    }),
+    z.object({ id: z.string(), target: z.string(), bytes: z.number().int() }),
+  ),
+  'engine.info': op(
+    z.object({}),
+    z.object({ version: z.string(), dataDir: z.string(), defaultVault: z.string(), nbd: z.object({ socket: z.string().nullable(), tcp: z.string().nullable() }) }),
+  ),
+} as const;
+
+export type Operations = typeof operations;
+export type OpName = keyof Operations;
+export type OpInput<N extends OpName> = z.input<Operations[N]['input']>;
+export type OpOutput<N extends OpName> = z.output<Operations[N]['output']>;
+
+/** What every transport exposes: one async function per operation. */
+export type Api = { [N in OpName]: (input: OpInput<N>) => Promise<OpOutput<N>> };
+
+// ---------- events ----------
+export const events = {
+  'holds.changed': HoldState,
+  'backup.progress': Backup.extend({ mbPerSec: z.number(), etaSec: z.number().nullable(), dedupRatio: z.number().nullable() }),
+  'volumes.changed': z.object({}),
+  'devices.changed': z.object({}),
+  'snapshots.changed': z.object({ vault: z.string() }),
+} as const;
+export type Events = typeof events;
+export type EventName = keyof Events;
+export type EventPayload<N extends EventName> = z.output<Events[N]>;
+
+export const OP_NAMES = Object.keys(operations) as OpName[];
