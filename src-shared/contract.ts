@@ -81,6 +81,14 @@ export const HoldState = z.object({
   copiedBytes: z.number().int(),
   journalBytes: z.number().int(),
   journalCapacity: z.number().int(),
+  /**
+   * Optional compact map of the volume for the UI: `cells` cells of `cellBytes` each, 2 bits per
+   * cell (0 not yet copied, 1 copied, 2 holds a held write, 3 not subject to the backup),
+   * base64. Encode/decode with src-shared/block-map.ts. Absent when no backup runs.
+   */
+  blockMap: z
+    .object({ cells: z.number().int().positive().max(65536), cellBytes: z.number().int().positive(), states: z.string() })
+    .optional(),
 });
 export type HoldState = z.infer<typeof HoldState>;
 
@@ -142,6 +150,10 @@ export const operations = {
   'backup.abort': op(z.object({ id: z.string().min(1) }), Backup),
   'snapshot.list': op(VaultOpt, z.array(Snapshot)),
   'snapshot.verify': op(VaultOpt.extend({ id: z.string().min(1) }), z.object({ ok: z.boolean(), chunks: z.number().int(), bad: z.array(z.string()) })),
+  'snapshot.export': op(
+    VaultOpt.extend({ id: z.string().min(1), format: z.enum(['raw', 'vhd']), path: z.string().min(1) }),
+    z.object({ path: z.string(), bytes: z.number().int() }),
+  ),
   'restore.start': op(
     VaultOpt.extend({
       id: z.string().min(1),
