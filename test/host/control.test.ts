@@ -133,7 +133,7 @@ describe('control socket', () => {
       events.emit('volumes.changed', {});
       await client.api['volume.list']({});
       expect(got.length).toBe(before);
-      const badSub = await client.call('$subscribe', { events: ['nope'] }).catch((e) => e);
+      const badSub: any = await client.call('$subscribe', { events: ['nope'] }).catch((e) => e);
       expect(badSub.code).toBe('INVALID_ARGUMENT');
       await client.close();
       await new Promise((r) => setTimeout(r, 50));

@@ -3,7 +3,7 @@
  * inputs it received (so tests can prove the router passed parsed input) and emits events
  * through a real EngineEvents. Business behaviour is the engine's job and is not modelled.
  */
-import type { Api, Volume } from '../../src-shared/contract';
+import { OP_NAMES, type Api, type Volume } from '../../src-shared/contract';
 import { HoldfastError } from '../../src-shared/errors';
 import { EngineEvents } from '../../src-main/engine/events';
 
@@ -15,7 +15,7 @@ export function createFakeApi(): { api: Api; events: EngineEvents; calls: Array<
   const notAvailable = async () => {
     throw new HoldfastError('NOT_AVAILABLE', 'not in the fake');
   };
-  const api: Api = {
+  const known: Partial<Api> = {
     'drive.list': async (i) => (rec('drive.list', i), []),
     'device.list': async (i) => (rec('device.list', i), []),
     'device.add': notAvailable,
@@ -48,6 +48,8 @@ export function createFakeApi(): { api: Api; events: EngineEvents; calls: Array<
       throw new Error('boom: not a HoldfastError');
     },
   };
+  // Ops the contract grows later answer NOT_AVAILABLE here, as the engine does until built.
+  const api = Object.fromEntries(OP_NAMES.map((op) => [op, known[op] ?? notAvailable])) as unknown as Api;
   return { api, events, calls };
 }
 
