@@ -1,0 +1,295 @@
+/**
+ * The per-volume journal: an append-only sequence of CRC-protected records in segment
+ * files `<dir>/<firstSeq>.log`. One journal per volume keeps "writes to other volumes
+ * never wait" literally true: a full journal only applies backpressure to its own volume.
+ *
+ * Invariants:
+ * - seqs are strictly increasing across segments; a record is appended (write syscall
+ *   done) before the write it describes is forwarded to the device or acknowledged.
+ * - `sync()` makes every record appended before the call durable (group commit: one
+ *   fdatasync covers all of them).
+ * - A segment is deleted only when every record in it has seq <= the checkpoint passed
+ *   to `dropThrough`, i.e. its writes are applied, durable on the device, and reflected
+ *   in the persisted changed-block map.
+ * - Live bytes never exceed `capacity` except by one record (a record larger than the
+ *   capacity is admitted alone, so a huge write cannot deadlock).
+ */
+import path from 'node:path';
+import type { BlockFile, Env } from '../env/env';
+import { HoldfastError, invariant } from '../../../src-shared/errors';
+import { decodeRecord, encodeHeader, encodeSeqList, HEADER_SIZE, RecordType, type JournalRecord, type RecordTypeValue } from './format';
+
+export interface JournalOptions {
+  /** A new segment starts once the current one exceeds this. */
+  segmentBytes: number;
+  /** Live bytes (all retained segments) above which appends wait for a checkpoint. */
+  capacity: number;
+}
+
+export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = { segmentBytes: 64 << 20, capacity: 1 << 30 };
+
+interface Segment {
+  firstSeq: number;
+  lastSeq: number; // firstSeq - 1 while empty
+  file: BlockFile;
+  bytes: number;
+  synced: boolean;
+}
+
+export interface OpenedJournal {
+  journal: VolumeJournal;
+  /** Every valid record of the retained segments, in seq order. */
+  records: JournalRecord[];
+  /** Why scanning stopped early, if it did (torn or corrupt tail, which was truncated). */
+  discarded: string | null;
+}
+
+const SEGMENT_RE = /^(\d{16})\.log$/;
+const segName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}.log`;
+
+async function reopen(env: Env, file: BlockFile, p: string): Promise<BlockFile> {
+  await file.close();
+  return env.open(p);
+}
+
+export class VolumeJournal {
+  private segments: Segment[] = [];
+  private nextSeq: number;
+  private appendedGen = 0; // counts appends; sync() compares generations
+  private syncedGen = 0;
+  private syncing: Promise<void> | null = null;
+  private spaceWaiters: Array<{ need: number; resolve: () => void }> = [];
+  private closed = false;
+  /** Asked to free space when an append would exceed capacity (the volume runs a checkpoint). */
+  onPressure: (() => void) | null = null;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly env: Env,
+    readonly options: JournalOptions,
+    nextSeq: number,
+  ) {
+    this.nextSeq = nextSeq;
+  }
+
+  static async open(dir: string, env: Env, options: JournalOptions = DEFAULT_JOURNAL_OPTIONS, minNextSeq = 1): Promise<OpenedJournal> {
+    await env.mkdir(dir);
+    const names = (await env.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+    const records: JournalRecord[] = [];
+    const kept: Segment[] = [];
+    let discarded: string | null = null;
+    let lastSeq = minNextSeq - 1;
+    for (const name of names) {
+      const p = path.join(dir, name);
+      if (discarded) {
+        await env.unlink(p); // everything after a corrupt point is unreachable
+        continue;
+      }
+      const file = await env.open(p);
+      const buf = Buffer.allocUnsafe(file.size());
+      const n = await file.read(buf, 0);
+      const data = buf.subarray(0, n);
+      const firstSeq = Number(SEGMENT_RE.exec(name)![1]);
+      let at = 0;
+      let segLast = firstSeq - 1;
+      while (at < data.length) {
+        const r = decodeRecord(data, at);
+        if ('invalid' in r) {
+          discarded = `${name} at byte ${at}: ${r.invalid}`;
+          break;
+        }
+        if (r.record.seq <= lastSeq) {
+          discarded = `${name} at byte ${at}: sequence ${r.record.seq} does not follow ${lastSeq}`;
+          break;
+        }
+        // Payload views point into `data`; copy so segments can be reused/freed independently.
+        records.push({ ...r.record, payload: Buffer.from(r.record.payload) });
+        lastSeq = r.record.seq;
+        segLast = lastSeq;
+        at += r.size;
+      }
+      if (discarded && at < data.length) await file.truncate(at);
+      if (discarded) await file.datasync();
+      kept.push({ firstSeq, lastSeq: segLast, file, bytes: at, synced: true });
+    }
+    const journal = new VolumeJournal(dir, env, options, lastSeq + 1);
+    journal.segments = kept;
+    return { journal, records, discarded };
+  }
+
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  /** Bytes in all retained segments. */
+  get liveBytes(): number {
+    let s = 0;
+    for (const seg of this.segments) s += seg.bytes;
+    return s;
+  }
+
+  /** True when appending `recordBytes` now would exceed capacity (callers then await waitForSpace). */
+  needsSpace(recordBytes: number): boolean {
+    const live = this.liveBytes;
+    return live > 0 && live + recordBytes > this.options.capacity;
+  }
+
+  /** Resolves once `recordBytes` fit; FIFO among waiters. Never rejects for lack of space. */
+  waitForSpace(recordBytes: number): Promise<void> {
+    if (!this.needsSpace(recordBytes) && this.spaceWaiters.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.spaceWaiters.push({ need: recordBytes, resolve });
+      this.onPressure?.();
+    });
+  }
+
+  get waitingForSpace(): number {
+    return this.spaceWaiters.length;
+  }
+
+  private wakeSpaceWaiters(): void {
+    while (this.spaceWaiters.length > 0) {
+      const w = this.spaceWaiters[0]!;
+      if (this.needsSpace(w.need)) break;
+      this.spaceWaiters.shift();
+      w.resolve();
+    }
+  }
+
+  private currentSegment(): Segment {
+    const seg = this.segments[this.segments.length - 1];
+    invariant(seg !== undefined && seg.file !== null, 'journal append without prepareAppend()');
+    return seg;
+  }
+
+  private pendingOpen: Promise<void> | null = null;
+
+  /**
+   * Returns a promise when a new segment must be opened first (none yet, or the current one
+   * is full); the write path awaits it before appending. Appends themselves are synchronous:
+   * a small write to the page cache costs less than a thread-pool round trip.
+   */
+  prepareAppend(): Promise<void> | null {
+    const seg = this.segments[this.segments.length - 1];
+    if (seg && seg.file && seg.bytes < this.options.segmentBytes) return null;
+    if (!this.pendingOpen) {
+      invariant(!this.closed, 'append to a closed journal');
+      const firstSeq = this.nextSeq;
+      const p = path.join(this.dir, segName(firstSeq));
+      this.pendingOpen = (async () => {
+        const file = await this.env.open(p, { create: true });
+        if (file.size() > 0) await file.truncate(0);
+        await this.env.fsyncDir(this.dir);
+        // Appends may have landed in the old segment meanwhile; the new one starts after them.
+        const renamed = path.join(this.dir, segName(this.nextSeq));
+        if (renamed !== p) await this.env.rename(p, renamed);
+        this.segments.push({ firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, file: renamed !== p ? await reopen(this.env, file, renamed) : file, bytes: 0, synced: false });
+      })().finally(() => {
+        this.pendingOpen = null;
+      });
+    }
+    return this.pendingOpen;
+  }
+
+  async ready(): Promise<void> {
+    const p = this.prepareAppend();
+    if (p) await p;
+  }
+
+  private append(type: RecordTypeValue, offset: number, length: number, dataCrc: number, payload: Buffer): number {
+    invariant(!this.closed, 'append to a closed journal');
+    const seg = this.currentSegment();
+    const seq = this.nextSeq++;
+    const header = encodeHeader(type, seq, offset, length, dataCrc, payload);
+    seg.file.writeSync(header, seg.bytes);
+    if (payload.length > 0) seg.file.writeSync(payload, seg.bytes + HEADER_SIZE);
+    seg.bytes += HEADER_SIZE + payload.length;
+    seg.lastSeq = seq;
+    seg.synced = false;
+    this.appendedGen++;
+    return seq;
+  }
+
+  appendIntent(offset: number, length: number, dataCrc: number): number {
+    return this.append(RecordType.SUBMIT, offset, length, dataCrc, EMPTY);
+  }
+
+  appendData(offset: number, data: Buffer, dataCrc: number): number {
+    return this.append(RecordType.SUBMIT_DATA, offset, data.length, dataCrc, data);
+  }
+
+  /** `marker` goes in the dataCrc field (zero records carry no data): the volume flags held ones there. */
+  appendZero(offset: number, length: number, marker = 0): number {
+    return this.append(RecordType.SUBMIT_ZERO, offset, length, marker, EMPTY);
+  }
+
+  appendApplied(seqs: number[]): number {
+    return this.append(RecordType.APPLIED, 0, 0, 0, encodeSeqList(seqs));
+  }
+
+  appendBackup(type: typeof RecordType.BACKUP_BEGIN | typeof RecordType.BACKUP_END | typeof RecordType.BACKUP_ABORT, info: object): number {
+    return this.append(type, 0, 0, 0, Buffer.from(JSON.stringify(info)));
+  }
+
+  /** Group commit: one fdatasync per segment covers every record appended before the call. */
+  async sync(): Promise<void> {
+    const target = this.appendedGen;
+    while (this.syncedGen < target) {
+      if (this.syncing) {
+        await this.syncing;
+        continue;
+      }
+      const gen = this.appendedGen;
+      const dirty = this.segments.filter((s) => !s.synced && s.file);
+      for (const s of dirty) s.synced = true; // appends after this point mark it dirty again
+      this.syncing = Promise.all(dirty.map((s) => s.file.datasync()))
+        .then(() => {
+          this.syncedGen = Math.max(this.syncedGen, gen);
+        })
+        .catch((e) => {
+          for (const s of dirty) s.synced = false;
+          throw e;
+        })
+        .finally(() => {
+          this.syncing = null;
+        });
+      await this.syncing;
+    }
+  }
+
+  /**
+   * Drops whole segments whose records all have seq <= throughSeq. The caller guarantees
+   * those writes are applied and durable and the changed-block map covering them is persisted.
+   */
+  async dropThrough(throughSeq: number): Promise<void> {
+    while (this.segments.length > 1) {
+      const seg = this.segments[0]!;
+      const next = this.segments[1]!;
+      if (next.firstSeq - 1 > throughSeq) break;
+      this.segments.shift();
+      await seg.file.close();
+      await this.env.unlink(seg.file.path);
+    }
+    const cur = this.segments[this.segments.length - 1];
+    // A current segment that is entirely checkpointed is restarted so its bytes stop counting.
+    if (cur && cur.file && cur.lastSeq <= throughSeq && cur.bytes > 0) {
+      const oldFile = cur.file;
+      this.segments.pop();
+      await this.ready();
+      await oldFile.close();
+      await this.env.unlink(oldFile.path);
+    }
+    this.wakeSpaceWaiters();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.pendingOpen) await this.pendingOpen;
+    await this.sync().catch(() => undefined);
+    this.closed = true;
+    for (const s of this.segments) if (s.file) await s.file.close();
+    for (const w of this.spaceWaiters.splice(0)) w.resolve();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

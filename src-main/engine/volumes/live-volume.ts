@@ -1,0 +1,718 @@
+/**
+ * A live logical volume: the write path of DESIGN.md §3 and claims 1–11.
+ *
+ *   write(offset, data) → validate → decide (backup flag + hold rule + overlap with held)
+ *     → journal "being submitted" record (data included iff held and acknowledged early)
+ *     → held: append to the hold queue (not forwarded to the device)
+ *     → not held: forward to the device after any overlapping in-flight write, then mark
+ *       the changed-block map (claim 9: only applied writes advance it).
+ *   release (backup end, or range policy as ranges are copied) → device in arrival order
+ *     → APPLIED record → unlink from the queue → changed-block map.
+ *
+ * Invariants:
+ * - No write reaches the device before its journal record was appended.
+ * - A write that overlaps a queued (held) write is held too, whatever the policy, and a
+ *   write that overlaps an in-flight device write waits for it: no write overtakes an
+ *   earlier one to the same bytes.
+ * - While the backup flag is set, the device bytes of every block the hold rule protects are
+ *   exactly those at begin(): the point-in-time image (claim 5).
+ * - The changed-block map and the checkpoint advance only over applied writes.
+ * - Holding never touches other volumes: each volume owns its journal, queue and flag.
+ */
+import type { AckMode, HoldPolicy, HoldState } from '../../../src-shared/contract';
+import { HoldfastError, invariant } from '../../../src-shared/errors';
+import type { AllocationExtent, BlockExport } from '../block-export';
+import type { BlockFile, Env } from '../env/env';
+import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } from '../journal/format';
+import { VolumeJournal, type JournalOptions } from '../journal/journal';
+import { HeldWrite, HoldQueue } from '../holds/hold-queue';
+import type { HoldRule } from '../holds/policy';
+import { BlockBitmap } from './block-bitmap';
+import { decodeCbtState, encodeCbtState } from './cbt-state';
+import { GroupSync } from './group-sync';
+
+export const SECTOR = 512;
+const ZERO_CHUNK = Buffer.alloc(1 << 20);
+const RELEASE_BATCH_BYTES = 8 << 20;
+const RELEASE_BATCH_COUNT = 256;
+
+export interface MappedExtent {
+  volumeOffset: number;
+  length: number;
+  deviceId: number;
+  deviceOffset: number;
+}
+
+export interface LiveVolumeConfig {
+  id: number;
+  name: string;
+  size: number;
+  ackMode: AckMode;
+  extents: MappedExtent[];
+  /** Opened device handles, by device id. */
+  fileFor(deviceId: number): BlockFile;
+  journalDir: string;
+  journalOptions: JournalOptions;
+  env: Env;
+  /** Identifies this boot; a different one at open after an unclean close means power loss. */
+  bootId: string;
+}
+
+export interface RecoveryReport {
+  volume: string;
+  recordsScanned: number;
+  redone: number;
+  markedChanged: number;
+  discarded: string | null;
+  interruptedBackupId: string | null;
+  powerLoss: boolean;
+}
+
+interface InflightWrite {
+  seq: number;
+  offset: number;
+  length: number;
+  done: Promise<void>;
+}
+
+interface ActiveBackup {
+  id: string;
+  rule: HoldRule;
+  /** Range policy: blocks the backup has copied. */
+  copied: BlockBitmap | null;
+  /** Changed-since-parent map frozen at begin (null until the drain finished). */
+  taken: BlockBitmap | null;
+  /** Ranges applied between flag-set and the map swap; they also belong to the new map. */
+  drainMarks: Array<[number, number]> | null;
+  startedAt: number;
+}
+
+export class LiveVolume implements BlockExport {
+  readonly sectorSize = SECTOR;
+  readonly preferredBlockSize = 4096;
+  readonly readOnly = false;
+  private _size: number;
+  private extents: MappedExtent[];
+  private readonly queue = new HoldQueue();
+  private readonly inflight = new Set<InflightWrite>();
+  private backup: ActiveBackup | null = null;
+  private cbt: BlockBitmap;
+  private parentSnapshotId: string | null = null;
+  private cbtThroughSeq = 0;
+  private journalSync: GroupSync;
+  private deviceSyncs = new Map<number, GroupSync>();
+  private releasing: Promise<void> | null = null;
+  private checkpointing: Promise<void> | null = null;
+  private closed = false;
+  private lastError: Error | null = null;
+  /** Called on every hold-queue change; the engine coalesces before emitting events. */
+  onHoldChange: (() => void) | null = null;
+
+  private constructor(
+    private readonly cfg: LiveVolumeConfig,
+    readonly journal: VolumeJournal,
+  ) {
+    this._size = cfg.size;
+    this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
+    this.cbt = new BlockBitmap(cfg.size);
+    this.journalSync = new GroupSync(() => this.journal.sync());
+    this.journal.onPressure = () => void this.checkpoint().catch(() => undefined);
+    this.assertExtents();
+  }
+
+  get id(): number {
+    return this.cfg.id;
+  }
+  get name(): string {
+    return this.cfg.name;
+  }
+  get description(): string {
+    return `Holdfast volume ${this.cfg.name}`;
+  }
+  get ackMode(): AckMode {
+    return this.cfg.ackMode;
+  }
+  size(): number {
+    return this._size;
+  }
+  get backupId(): string | null {
+    return this.backup?.id ?? null;
+  }
+  get backupPolicy(): HoldPolicy | null {
+    return this.backup?.rule.policy ?? null;
+  }
+
+  private assertExtents(): void {
+    let at = 0;
+    for (const e of this.extents) {
+      invariant(e.volumeOffset === at && e.length > 0, `extents of ${this.cfg.name} are contiguous from 0`);
+      at += e.length;
+    }
+    invariant(at === this._size, `extents of ${this.cfg.name} sum to its size`);
+  }
+
+  // ---------------------------------------------------------------- open + recovery
+
+  /** Opens the volume's journal and runs crash recovery (idempotent). */
+  static async open(cfg: LiveVolumeConfig): Promise<{ volume: LiveVolume; report: RecoveryReport }> {
+    const env = cfg.env;
+    await env.mkdir(cfg.journalDir);
+    const cbtPath = `${cfg.journalDir}/cbt.bin`;
+    const markerPath = `${cfg.journalDir}/open.json`;
+    let state = null as ReturnType<typeof decodeCbtState> | null;
+    if (await env.stat(cbtPath)) {
+      try {
+        state = decodeCbtState(await env.readFile(cbtPath));
+      } catch {
+        state = null; // damaged map: unknown changes ⇒ next backup full
+      }
+    }
+    let powerLoss = false;
+    if (await env.stat(markerPath)) {
+      const m = JSON.parse((await env.readFile(markerPath)).toString()) as { bootId: string };
+      powerLoss = m.bootId !== cfg.bootId;
+    }
+    const { journal, records, discarded } = await VolumeJournal.open(cfg.journalDir, env, cfg.journalOptions, (state?.throughSeq ?? 0) + 1);
+    const v = new LiveVolume(cfg, journal);
+    if (state && state.current.volumeSize === cfg.size) {
+      v.cbt = state.current;
+      v.parentSnapshotId = state.parentSnapshotId;
+      v.cbtThroughSeq = state.throughSeq;
+    } else if (state) {
+      v.cbt = state.current.resized(cfg.size);
+      v.parentSnapshotId = state.parentSnapshotId;
+      v.cbtThroughSeq = state.throughSeq;
+    }
+    let taken = state?.taken ? (state.taken.volumeSize === cfg.size ? state.taken : state.taken.resized(cfg.size)) : null;
+    let active = state?.activeBackupId ?? null;
+    if (!state) v.parentSnapshotId = null;
+
+    const report: RecoveryReport = {
+      volume: cfg.name,
+      recordsScanned: records.length,
+      redone: 0,
+      markedChanged: 0,
+      discarded,
+      interruptedBackupId: null,
+      powerLoss,
+    };
+    const applied = new Set<number>();
+    for (const r of records) if (r.type === RecordType.APPLIED) for (const s of decodeSeqList(r.payload)) applied.add(s);
+    const redo: JournalRecord[] = [];
+    for (const r of records) {
+      if (r.seq <= v.cbtThroughSeq) continue;
+      switch (r.type) {
+        case RecordType.SUBMIT:
+        case RecordType.SUBMIT_ZERO:
+        case RecordType.SUBMIT_DATA:
+          if (r.offset + r.length <= cfg.size) v.cbt.mark(r.offset, r.length);
+          report.markedChanged++;
+          if ((r.type === RecordType.SUBMIT_DATA || (r.type === RecordType.SUBMIT_ZERO && r.dataCrc === HELD_ZERO)) && !applied.has(r.seq)) redo.push(r);
+          break;
+        case RecordType.BACKUP_BEGIN: {
+          const info = JSON.parse(r.payload.toString()) as { backupId: string };
+          active = info.backupId;
+          taken = v.cbt;
+          v.cbt = new BlockBitmap(cfg.size);
+          break;
+        }
+        case RecordType.BACKUP_END: {
+          const info = JSON.parse(r.payload.toString()) as { backupId: string; snapshotId: string };
+          if (active === info.backupId) {
+            v.parentSnapshotId = info.snapshotId;
+            taken = null;
+            active = null;
+          }
+          break;
+        }
+        case RecordType.BACKUP_ABORT: {
+          const info = JSON.parse(r.payload.toString()) as { backupId: string };
+          if (active === info.backupId) {
+            if (taken) v.cbt.or(taken);
+            taken = null;
+            active = null;
+          }
+          break;
+        }
+      }
+    }
+    // Redo journaled-with-data writes that never reached the device, in arrival order.
+    for (const r of redo) {
+      if (r.offset + r.length > cfg.size) continue;
+      if (r.type === RecordType.SUBMIT_DATA) {
+        invariant(crc32(r.payload) === r.dataCrc, 'journaled data matches its checksum');
+        await v.deviceWrite(r.offset, r.payload);
+      } else await v.deviceZero(r.offset, r.length);
+      report.redone++;
+    }
+    await journal.ready();
+    if (redo.length > 0) journal.appendApplied(redo.map((r) => r.seq));
+    if (active !== null) {
+      // The backup application died with the flag set: fail it, drop the flag, keep its changes.
+      report.interruptedBackupId = active;
+      if (taken) v.cbt.or(taken);
+      journal.appendBackup(RecordType.BACKUP_ABORT, { backupId: active, reason: 'interrupted: Holdfast stopped while the backup ran' });
+    }
+    if (powerLoss) v.parentSnapshotId = null; // unsynced device writes may lack their records
+    await v.checkpoint(true);
+    await env.writeFileAtomic(markerPath, JSON.stringify({ bootId: cfg.bootId, pid: process.pid }));
+    return { volume: v, report };
+  }
+
+  // ---------------------------------------------------------------- validation
+
+  private checkRange(offset: number, length: number): void {
+    if (this.closed) throw new HoldfastError('NOT_FOUND', `Volume ${this.name} is closed.`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
+      throw new HoldfastError('OUT_OF_RANGE', `Offset ${offset} and length ${length} must be non-negative integers.`);
+    if (offset + length > this._size)
+      throw new HoldfastError('OUT_OF_RANGE', `Range ${offset}+${length} is past the end of volume ${this.name} (${this._size} bytes).`, {
+        offset,
+        length,
+        size: this._size,
+      });
+    if (offset % SECTOR !== 0 || length % SECTOR !== 0)
+      throw new HoldfastError('UNALIGNED', `Offset ${offset} and length ${length} must be multiples of ${SECTOR} bytes.`, { offset, length });
+  }
+
+  // ---------------------------------------------------------------- device I/O through extents
+
+  private *pieces(offset: number, length: number): IterableIterator<{ file: BlockFile; pos: number; at: number; len: number; deviceId: number }> {
+    let at = 0;
+    // Binary search the first extent.
+    let lo = 0;
+    let hi = this.extents.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.extents[mid]!.volumeOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    for (let i = lo; i < this.extents.length && at < length; i++) {
+      const e = this.extents[i]!;
+      const start = offset + at;
+      const within = start - e.volumeOffset;
+      invariant(within >= 0 && within < e.length, 'extent lookup covers the offset');
+      const len = Math.min(length - at, e.length - within);
+      yield { file: this.cfg.fileFor(e.deviceId), pos: e.deviceOffset + within, at, len, deviceId: e.deviceId };
+      at += len;
+    }
+  }
+
+  private async deviceWrite(offset: number, data: Buffer): Promise<void> {
+    const ps = [...this.pieces(offset, data.length)];
+    if (ps.length === 1) return ps[0]!.file.write(data, ps[0]!.pos);
+    await Promise.all(ps.map((p) => p.file.write(data.subarray(p.at, p.at + p.len), p.pos)));
+  }
+
+  private async deviceZero(offset: number, length: number): Promise<void> {
+    for (const p of this.pieces(offset, length)) {
+      for (let done = 0; done < p.len; done += ZERO_CHUNK.length) {
+        const n = Math.min(ZERO_CHUNK.length, p.len - done);
+        await p.file.write(n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n), p.pos + done);
+      }
+    }
+  }
+
+  private async deviceRead(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    const reads: Promise<void>[] = [];
+    for (const p of this.pieces(offset, length)) {
+      const part = buf.subarray(p.at, p.at + p.len);
+      reads.push(
+        p.file.read(part, p.pos).then((n) => {
+          if (n < part.length) part.fill(0, n); // sparse image shorter than the extent reads as zeroes
+        }),
+      );
+    }
+    await Promise.all(reads);
+    return buf;
+  }
+
+  private deviceSync(deviceId: number): GroupSync {
+    let s = this.deviceSyncs.get(deviceId);
+    if (!s) {
+      s = new GroupSync(() => this.cfg.fileFor(deviceId).datasync());
+      this.deviceSyncs.set(deviceId, s);
+    }
+    return s;
+  }
+
+  private async syncDevices(): Promise<void> {
+    const ids = new Set(this.extents.map((e) => e.deviceId));
+    await Promise.all([...ids].map((id) => this.deviceSync(id).sync()));
+  }
+
+  // ---------------------------------------------------------------- the write path
+
+  async write(offset: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
+    this.checkRange(offset, data.length);
+    if (data.length === 0) return;
+    await this.submit(offset, data.length, data, opts?.fua === true);
+  }
+
+  async writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
+    this.checkRange(offset, length);
+    if (length === 0) return;
+    await this.submit(offset, length, null, opts?.fua === true);
+  }
+
+  /** Trim reads back as zeroes afterwards (safe for every client and for backups). */
+  trim(offset: number, length: number): Promise<void> {
+    return this.writeZeroes(offset, length);
+  }
+
+  private async submit(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+    const recordBytes = HEADER_SIZE + (data ? length : 0);
+    if (this.journal.needsSpace(recordBytes) || this.journal.waitingForSpace > 0) await this.journal.waitForSpace(recordBytes);
+    const prep = this.journal.prepareAppend();
+    if (prep) await prep;
+    if (this.closed) throw new HoldfastError('NOT_FOUND', `Volume ${this.name} was closed while the write waited.`);
+
+    // From here to the append everything is synchronous: the decision and the record agree.
+    const b = this.backup;
+    const hold = (b !== null && b.rule.mustHold(offset, length)) || this.queue.overlaps(offset, length);
+    if (hold) {
+      const early = this.cfg.ackMode === 'journal';
+      const copy = data ? Buffer.from(data) : null; // the caller may reuse its buffer after we return
+      const seq = copy
+        ? early
+          ? this.journal.appendData(offset, copy, crc32(copy))
+          : this.journal.appendIntent(offset, length, 0)
+        : this.journal.appendZero(offset, length, early ? HELD_ZERO : 0);
+      const entry = new HeldWrite(seq, offset, length, copy, this.cfg.env.monotonic());
+      let applied: Promise<void> | null = null;
+      if (!early) applied = new Promise<void>((res, rej) => (entry.onApplied = (err) => (err ? rej(err) : res())));
+      this.queue.push(entry);
+      this.onHoldChange?.();
+      if (applied) await applied;
+      if (fua) await this.flush();
+      return;
+    }
+
+    const seq = data ? this.journal.appendIntent(offset, length, crc32(data)) : this.journal.appendZero(offset, length, 0);
+    await this.applyOrdered(seq, offset, length, data);
+    if (fua) await this.flush();
+  }
+
+  /** Forwards one write to the device after every overlapping in-flight write, then marks it changed. */
+  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null): Promise<void> {
+    let before: Promise<void>[] | null = null;
+    if (this.inflight.size > 0) {
+      const end = offset + length;
+      for (const w of this.inflight) if (w.offset < end && offset < w.offset + w.length) (before ??= []).push(w.done);
+    }
+    let finish!: () => void;
+    const op: InflightWrite = { seq, offset, length, done: new Promise<void>((r) => (finish = r)) };
+    this.inflight.add(op);
+    try {
+      if (before) await Promise.all(before);
+      if (data) await this.deviceWrite(offset, data);
+      else await this.deviceZero(offset, length);
+      this.markChanged(offset, length);
+    } catch (e) {
+      this.lastError = e as Error;
+      throw e;
+    } finally {
+      this.inflight.delete(op);
+      finish();
+    }
+  }
+
+  private markChanged(offset: number, length: number): void {
+    this.cbt.mark(offset, length);
+    const b = this.backup;
+    if (b && b.drainMarks) b.drainMarks.push([offset, length]);
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkRange(offset, length);
+    const buf = await this.deviceRead(offset, length);
+    this.queue.overlay(offset, buf); // reads see held writes (read-your-writes)
+    return buf;
+  }
+
+  /** Makes every acknowledged write durable: journal first (held data, intents), then devices. */
+  async flush(): Promise<void> {
+    await this.journalSync.sync();
+    await this.syncDevices();
+  }
+
+  async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
+    this.checkRange(offset, length);
+    return [{ length, hole: false, zero: false }];
+  }
+
+  // ---------------------------------------------------------------- backup messages (claims 3–6, 11)
+
+  /**
+   * Sets the backup flag (claims 3–4): from now on the rule decides which writes wait.
+   * Resolves once every write issued before the flag reached the device, so device reads
+   * return the point-in-time image.
+   */
+  async beginBackup(id: string, rule: HoldRule, copied: BlockBitmap | null): Promise<void> {
+    if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${this.backup.id}).`);
+    const prep = this.journal.prepareAppend();
+    if (prep) await prep;
+    if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
+    this.journal.appendBackup(RecordType.BACKUP_BEGIN, { backupId: id, policy: rule.policy });
+    const b: ActiveBackup = { id, rule, copied, taken: null, drainMarks: [], startedAt: this.cfg.env.monotonic() };
+    this.backup = b;
+    this.queue.queuedTotal = 0;
+    this.queue.releasedTotal = 0;
+    const before = [...this.inflight].map((w) => w.done);
+    await Promise.all(before);
+    // Swap the changed-block map: what changed up to the point in time goes with this backup.
+    b.taken = this.cbt;
+    this.cbt = new BlockBitmap(this._size);
+    for (const [o, l] of b.drainMarks!) this.cbt.mark(o, l);
+    b.drainMarks = null;
+    this.onHoldChange?.();
+  }
+
+  /** The volume as of begin() for ranges the backup has not reported copied. */
+  readPointInTime(offset: number, length: number): Promise<Buffer> {
+    this.checkRange(offset, length);
+    invariant(this.backup !== null, 'point-in-time reads need a running backup');
+    return this.deviceRead(offset, length);
+  }
+
+  /** Changed-since-parent map frozen at begin(), and the snapshot it is relative to. */
+  backupChangedMap(): { map: BlockBitmap; parentSnapshotId: string | null } | null {
+    const b = this.backup;
+    if (!b || !b.taken) return null;
+    return { map: b.taken, parentSnapshotId: this.parentSnapshotId };
+  }
+
+  /** Range policy: [offset, offset+length) is copied; release held writes that no longer need to wait. */
+  rangeCopied(offset: number, length: number): void {
+    const b = this.backup;
+    if (!b || !b.copied) return;
+    b.copied.markWhole(offset, length);
+    this.kickRelease();
+  }
+
+  /** Ranges of held writes whose blocks are not yet copied (the backup copies these first). */
+  urgentRanges(limit = 64): Array<{ offset: number; length: number }> {
+    const b = this.backup;
+    if (!b || !b.copied) return [];
+    const out: Array<{ offset: number; length: number }> = [];
+    for (const w of this.queue.entries()) {
+      if (!b.copied.allIn(w.offset, w.length)) out.push({ offset: w.offset, length: w.length });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /** Completion message (claim 6): journal BACKUP_END, clear the flag, release every held write in arrival order. */
+  async endBackup(id: string, snapshotId: string): Promise<void> {
+    const b = this.requireBackup(id);
+    const prep = this.journal.prepareAppend();
+    if (prep) await prep;
+    this.journal.appendBackup(RecordType.BACKUP_END, { backupId: id, snapshotId });
+    this.parentSnapshotId = snapshotId;
+    void b;
+    this.backup = null;
+    await this.releaseAll();
+  }
+
+  /** Failure or cancel: the flag is dropped, held writes are released, and the changes stay marked for the next backup. */
+  async abortBackup(id: string, reason: string): Promise<void> {
+    const b = this.requireBackup(id);
+    const prep = this.journal.prepareAppend();
+    if (prep) await prep;
+    this.journal.appendBackup(RecordType.BACKUP_ABORT, { backupId: id, reason });
+    if (b.taken) this.cbt.or(b.taken);
+    this.backup = null;
+    await this.releaseAll();
+  }
+
+  private requireBackup(id: string): ActiveBackup {
+    const b = this.backup;
+    if (!b || b.id !== id) throw new HoldfastError('BACKUP_NOT_RUNNING', `Backup ${id} is not running on volume ${this.name}.`);
+    return b;
+  }
+
+  private async releaseAll(): Promise<void> {
+    this.kickRelease();
+    while (this.releasing) await this.releasing;
+    if (this.lastError) {
+      const e = this.lastError;
+      this.lastError = null;
+      throw e;
+    }
+    this.onHoldChange?.();
+    await this.checkpoint().catch(() => undefined);
+  }
+
+  private kickRelease(): void {
+    if (this.releasing || this.queue.count === 0) return;
+    this.releasing = this.releaseLoop()
+      .catch((e) => {
+        this.lastError = e as Error;
+      })
+      .finally(() => {
+        this.releasing = null;
+        // Writes that arrived (and were held by overlap) during the loop get their turn.
+        if (this.queue.count > 0 && this.releasable(this.queue.first!, [])) this.kickRelease();
+      });
+  }
+
+  /** A held entry may go to the device when the flag is clear or its blocks are copied, and no earlier held write overlaps it. */
+  private releasable(w: HeldWrite, blocked: Array<[number, number]>): boolean {
+    const b = this.backup;
+    if (b) {
+      if (!b.copied || !b.copied.allIn(w.offset, w.length)) return false;
+    }
+    const end = w.offset + w.length;
+    for (const [o, l] of blocked) if (o < end && w.offset < o + l) return false;
+    return true;
+  }
+
+  /**
+   * Claim 8: released in arrival order. Walks the list once per pass, applying releasable
+   * entries in batches of mutually non-overlapping writes; one APPLIED record per batch is
+   * appended before the entries leave the queue (so later overlapping writes, which wait
+   * on the queue, reach the device only after it).
+   */
+  private async releaseLoop(): Promise<void> {
+    for (;;) {
+      const blocked: Array<[number, number]> = [];
+      const batch: Array<{ w: HeldWrite; prev: HeldWrite | null }> = [];
+      let batchBytes = 0;
+      let prev: HeldWrite | null = null;
+      for (let w = this.queue.first; w; w = w.next) {
+        if (batch.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES) break;
+        const inBatch = batch.some(({ w: x }) => x.offset < w!.offset + w!.length && w!.offset < x.offset + x.length);
+        if (!inBatch && this.releasable(w, blocked)) {
+          batch.push({ w, prev });
+          batchBytes += w.length;
+        } else {
+          if (inBatch) break; // keep arrival order among overlapping writes: next pass
+          blocked.push([w.offset, w.length]);
+          prev = w;
+          continue;
+        }
+        // `prev` stays the last entry that remains in the list.
+      }
+      if (batch.length === 0) return;
+      const waits: Promise<void>[] = [];
+      for (const w of this.inflight)
+        if (batch.some(({ w: x }) => x.offset < w.offset + w.length && w.offset < x.offset + x.length)) waits.push(w.done);
+      if (waits.length) await Promise.all(waits);
+      await Promise.all(
+        batch.map(({ w }) => {
+          if (w.data) return this.deviceWrite(w.offset, w.data);
+          return this.deviceZero(w.offset, w.length);
+        }),
+      );
+      const prep = this.journal.prepareAppend();
+      if (prep) await prep;
+      this.journal.appendApplied(batch.map(({ w }) => w.seq));
+      // Forward order: each entry's recorded predecessor is the last entry before it that
+      // stays queued, which is its real predecessor once the batch entries before it are gone.
+      for (const { w, prev: p } of batch) {
+        this.queue.remove(w, p);
+        this.cbt.mark(w.offset, w.length);
+        w.onApplied?.();
+      }
+      this.onHoldChange?.();
+    }
+  }
+
+  // ---------------------------------------------------------------- checkpoint, state, close
+
+  /**
+   * Advances the checkpoint to just before the oldest write not yet applied: devices are
+   * synced, the changed-block map persisted with that seq, then older journal segments dropped.
+   */
+  checkpoint(force = false): Promise<void> {
+    if (this.checkpointing) return this.checkpointing;
+    this.checkpointing = this.doCheckpoint(force).finally(() => {
+      this.checkpointing = null;
+    });
+    return this.checkpointing;
+  }
+
+  private async doCheckpoint(force: boolean): Promise<void> {
+    let needed = this.journal.lastSeq + 1;
+    if (this.queue.first) needed = Math.min(needed, this.queue.first.seq);
+    for (const w of this.inflight) needed = Math.min(needed, w.seq);
+    const through = needed - 1;
+    if (!force && through <= this.cbtThroughSeq) return;
+    await this.syncDevices();
+    const b = this.backup;
+    const state = encodeCbtState({
+      throughSeq: through,
+      parentSnapshotId: this.parentSnapshotId,
+      activeBackupId: b && b.taken ? b.id : null,
+      current: this.cbt,
+      taken: b && b.taken ? b.taken : null,
+    });
+    if (b && !b.taken) return; // mid-drain: the maps are about to swap; try again later
+    await this.cfg.env.writeFileAtomic(`${this.cfg.journalDir}/cbt.bin`, state);
+    this.cbtThroughSeq = through;
+    await this.journal.dropThrough(through);
+  }
+
+  /** Changed-block map since `parentSnapshotId` (null parent ⇒ unknown ⇒ full). */
+  changedSinceParent(): { map: BlockBitmap; parentSnapshotId: string | null } {
+    return { map: this.cbt, parentSnapshotId: this.parentSnapshotId };
+  }
+
+  holdState(): HoldState {
+    const b = this.backup;
+    const oldest = this.queue.oldestHeldAt();
+    return {
+      volume: this.name,
+      backupFlag: b !== null,
+      policy: b?.rule.policy ?? null,
+      heldCount: this.queue.count,
+      heldBytes: this.queue.bytes,
+      oldestHeldAgeMs: oldest === null ? null : Math.max(0, this.cfg.env.monotonic() - oldest),
+      queuedTotal: this.queue.queuedTotal,
+      releasedTotal: this.queue.releasedTotal,
+      copiedBytes: b?.copied ? Math.min(this._size, b.copied.count() * b.copied.granularity) : 0,
+      journalBytes: this.journal.liveBytes,
+      journalCapacity: this.journal.options.capacity,
+    };
+  }
+
+  /** Grows the volume onto new extents (the manager allocated them). */
+  grow(newSize: number, extents: MappedExtent[]): void {
+    invariant(newSize >= this._size, 'volumes only grow');
+    if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} cannot grow while it is being backed up.`);
+    this._size = newSize;
+    this.extents = [...extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
+    this.assertExtents();
+    this.cbt = this.cbt.resized(newSize);
+  }
+
+  rename(name: string): void {
+    (this.cfg as { name: string }).name = name;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Clean close: no backup may run; everything applied, synced, checkpointed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.backup) await this.abortBackup(this.backup.id, 'Holdfast is shutting down').catch(() => undefined);
+    while (this.releasing) await this.releasing;
+    await Promise.all([...this.inflight].map((w) => w.done));
+    await this.checkpoint(true).catch(() => undefined);
+    await this.flush().catch(() => undefined);
+    this.closed = true;
+    await this.journal.close();
+    await this.cfg.env.unlink(`${this.cfg.journalDir}/open.json`);
+  }
+
+  /** Test hook for crash tests: stop without flushing or checkpointing (like a killed process would). */
+  async abandon(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** dataCrc marker on SUBMIT_ZERO records of held writes (those are redone on recovery). */
+export const HELD_ZERO = 0x48454c44;
