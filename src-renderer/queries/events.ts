@@ -1,0 +1,77 @@
+/**
+ * The single engine-event subscription. Maps each event to the query cache — setQueryData for
+ * data carried by the event, invalidateQueries for "something changed" — so screens stay live
+ * without polling. `holds.changed` and `backup.progress` are coalesced per animation frame
+ * (latest per volume / backup wins) before touching the cache or the timeline.
+ */
+import { useEffect } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import type { EventPayload, HoldState } from '../../src-shared/contract';
+import { useClient } from '../api/client-context';
+import { createFrameBatcher } from '../live/frame-batcher';
+import { useTimeline } from '../live/live-context';
+import { applyBackupProgress, backupKeys, type BackupProgress } from './backups';
+import { deviceKeys } from './devices';
+import { driveKeys } from './drives';
+import { mergeHoldStates } from './holds';
+import { snapshotKeys } from './snapshots';
+import { volumeKeys } from './volumes';
+
+export function useEngineEvents(): void {
+  const client = useClient();
+  const qc = useQueryClient();
+  const timeline = useTimeline();
+
+  useEffect(() => {
+    const holds = createFrameBatcher<string, HoldState>((batch) => {
+      mergeHoldStates(qc, batch.values());
+      timeline.record(batch.values());
+    });
+    const progress = createFrameBatcher<string, BackupProgress>((batch) => {
+      for (const p of batch.values()) {
+        applyBackupProgress(qc, p);
+        if (p.state !== 'running') {
+          void qc.invalidateQueries({ queryKey: backupKeys.list() });
+          void qc.invalidateQueries({ queryKey: volumeKeys.all });
+          void qc.invalidateQueries({ queryKey: snapshotKeys.all });
+        }
+      }
+    });
+
+    const offEvent = client.onEvent((m) => {
+      switch (m.event) {
+        case 'holds.changed':
+          holds.push(m.payload.volume, m.payload);
+          break;
+        case 'backup.progress':
+          progress.push(m.payload.id, m.payload as EventPayload<'backup.progress'>);
+          break;
+        case 'volumes.changed':
+          void qc.invalidateQueries({ queryKey: volumeKeys.all });
+          break;
+        case 'devices.changed':
+          void qc.invalidateQueries({ queryKey: deviceKeys.all });
+          void qc.invalidateQueries({ queryKey: driveKeys.all });
+          break;
+        case 'snapshots.changed':
+          void qc.invalidateQueries({ queryKey: snapshotKeys.all });
+          break;
+      }
+    });
+    // After a dropped live channel, events were missed: refetch what is on screen once.
+    let wasDown = false;
+    const offConn = client.onConnectionChange?.((s) => {
+      if (s === 'disconnected') wasDown = true;
+      if (s === 'connected' && wasDown) {
+        wasDown = false;
+        void qc.invalidateQueries();
+      }
+    });
+    return () => {
+      offEvent();
+      offConn?.();
+      holds.dispose();
+      progress.dispose();
+    };
+  }, [client, qc, timeline]);
+}

@@ -1,0 +1,28 @@
+/** Logical volumes and their create/grow/delete commands. Devices' free space follows volumes. */
+import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
+import type { Api, OpInput } from '../../src-shared/contract';
+import { useApi } from '../api/client-context';
+import { deviceKeys } from './devices';
+import { holdKeys } from './holds';
+
+export const volumeKeys = { all: ['volumes'] as const, list: () => [...volumeKeys.all, 'list'] as const };
+
+export const volumeListQuery = (api: Api) => queryOptions({ queryKey: volumeKeys.list(), queryFn: () => api['volume.list']({}) });
+
+function useVolumeMutation<N extends 'volume.create' | 'volume.grow' | 'volume.delete' | 'volume.rename'>(op: N) {
+  const api = useApi();
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (input: OpInput<N>) => (api[op] as (i: OpInput<N>) => Promise<unknown>)(input),
+    onSuccess: () =>
+      Promise.all([
+        qc.invalidateQueries({ queryKey: volumeKeys.all }),
+        qc.invalidateQueries({ queryKey: deviceKeys.all }),
+        qc.invalidateQueries({ queryKey: holdKeys.all }),
+      ]),
+  });
+}
+
+export const useCreateVolume = () => useVolumeMutation('volume.create');
+export const useGrowVolume = () => useVolumeMutation('volume.grow');
+export const useDeleteVolume = () => useVolumeMutation('volume.delete');

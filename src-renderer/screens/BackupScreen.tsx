@@ -1,0 +1,189 @@
+/** Backup: pick volume, vault and hold policy; start; watch progress (MB/s, ETA, dedup); cancel. */
+import { useState, type FormEvent } from 'react';
+import { useQuery } from '@tanstack/react-query';
+import type { Backup, HoldPolicy } from '../../src-shared/contract';
+import { useApi } from '../api/client-context';
+import { ErrorNotice, FieldError } from '../components/ErrorNotice';
+import { Badge, Card, EmptyState, Loading, PageHeader, ProgressBar } from '../components/Layout';
+import { formatDate, formatDuration, formatRate, formatSize, percent } from '../components/format';
+import { POLICIES, policyName } from '../components/policies';
+import { usePreferences } from '../live/preferences';
+import { backupListQuery, backupProgressQuery, useAbortBackup, useStartBackup } from '../queries/backups';
+import { engineInfoQuery } from '../queries/engine';
+import { volumeListQuery } from '../queries/volumes';
+
+export function BackupScreen() {
+  const api = useApi();
+  const backups = useQuery(backupListQuery(api));
+  const running = (backups.data ?? []).filter((b) => b.state === 'running');
+  const past = (backups.data ?? []).filter((b) => b.state !== 'running');
+  return (
+    <>
+      <PageHeader title="Backup" subtitle="Take a point-in-time snapshot of a live volume into a vault. Writers keep going while it runs." />
+      <StartBackupForm />
+      <ErrorNotice error={backups.error} title="Could not list backups" />
+      {running.map((b) => (
+        <BackupProgressCard key={b.id} backup={b} />
+      ))}
+      <Card title="Recent backups">
+        {backups.isPending && <Loading what="backups" />}
+        {backups.data && past.length === 0 && <EmptyState>No finished backups yet.</EmptyState>}
+        {past.length > 0 && <BackupHistory backups={past} />}
+      </Card>
+    </>
+  );
+}
+
+export function StartBackupForm() {
+  const api = useApi();
+  const prefs = usePreferences();
+  const volumes = useQuery(volumeListQuery(api));
+  const info = useQuery(engineInfoQuery(api));
+  const start = useStartBackup();
+  const [volume, setVolume] = useState('');
+  const [vault, setVault] = useState<string | null>(null);
+  const [policy, setPolicy] = useState<HoldPolicy>('range');
+  const [full, setFull] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const vaultValue = vault ?? (prefs.vault || info.data?.defaultVault || '');
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (!volume) return setError('Choose the volume to back up.');
+    if (!vaultValue.trim()) return setError('Choose a vault folder.');
+    setError(null);
+    start.mutate({ volume, vault: vaultValue.trim(), policy, ...(full ? { full: true } : {}) });
+  };
+
+  const busy = new Set((volumes.data ?? []).filter((v) => v.backup).map((v) => v.name));
+  return (
+    <Card title="New backup">
+      <form className="form" onSubmit={submit} noValidate>
+        <div className="form-row">
+          <div className="field">
+            <label htmlFor="backup-volume">Volume</label>
+            <select id="backup-volume" value={volume} onChange={(e) => setVolume(e.target.value)} aria-describedby={error ? 'backup-error' : undefined}>
+              <option value="">Choose a volume…</option>
+              {volumes.data?.map((v) => (
+                <option key={v.id} value={v.name} disabled={busy.has(v.name)}>
+                  {v.name} ({formatSize(v.size)}){busy.has(v.name) ? ' — backing up' : ''}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="field grow">
+            <label htmlFor="backup-vault">Vault folder</label>
+            <input id="backup-vault" className="mono" value={vaultValue} onChange={(e) => setVault(e.target.value)} placeholder="/media/backup/holdfast-vault" />
+          </div>
+        </div>
+        <fieldset className="policy-picker">
+          <legend>What waits while the backup runs</legend>
+          {POLICIES.map((p) => (
+            <label key={p.id} className={`policy-option ${policy === p.id ? 'selected' : ''}`}>
+              <input type="radio" name="policy" value={p.id} checked={policy === p.id} onChange={() => setPolicy(p.id)} />
+              <span className="policy-name">{p.name}</span>
+              <span className="policy-held">{p.held}</span>
+              <span className="policy-guarantee">{p.guarantee}</span>
+            </label>
+          ))}
+        </fieldset>
+        <div className="form-row form-row-end">
+          <label className="check">
+            <input type="checkbox" checked={full} onChange={(e) => setFull(e.target.checked)} /> Full backup (read every block, even if an earlier snapshot exists)
+          </label>
+          <button type="submit" className="btn btn-primary btn-large" disabled={start.isPending}>
+            {start.isPending ? 'Starting…' : 'Start backup'}
+          </button>
+        </div>
+        <FieldError id="backup-error" message={error} />
+        <ErrorNotice error={start.error} title="The backup did not start" />
+        <ErrorNotice error={volumes.error} title="Could not list volumes" />
+      </form>
+    </Card>
+  );
+}
+
+export function BackupProgressCard({ backup }: { backup: Backup }) {
+  const progress = useQuery(backupProgressQuery(backup.id));
+  const abort = useAbortBackup();
+  const p = progress.data;
+  const pct = percent(backup.bytesDone, backup.bytesTotal);
+  return (
+    <Card
+      className="backup-running"
+      title={
+        <>
+          Backing up <span className="mono">{backup.volume}</span>
+        </>
+      }
+      actions={
+        <button type="button" className="btn btn-danger-quiet" disabled={abort.isPending} onClick={() => abort.mutate({ id: backup.id })}>
+          {abort.isPending ? 'Cancelling…' : 'Cancel backup'}
+        </button>
+      }
+    >
+      <div className="progress-head">
+        <span className="big-number">{pct.toFixed(0)}%</span>
+        <span className="muted">
+          {formatSize(backup.bytesDone)} of {formatSize(backup.bytesTotal)} · {policyName(backup.policy)} policy · {backup.kind} · into <span className="mono">{backup.vault}</span>
+        </span>
+      </div>
+      <ProgressBar value={backup.bytesDone} max={backup.bytesTotal} label={`Backup of ${backup.volume}`} />
+      <dl className="stats">
+        <div>
+          <dt>Speed</dt>
+          <dd>{p ? formatRate(p.mbPerSec) : '—'}</dd>
+        </div>
+        <div>
+          <dt>Time left</dt>
+          <dd>{p && p.etaSec !== null ? formatDuration(p.etaSec) : '—'}</dd>
+        </div>
+        <div>
+          <dt>Dedup</dt>
+          <dd>{p && p.dedupRatio !== null ? `${p.dedupRatio.toFixed(2)}×` : '—'}</dd>
+        </div>
+        <div>
+          <dt>Started</dt>
+          <dd>{formatDate(backup.startedAt)}</dd>
+        </div>
+      </dl>
+      <ErrorNotice error={abort.error} title="The backup was not cancelled" />
+    </Card>
+  );
+}
+
+const STATE_TONE = { completed: 'ok', failed: 'danger', aborted: 'warn', running: 'info' } as const;
+
+function BackupHistory({ backups }: { backups: Backup[] }) {
+  return (
+    <table className="table">
+      <thead>
+        <tr>
+          <th scope="col">Volume</th>
+          <th scope="col">Result</th>
+          <th scope="col">Policy</th>
+          <th scope="col">Kind</th>
+          <th scope="col" className="num">Read</th>
+          <th scope="col">Finished</th>
+          <th scope="col">Snapshot</th>
+        </tr>
+      </thead>
+      <tbody>
+        {backups.map((b) => (
+          <tr key={b.id}>
+            <td className="mono">{b.volume}</td>
+            <td>
+              <Badge tone={STATE_TONE[b.state]}>{b.state}</Badge>
+              {b.error && <div className="small error-text">{b.error}</div>}
+            </td>
+            <td>{policyName(b.policy)}</td>
+            <td>{b.kind}</td>
+            <td className="num">{formatSize(b.bytesDone)}</td>
+            <td>{formatDate(b.endedAt)}</td>
+            <td className="mono small">{b.snapshotId ?? '—'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

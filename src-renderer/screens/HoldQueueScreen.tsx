@@ -1,0 +1,93 @@
+/**
+ * Hold queue — the heart of Holdfast: per volume, what is held right now (count, bytes, oldest
+ * age), the journal it is held in, a live timeline of queued vs released writes and, when the
+ * engine sends one, a block map. Data arrives from `holds.changed` events; nothing polls.
+ */
+import { useQuery } from '@tanstack/react-query';
+import type { HoldState } from '../../src-shared/contract';
+import { useApi } from '../api/client-context';
+import { BlockMap } from '../components/BlockMap';
+import { ErrorNotice } from '../components/ErrorNotice';
+import { HoldTimelineChart } from '../components/HoldTimelineChart';
+import { Badge, Card, EmptyState, Loading, PageHeader, ProgressBar } from '../components/Layout';
+import { formatAge, formatCount, formatSize, percent } from '../components/format';
+import { POLICIES, policyName } from '../components/policies';
+import { holdListQuery } from '../queries/holds';
+
+export function HoldQueueScreen() {
+  const api = useApi();
+  const holds = useQuery(holdListQuery(api));
+  return (
+    <>
+      <PageHeader
+        title="Hold queue"
+        subtitle="While a backup runs, writes it must not see yet wait in the journal, in arrival order, and are released when the backup no longer needs the old data. Other volumes keep flowing."
+      />
+      {holds.isPending && <Loading what="hold queues" />}
+      <ErrorNotice error={holds.error} title="Could not read the hold queues" />
+      {holds.data && holds.data.length === 0 && (
+        <Card>
+          <EmptyState>No volumes yet. Create a volume, then start a backup to see writes queue and release here.</EmptyState>
+        </Card>
+      )}
+      {holds.data?.map((h) => <HoldQueuePanel key={h.volume} state={h} />)}
+    </>
+  );
+}
+
+export function HoldQueuePanel({ state: h }: { state: HoldState }) {
+  const policy = POLICIES.find((p) => p.id === h.policy);
+  return (
+    <Card
+      className={`hold-panel ${h.backupFlag ? 'hold-active' : ''}`}
+      title={<span className="mono">{h.volume}</span>}
+      actions={h.backupFlag ? <Badge tone="info">Backup running · {policyName(h.policy)} policy</Badge> : <Badge tone="muted">No backup · writes flow through</Badge>}
+    >
+      <dl className="stats stats-large" aria-label={`Hold queue of ${h.volume}`}>
+        <div>
+          <dt>Held writes</dt>
+          <dd data-testid={`held-count-${h.volume}`}>{formatCount(h.heldCount)}</dd>
+        </div>
+        <div>
+          <dt>Held bytes</dt>
+          <dd>{formatSize(h.heldBytes)}</dd>
+        </div>
+        <div>
+          <dt>Oldest held</dt>
+          <dd>{formatAge(h.oldestHeldAgeMs)}</dd>
+        </div>
+        <div>
+          <dt>Queued / released</dt>
+          <dd>
+            {formatCount(h.queuedTotal)} / {formatCount(h.releasedTotal)}
+          </dd>
+        </div>
+      </dl>
+      {policy && h.backupFlag && <p className="muted small">{policy.held}</p>}
+      <div className="hold-grid">
+        <HoldTimelineChart volume={h.volume} live={h.backupFlag || h.heldCount > 0} />
+        <div className="hold-side">
+          <div className="meter">
+            <div className="meter-head">
+              <span>Journal</span>
+              <span className="muted">
+                {formatSize(h.journalBytes)} of {formatSize(h.journalCapacity)}
+              </span>
+            </div>
+            <ProgressBar value={h.journalBytes} max={h.journalCapacity} label={`Journal use for ${h.volume}`} />
+            {percent(h.journalBytes, h.journalCapacity) > 90 && <p className="small warn-text">The journal is nearly full: new writes will wait until held writes are released.</p>}
+          </div>
+          {h.backupFlag && h.policy === 'range' && (
+            <div className="meter">
+              <div className="meter-head">
+                <span>Copied by the backup</span>
+                <span className="muted">{formatSize(h.copiedBytes)}</span>
+              </div>
+            </div>
+          )}
+        </div>
+      </div>
+      {h.blockMap ? <BlockMap map={h.blockMap} volume={h.volume} /> : h.backupFlag && <p className="muted small">The engine does not send a block map for this volume.</p>}
+    </Card>
+  );
+}

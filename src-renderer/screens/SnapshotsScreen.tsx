@@ -1,0 +1,166 @@
+/** Snapshots & restore: the snapshots in a vault; verify, export, and the restore wizard. */
+import { useState, type FormEvent } from 'react';
+import { useQuery } from '@tanstack/react-query';
+import type { Snapshot } from '../../src-shared/contract';
+import { useApi } from '../api/client-context';
+import { ErrorNotice, FieldError } from '../components/ErrorNotice';
+import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
+import { formatDate, formatSize } from '../components/format';
+import { policyName } from '../components/policies';
+import { usePreferences } from '../live/preferences';
+import { backupListQuery } from '../queries/backups';
+import { engineInfoQuery } from '../queries/engine';
+import { snapshotListQuery, useExportSnapshot, useVerifySnapshot } from '../queries/snapshots';
+import { RestoreWizard } from './RestoreWizard';
+
+export function SnapshotsScreen() {
+  const api = useApi();
+  const prefs = usePreferences();
+  const info = useQuery(engineInfoQuery(api));
+  const backups = useQuery(backupListQuery(api));
+  const [vaultText, setVaultText] = useState<string | null>(null);
+  const defaultVault = prefs.vault || info.data?.defaultVault || '';
+  const vault = (vaultText ?? defaultVault).trim();
+  const known = [...new Set([defaultVault, ...(backups.data ?? []).map((b) => b.vault)].filter(Boolean))];
+  const snapshots = useQuery({ ...snapshotListQuery(api, vault), enabled: info.isSuccess || vaultText !== null });
+  const [restoring, setRestoring] = useState<Snapshot | null>(null);
+
+  return (
+    <>
+      <PageHeader title="Snapshots & restore" subtitle="Every snapshot in a vault is a complete image of its volume at the moment its backup began." />
+      <Card title="Vault">
+        <div className="form-row">
+          <div className="field grow">
+            <label htmlFor="snapshot-vault">Vault folder</label>
+            <input id="snapshot-vault" className="mono" list="known-vaults" value={vaultText ?? defaultVault} onChange={(e) => setVaultText(e.target.value)} />
+            <datalist id="known-vaults">
+              {known.map((v) => (
+                <option key={v} value={v} />
+              ))}
+            </datalist>
+          </div>
+        </div>
+      </Card>
+      <Card title="Snapshots">
+        {snapshots.isPending && snapshots.fetchStatus !== 'idle' && <Loading what="snapshots" />}
+        <ErrorNotice error={snapshots.error} title="Could not read the vault" />
+        {snapshots.data && snapshots.data.length === 0 && <EmptyState>This vault has no snapshots yet. Start one from Backup.</EmptyState>}
+        {snapshots.data && snapshots.data.length > 0 && (
+          <table className="table">
+            <thead>
+              <tr>
+                <th scope="col">Volume</th>
+                <th scope="col">Taken</th>
+                <th scope="col" className="num">Size</th>
+                <th scope="col" className="num">Stored</th>
+                <th scope="col">Kind</th>
+                <th scope="col">Consistency</th>
+                <th scope="col">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {snapshots.data.map((s) => (
+                <SnapshotRow key={s.id} snapshot={s} vault={vault} onRestore={() => setRestoring(s)} />
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Card>
+      {restoring && <RestoreWizard snapshot={restoring} vault={vault} onClose={() => setRestoring(null)} />}
+    </>
+  );
+}
+
+function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; vault: string; onRestore: () => void }) {
+  const verify = useVerifySnapshot();
+  const [exporting, setExporting] = useState(false);
+  return (
+    <>
+      <tr>
+        <td>
+          <span className="mono strong">{s.volume}</span>
+          <div className="muted small mono" title={s.id}>
+            {s.id.slice(0, 12)}
+          </div>
+        </td>
+        <td>{formatDate(s.createdAt)}</td>
+        <td className="num">{formatSize(s.size)}</td>
+        <td className="num">{formatSize(s.storedBytes)}</td>
+        <td>{s.kind === 'incremental' ? 'Incremental' : 'Full'}</td>
+        <td>
+          {s.policy === 'metadata' ? <Badge tone="warn">Metadata-consistent</Badge> : <Badge tone="ok">Exact</Badge>}
+          <div className="muted small">{policyName(s.policy)} policy</div>
+        </td>
+        <td className="actions">
+          <button type="button" className="btn btn-small" disabled={verify.isPending} onClick={() => verify.mutate({ id: s.id, ...(vault ? { vault } : {}) })} aria-label={`Verify snapshot ${s.id}`}>
+            {verify.isPending ? 'Verifying…' : 'Verify'}
+          </button>
+          <button type="button" className="btn btn-small" onClick={() => setExporting((x) => !x)} aria-expanded={exporting} aria-label={`Export snapshot ${s.id}`}>
+            Export…
+          </button>
+          <button type="button" className="btn btn-small btn-primary" onClick={onRestore} aria-label={`Restore snapshot ${s.id}`}>
+            Restore…
+          </button>
+        </td>
+      </tr>
+      {(verify.data || verify.error || exporting) && (
+        <tr className="row-detail">
+          <td colSpan={7}>
+            {verify.data &&
+              (verify.data.ok ? (
+                <p className="notice notice-ok" role="status">
+                  Verified: all {verify.data.chunks} chunks decode and match their digests.
+                </p>
+              ) : (
+                <div className="notice notice-error" role="alert">
+                  <p className="notice-message">
+                    {verify.data.bad.length} of {verify.data.chunks} chunks are damaged or missing. Restoring this snapshot would give wrong data.
+                  </p>
+                  <p className="notice-code mono">{verify.data.bad.slice(0, 5).join(', ')}</p>
+                </div>
+              ))}
+            <ErrorNotice error={verify.error} title="Verification could not run" />
+            {exporting && <ExportForm snapshot={s} vault={vault} />}
+          </td>
+        </tr>
+      )}
+    </>
+  );
+}
+
+function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) {
+  const exp = useExportSnapshot();
+  const [format, setFormat] = useState<'raw' | 'vhd'>('raw');
+  const [path, setPath] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const id = `export-${snapshot.id}`;
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (!path.trim()) return setError('Enter where to write the exported image.');
+    setError(null);
+    exp.mutate({ id: snapshot.id, format, path: path.trim(), ...(vault ? { vault } : {}) });
+  };
+  return (
+    <form className="inline-form" onSubmit={submit} noValidate>
+      <label htmlFor={`${id}-format`}>Format</label>
+      <select id={`${id}-format`} value={format} onChange={(e) => setFormat(e.target.value as 'raw' | 'vhd')}>
+        <option value="raw">Raw image (.img)</option>
+        <option value="vhd">VHD, fixed (Windows mounts it)</option>
+      </select>
+      <label htmlFor={`${id}-path`}>Save to</label>
+      <input id={`${id}-path`} className="mono grow" value={path} onChange={(e) => setPath(e.target.value)} placeholder={`/srv/export/${snapshot.volume}.${format === 'vhd' ? 'vhd' : 'img'}`} />
+      <button type="submit" className="btn btn-small btn-primary" disabled={exp.isPending}>
+        {exp.isPending ? 'Exporting…' : 'Export'}
+      </button>
+      <FieldError id={`${id}-error`} message={error} />
+      <ErrorNotice error={exp.error} title="The export failed" />
+      {exp.data && (
+        <p className="notice notice-ok" role="status">
+          Exported {formatSize(exp.data.bytes)} to <span className="mono">{exp.data.path}</span>.
+        </p>
+      )}
+    </form>
+  );
+}
