@@ -32,6 +32,8 @@ export interface MetadataMap {
   conservative: boolean;
   /** Why the map is conservative, or extra detail about the filesystem; for logs and the UI. */
   note: string;
+  /** Bytes the probe read from the volume (its cost; bounded by ProbeOptions.maxReadBytes). */
+  bytesRead: number;
   isMetadata(offset: number, length: number): boolean;
   /** Human summary for the UI. */
   describe(): string;
@@ -57,6 +59,7 @@ function formatBytes(n: number): string {
 
 class ProbedMap implements MetadataMap {
   readonly ranges: ByteRange[];
+  bytesRead = 0;
 
   constructor(
     readonly fsType: FsType,
@@ -92,7 +95,12 @@ class ProbedMap implements MetadataMap {
   }
 }
 
-function conservativeMap(fsType: FsType, blockSize: number, size: number, why: string): MetadataMap {
+function withCost(map: ProbedMap, reader: VolumeReader): MetadataMap {
+  map.bytesRead = reader.totalRead;
+  return map;
+}
+
+function conservativeMap(fsType: FsType, blockSize: number, size: number, why: string): ProbedMap {
   return new ProbedMap(fsType, blockSize, null, size, why);
 }
 
@@ -113,26 +121,26 @@ export async function probeFilesystem(read: ReadFn, size: number, options: Probe
       blockSize = sb.blockSize || 1024;
       const r = await probeExt(reader, sb, out);
       const note = `${formatBytes(r.blockSize)} blocks, ${r.groups} groups, ${r.directories} directories` + (r.features.length ? `, ${r.features.join(', ')}` : '');
-      return new ProbedMap(r.fsType, r.blockSize, out.freeze(), size, note);
+      return withCost(new ProbedMap(r.fsType, r.blockSize, out.freeze(), size, note), reader);
     }
     const exfat = await detectExfat(reader);
     if (exfat) {
       fsType = 'exfat';
       blockSize = exfat.clusterSize;
       const r = await probeExfat(reader, exfat, out);
-      return new ProbedMap('exfat', exfat.clusterSize, out.freeze(), size, `${formatBytes(exfat.clusterSize)} clusters, ${r.directories} directories`);
+      return withCost(new ProbedMap('exfat', exfat.clusterSize, out.freeze(), size, `${formatBytes(exfat.clusterSize)} clusters, ${r.directories} directories`), reader);
     }
     const fat = await detectFat(reader);
     if (fat) {
       fsType = 'vfat';
       blockSize = fat.clusterSize;
       const r = await probeFat(reader, fat, out);
-      return new ProbedMap('vfat', fat.clusterSize, out.freeze(), size, `FAT${fat.width}, ${formatBytes(fat.clusterSize)} clusters, ${r.directories} directories`);
+      return withCost(new ProbedMap('vfat', fat.clusterSize, out.freeze(), size, `FAT${fat.width}, ${formatBytes(fat.clusterSize)} clusters, ${r.directories} directories`), reader);
     }
-    return conservativeMap('unknown', blockSize, size, 'no ext2/3/4, FAT or exFAT signature');
+    return withCost(conservativeMap('unknown', blockSize, size, 'no ext2/3/4, FAT or exFAT signature'), reader);
   } catch (e) {
-    if (e instanceof ProbeInconsistent) return conservativeMap(fsType, blockSize, size, `inconsistent structure: ${e.message}`);
-    if (e instanceof ProbeBudgetExceeded) return conservativeMap(fsType, blockSize, size, e.message);
+    if (e instanceof ProbeInconsistent) return withCost(conservativeMap(fsType, blockSize, size, `inconsistent structure: ${e.message}`), reader);
+    if (e instanceof ProbeBudgetExceeded) return withCost(conservativeMap(fsType, blockSize, size, e.message), reader);
     throw e;
   }
 }
