@@ -5,9 +5,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { BlockFile, Env, FileStat, OpenOptions } from './env';
 
-const pread = promisify(fs.read) as unknown as (fd: number, buf: Buffer, off: number, len: number, pos: number) => Promise<number>;
-const pwrite = promisify(fs.write) as unknown as (fd: number, buf: Buffer, off: number, len: number, pos: number) => Promise<number>;
-const pwritev = promisify(fs.writev) as unknown as (fd: number, bufs: Buffer[], pos: number) => Promise<number>;
+// fs.read/fs.write have custom promisified forms that resolve to objects; wrap the callbacks directly.
+const pread = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
+  new Promise<number>((res, rej) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+const pwrite = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
+  new Promise<number>((res, rej) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+const pwritev = (fd: number, bufs: Buffer[], pos: number) =>
+  new Promise<number>((res, rej) => fs.writev(fd, bufs, pos, (err, n) => (err ? rej(err) : res(n))));
 const fdatasync = promisify(fs.fdatasync);
 const ftruncate = promisify(fs.ftruncate);
 const fclose = promisify(fs.close);

@@ -1,0 +1,76 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { NodeEnv } from '../../src-main/engine/env/node-env';
+import type { Env } from '../../src-main/engine/env/env';
+import { LiveVolume } from '../../src-main/engine/volumes/live-volume';
+import type { BlockFile } from '../../src-main/engine/env/env';
+
+export function tempDir(prefix = 'hf-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface TestVolume {
+  vol: LiveVolume;
+  imagePath: string;
+  file: BlockFile;
+  reopen(opts?: { capacity?: number }): Promise<{ vol: LiveVolume; report: Awaited<ReturnType<typeof LiveVolume.open>>['report'] }>;
+}
+
+/** A live volume on one sparse image file, with its journal under `dir`. */
+export async function openTestVolume(
+  dir: string,
+  name = 'vol',
+  size = 8 << 20,
+  opts: { ackMode?: 'journal' | 'device'; capacity?: number; env?: Env; id?: number; bootId?: string } = {},
+): Promise<TestVolume> {
+  const env = opts.env ?? new NodeEnv();
+  const imagePath = path.join(dir, `${name}.img`);
+  if (!fs.existsSync(imagePath)) fs.writeFileSync(imagePath, Buffer.alloc(0)), fs.truncateSync(imagePath, size);
+  const open = async (capacity?: number) => {
+    const file = await env.open(imagePath);
+    const r = await LiveVolume.open({
+      id: opts.id ?? 1,
+      name,
+      size,
+      ackMode: opts.ackMode ?? 'journal',
+      extents: [{ volumeOffset: 0, length: size, deviceId: 1, deviceOffset: 0 }],
+      fileFor: () => file,
+      journalDir: path.join(dir, `journal-${name}`),
+      journalOptions: { segmentBytes: 1 << 20, capacity: capacity ?? opts.capacity ?? 64 << 20 },
+      env,
+      bootId: opts.bootId ?? 'boot-1',
+    });
+    return { ...r, file };
+  };
+  const first = await open();
+  const tv: TestVolume = {
+    vol: first.volume,
+    imagePath,
+    file: first.file,
+    reopen: async (o) => {
+      const r = await open(o?.capacity);
+      tv.vol = r.volume;
+      tv.file = r.file;
+      return { vol: r.volume, report: r.report };
+    },
+  };
+  return tv;
+}
+
+export function pattern(byte: number, len: number): Buffer {
+  return Buffer.alloc(len, byte);
+}
+
+export function readImage(p: string, offset: number, len: number): Buffer {
+  const fd = fs.openSync(p, 'r');
+  try {
+    const b = Buffer.alloc(len);
+    fs.readSync(fd, b, 0, len, offset);
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export const noProbe = async () => ({ isMetadata: () => true, describe: () => 'test' });
