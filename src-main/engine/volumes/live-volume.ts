@@ -654,6 +654,21 @@ export class LiveVolume implements BlockExport {
     await this.journal.dropThrough(through);
   }
 
+  /** Range policy: the copied map of the running backup (null otherwise). */
+  copiedMap(): BlockBitmap | null {
+    return this.backup?.copied ?? null;
+  }
+
+  /** Byte ranges of queued writes (for the UI block map), at most `limit`. */
+  heldRanges(limit: number): Array<{ offset: number; length: number }> {
+    const out: Array<{ offset: number; length: number }> = [];
+    for (const w of this.queue.entries()) {
+      out.push({ offset: w.offset, length: w.length });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
   /** Changed-block map since `parentSnapshotId` (null parent ⇒ unknown ⇒ full). */
   changedSinceParent(): { map: BlockBitmap; parentSnapshotId: string | null } {
     return { map: this.cbt, parentSnapshotId: this.parentSnapshotId };

@@ -1,0 +1,380 @@
+/**
+ * The Engine facade: one object per data directory that owns the catalog, the devices, the
+ * live volumes (journals + hold queues) and the backup sessions, and answers every contract
+ * operation. Hosts (Electron main, serve, the CLI in-process, the control socket) only map
+ * transports onto `engine.api`; nothing here knows about them.
+ *
+ * Invariants: one Engine per data directory (DataDir lock); a catalog volume is live iff all
+ * its devices are present; a volume's backup flag is set iff a BackupSession for it runs.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Api, Backup, HoldPolicy, HoldState, OpInput, OpOutput, Volume } from '../../src-shared/contract';
+import { CellState, encodeBlockMap } from '../../src-shared/block-map';
+import { HoldfastError } from '../../src-shared/errors';
+import { BackupSession } from './backup/backup-session';
+import type { ExportLease, ExportRegistry } from './block-export';
+import { Catalog, type VolumeRecord } from './catalog/catalog';
+import { DataDir } from './datadir';
+import { DeviceSet } from './devices/device-set';
+import { listDrives } from './devices/drives';
+import type { Env } from './env/env';
+import { nodeEnv } from './env/node-env';
+import { EngineEvents } from './events';
+import { probeFilesystem } from './fsprobe';
+import { DEFAULT_JOURNAL_OPTIONS, type JournalOptions } from './journal/journal';
+import { LiveVolume, type RecoveryReport } from './volumes/live-volume';
+import { VolumeManager } from './volumes/volume-manager';
+
+export const VERSION = '0.1.0';
+const HOLD_EVENT_INTERVAL_MS = 33; // ≤ 30 hold-queue events per second per volume
+
+export interface EngineOptions {
+  dataDir: string;
+  env?: Env;
+  journal?: Partial<JournalOptions>;
+  /** better-sqlite3 binding built for Electron's ABI, when running inside Electron. */
+  nativeBinding?: string;
+}
+
+export function readBootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return `boot-${Math.round((Date.now() - os.uptime() * 1000) / 10_000)}`;
+  }
+}
+
+export class Engine {
+  readonly events = new EngineEvents();
+  readonly api: Api;
+  readonly exports: ExportRegistry;
+  readonly recovery: RecoveryReport[] = [];
+  private readonly live = new Map<number, LiveVolume>();
+  private readonly sessions = new Map<number, BackupSession>();
+  private readonly leases = new Map<number, Set<{ revoke: () => void }>>();
+  private readonly holdTimers = new Map<number, NodeJS.Timeout>();
+  private nbdAddress: { socket: string | null; tcp: string | null } = { socket: null, tcp: null };
+  private closed = false;
+  private readonly bootId = readBootId();
+
+  private constructor(
+    readonly dataDir: DataDir,
+    readonly catalog: Catalog,
+    readonly manager: VolumeManager,
+    private readonly env: Env,
+    private readonly journalOptions: JournalOptions,
+  ) {
+    manager.beforeChange = (volumeId, what) => this.beforeVolumeChange(volumeId, what);
+    this.api = this.buildApi();
+    this.exports = this.buildExportRegistry();
+  }
+
+  static async open(opts: EngineOptions): Promise<Engine> {
+    const env = opts.env ?? nodeEnv;
+    const dataDir = await DataDir.open(path.resolve(opts.dataDir), env);
+    let catalog: Catalog | null = null;
+    try {
+      catalog = Catalog.open(dataDir.catalogPath, { nativeBinding: opts.nativeBinding });
+      const devices = new DeviceSet(env);
+      const manager = new VolumeManager(catalog, devices, env);
+      await manager.openDevices();
+      const engine = new Engine(dataDir, catalog, manager, env, { ...DEFAULT_JOURNAL_OPTIONS, ...opts.journal });
+      for (const rec of catalog.listVolumes()) await engine.openVolume(rec);
+      return engine;
+    } catch (e) {
+      catalog?.close();
+      await dataDir.release();
+      throw e;
+    }
+  }
+
+  get dataDirPath(): string {
+    return this.dataDir.dir;
+  }
+
+  /** Hosts tell the engine where NBD listens, so volumes can show their address. */
+  setNbdAddress(a: { socket: string | null; tcp: string | null }): void {
+    this.nbdAddress = a;
+  }
+
+  private journalDirFor(volumeId: number): string {
+    return path.join(this.dataDir.journalDir, `v${volumeId}`);
+  }
+
+  private async openVolume(rec: VolumeRecord): Promise<LiveVolume | null> {
+    const deviceIds = [...new Set(rec.extents.map((e) => e.deviceId))];
+    if (!deviceIds.every((id) => this.manager.devices.isPresent(id))) return null;
+    const { volume, report } = await LiveVolume.open({
+      id: rec.id,
+      name: rec.name,
+      size: rec.size,
+      ackMode: rec.ackMode,
+      extents: rec.extents,
+      fileFor: (id) => this.manager.devices.file(id),
+      journalDir: this.journalDirFor(rec.id),
+      journalOptions: this.journalOptions,
+      env: this.env,
+      bootId: this.bootId,
+    });
+    volume.onHoldChange = () => this.scheduleHoldEvent(volume);
+    this.live.set(rec.id, volume);
+    if (report.redone || report.discarded || report.interruptedBackupId || report.powerLoss) this.recovery.push(report);
+    if (report.interruptedBackupId) {
+      const b = this.catalog.getBackup(report.interruptedBackupId);
+      if (b && b.state === 'running')
+        this.catalog.upsertBackup({ ...b, state: 'failed', endedAt: new Date().toISOString(), error: 'Holdfast stopped while this backup ran; the next backup re-reads what changed.' });
+    }
+    return volume;
+  }
+
+  /** The live volume by name; NOT_FOUND if unknown, DEVICE_MISSING if its devices are not attached. */
+  volume(name: string): LiveVolume {
+    const rec = this.manager.getVolume(name);
+    const v = this.live.get(rec.id);
+    if (!v) throw new HoldfastError('DEVICE_MISSING', `Volume ${name} is not available: one of its devices is not attached.`);
+    return v;
+  }
+
+  private beforeVolumeChange(volumeId: number, what: string): void {
+    const s = this.sessions.get(volumeId);
+    if (s) throw new HoldfastError('IN_USE', `Cannot ${what} the volume while backup ${s.backupId} runs; wait for it or abort it.`);
+    if (what === 'delete' && (this.leases.get(volumeId)?.size ?? 0) > 0)
+      throw new HoldfastError('IN_USE', 'Cannot delete the volume while NBD clients are connected to it; disconnect them first.');
+  }
+
+  // ------------------------------------------------------------------ backups (the backup application's messages)
+
+  /** Sends begin(volume, policy) and returns the session the backup application drives. */
+  async beginBackup(volumeName: string, policy: HoldPolicy, backupId: string): Promise<BackupSession> {
+    const vol = this.volume(volumeName);
+    if (this.sessions.has(vol.id)) throw new HoldfastError('BACKUP_RUNNING', `Volume ${volumeName} is already being backed up.`);
+    const session = await BackupSession.begin(vol, backupId, policy, (read, size) => probeFilesystem(read, size), (s) => {
+      if (this.sessions.get(vol.id) === s) this.sessions.delete(vol.id);
+      this.scheduleHoldEvent(vol);
+    });
+    this.sessions.set(vol.id, session);
+    return session;
+  }
+
+  sessionFor(volumeName: string): BackupSession | null {
+    const rec = this.manager.getVolume(volumeName);
+    return this.sessions.get(rec.id) ?? null;
+  }
+
+  // ------------------------------------------------------------------ hold-queue state
+
+  holdStateOf(vol: LiveVolume): HoldState {
+    const st = vol.holdState();
+    const session = this.sessions.get(vol.id);
+    if (!session) return st;
+    return { ...st, blockMap: this.blockMapOf(vol) };
+  }
+
+  /** Coarse map for the UI: copied / not copied / held, at most 1024 cells. */
+  private blockMapOf(vol: LiveVolume): HoldState['blockMap'] {
+    const size = vol.size();
+    const cells = Math.min(1024, Math.max(1, Math.ceil(size / 4096)));
+    const cellBytes = Math.ceil(size / cells / 4096) * 4096;
+    const n = Math.ceil(size / cellBytes);
+    const states = new Uint8Array(n);
+    const copied = vol.copiedMap();
+    for (let i = 0; i < n; i++) {
+      const off = i * cellBytes;
+      const len = Math.min(cellBytes, size - off);
+      if (copied === null) states[i] = vol.backupPolicy === 'metadata' ? CellState.OUTSIDE : CellState.NOT_COPIED;
+      else states[i] = copied.allIn(off, len) ? CellState.COPIED : CellState.NOT_COPIED;
+    }
+    for (const r of vol.heldRanges(4096)) {
+      const a = Math.floor(r.offset / cellBytes);
+      const b = Math.floor((r.offset + r.length - 1) / cellBytes);
+      for (let i = a; i <= b && i < n; i++) states[i] = CellState.HELD;
+    }
+    return { cells: n, cellBytes, states: encodeBlockMap(states) };
+  }
+
+  private scheduleHoldEvent(vol: LiveVolume): void {
+    if (this.holdTimers.has(vol.id) || this.closed) return;
+    const t = setTimeout(() => {
+      this.holdTimers.delete(vol.id);
+      if (!vol.isClosed) this.events.emit('holds.changed', this.holdStateOf(vol));
+    }, HOLD_EVENT_INTERVAL_MS);
+    t.unref?.();
+    this.holdTimers.set(vol.id, t);
+  }
+
+  // ------------------------------------------------------------------ contract
+
+  private toVolume(rec: VolumeRecord): Volume {
+    const s = this.sessions.get(rec.id);
+    const b = s ? this.catalog.getBackup(s.backupId) : null;
+    const clients = this.leases.get(rec.id)?.size ?? 0;
+    const a = this.nbdAddress;
+    return {
+      ...rec,
+      backup: s ? { id: s.backupId, policy: s.policy, startedAt: b?.startedAt ?? new Date().toISOString() } : null,
+      nbd:
+        a.socket || a.tcp
+          ? {
+              socket: a.socket ? `nbd+unix:///${rec.name}?socket=${a.socket}` : null,
+              tcp: a.tcp ? `nbd://${a.tcp}/${rec.name}` : null,
+              clients,
+            }
+          : null,
+    };
+  }
+
+  private notAvailable(what: string): never {
+    throw new HoldfastError('NOT_AVAILABLE', `${what} is not available yet in this build of Holdfast.`);
+  }
+
+  /** Extra contract operations provided by other engine parts (the vault's backup application). */
+  private readonly extraOps: Partial<Api> = {};
+  registerOps(ops: Partial<Api>): void {
+    Object.assign(this.extraOps, ops);
+  }
+
+  private buildApi(): Api {
+    const changed = (what: 'volumes.changed' | 'devices.changed') => this.events.emit(what, {});
+    const op =
+      <N extends keyof Api>(name: N, fallback: (input: OpInput<N>) => Promise<OpOutput<N>>) =>
+      (input: OpInput<N>): Promise<OpOutput<N>> => {
+        const extra = this.extraOps[name] as ((i: OpInput<N>) => Promise<OpOutput<N>>) | undefined;
+        return extra ? extra(input) : fallback(input);
+      };
+    const api: Api = {
+      'engine.info': async () => ({
+        version: VERSION,
+        dataDir: this.dataDir.dir,
+        defaultVault: this.dataDir.defaultVault,
+        nbd: { ...this.nbdAddress },
+      }),
+      'drive.list': async () => listDrives(),
+      'device.list': async () => this.manager.listDevices(),
+      'device.add': async (i) => {
+        const d = await this.manager.addDevice(i);
+        changed('devices.changed');
+        return d;
+      },
+      'device.remove': async (i) => {
+        await this.manager.removeDevice(i.device);
+        changed('devices.changed');
+        return { ok: true as const };
+      },
+      'volume.list': async () => this.manager.listVolumes().map((r) => this.toVolume(r)),
+      'volume.create': async (i) => {
+        const rec = await this.manager.createVolume(i);
+        try {
+          await this.openVolume(rec);
+        } catch (e) {
+          // No half volume: a volume whose journal cannot open is removed again.
+          await this.manager.deleteVolume(rec.name).catch(() => undefined);
+          throw e;
+        }
+        changed('volumes.changed');
+        changed('devices.changed');
+        return this.toVolume(rec);
+      },
+      'volume.grow': async (i) => {
+        const vol = this.volume(i.name);
+        const rec = await this.manager.growVolume(i.name, i.size);
+        vol.grow(rec.size, rec.extents);
+        changed('volumes.changed');
+        changed('devices.changed');
+        return this.toVolume(rec);
+      },
+      'volume.rename': async (i) => {
+        const rec = await this.manager.renameVolume(i.name, i.newName);
+        this.live.get(rec.id)?.rename(rec.name);
+        changed('volumes.changed');
+        return this.toVolume(rec);
+      },
+      'volume.delete': async (i) => {
+        const rec = this.manager.getVolume(i.name);
+        this.beforeVolumeChange(rec.id, 'delete');
+        const vol = this.live.get(rec.id);
+        await this.manager.deleteVolume(i.name);
+        if (vol) await vol.close();
+        this.live.delete(rec.id);
+        await this.env.rmdir(this.journalDirFor(rec.id));
+        changed('volumes.changed');
+        changed('devices.changed');
+        return { ok: true as const };
+      },
+      'volume.adopt': async (i) => {
+        const rec = await this.manager.adoptVolume(i.path, i.name);
+        await this.openVolume(rec);
+        changed('volumes.changed');
+        changed('devices.changed');
+        return this.toVolume(rec);
+      },
+      'holds.get': async (i) => {
+        const vols = i.volume ? [this.volume(i.volume)] : [...this.live.values()];
+        return vols.map((v) => this.holdStateOf(v));
+      },
+      'backup.start': op('backup.start', async () => this.notAvailable('Backing up into a vault')),
+      'backup.list': op('backup.list', async () => this.catalog.listBackups().map(stripBackup)),
+      'backup.abort': op('backup.abort', async () => this.notAvailable('Aborting a backup')),
+      'snapshot.list': op('snapshot.list', async () => this.notAvailable('Listing snapshots')),
+      'snapshot.verify': op('snapshot.verify', async () => this.notAvailable('Verifying snapshots')),
+      'snapshot.export': op('snapshot.export', async () => this.notAvailable('Exporting snapshots')),
+      'restore.start': op('restore.start', async () => this.notAvailable('Restoring snapshots')),
+    };
+    return api;
+  }
+
+  // ------------------------------------------------------------------ NBD exports
+
+  private buildExportRegistry(): ExportRegistry {
+    return {
+      list: () =>
+        this.manager
+          .listVolumes()
+          .filter((r) => this.live.has(r.id))
+          .map((r) => ({ name: r.name, description: `Holdfast volume ${r.name} (${r.size} bytes)` })),
+      open: (name: string): ExportLease => {
+        const vol = this.volume(name);
+        let set = this.leases.get(vol.id);
+        if (!set) this.leases.set(vol.id, (set = new Set()));
+        const callbacks: Array<() => void> = [];
+        const entry = { revoke: () => callbacks.forEach((c) => c()) };
+        set.add(entry);
+        const leases = set;
+        this.events.emit('volumes.changed', {});
+        return {
+          export: vol,
+          onRevoke: (cb) => callbacks.push(cb),
+          close: () => {
+            if (leases.delete(entry)) this.events.emit('volumes.changed', {});
+          },
+        };
+      },
+    };
+  }
+
+  /** Disconnects every NBD client of a volume (before a restore overwrites it). */
+  revokeExports(volumeName: string): void {
+    const rec = this.manager.getVolume(volumeName);
+    for (const l of [...(this.leases.get(rec.id) ?? [])]) l.revoke();
+  }
+
+  // ------------------------------------------------------------------ shutdown
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.holdTimers.values()) clearTimeout(t);
+    for (const s of [...this.sessions.values()]) await s.abort('Holdfast is shutting down').catch(() => undefined);
+    for (const v of this.live.values()) await v.close().catch(() => undefined);
+    this.live.clear();
+    await this.manager.devices.closeAll();
+    this.catalog.close();
+    await this.dataDir.release();
+  }
+}
+
+function stripBackup(b: Backup & { volumeId?: number | null }): Backup {
+  const { volumeId: _v, ...rest } = b;
+  return rest;
+}
