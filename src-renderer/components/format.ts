@@ -13,6 +13,7 @@ export function formatDuration(sec: number): string {
 export function formatAge(ms: number | null): string {
   if (ms === null) return '—';
   if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
   return formatDuration(ms / 1000);
 }
 

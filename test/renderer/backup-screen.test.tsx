@@ -1,0 +1,65 @@
+// @vitest-environment jsdom
+import { afterEach, describe, expect, it } from 'vitest';
+import { act, cleanup, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { HoldfastError } from '../../src-shared/errors';
+import { renderApp } from './render-app';
+import { FakeEngine } from './fake-engine';
+
+afterEach(cleanup);
+
+describe('Backup screen', () => {
+  it('explains each hold policy in one sentence with its guarantee', async () => {
+    renderApp('backup');
+    await screen.findByRole('group', { name: 'What waits while the backup runs' });
+    expect(screen.getByText('Every write to this volume waits (in the journal) until the backup ends.')).toBeTruthy();
+    expect(screen.getByText('Only writes to blocks not yet copied wait (in the journal) until those blocks are copied.')).toBeTruthy();
+    expect(screen.getByText('Exact snapshot, shortest waits.')).toBeTruthy();
+    expect(screen.getByText('Only filesystem-metadata writes wait until the backup ends.')).toBeTruthy();
+    expect(screen.getByText('Metadata-consistent snapshot; file data may be newer.')).toBeTruthy();
+  });
+
+  it('requires a volume, then starts with the chosen policy and the default vault', async () => {
+    const { engine } = renderApp('backup');
+    await waitFor(() => expect((screen.getByLabelText('Vault folder') as HTMLInputElement).value).toBe('/media/backup/vault'));
+    fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
+    expect(await screen.findByText('Choose the volume to back up.')).toBeTruthy();
+    expect(engine.callsOf('backup.start')).toHaveLength(0);
+
+    await screen.findByRole('option', { name: /vm-disk/ });
+    fireEvent.change(screen.getByLabelText('Volume'), { target: { value: 'vm-disk' } });
+    fireEvent.click(screen.getByRole('radio', { name: /Whole volume/ }));
+    fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
+    await screen.findByText('Backing up');
+    expect(engine.callsOf('backup.start').map((c) => c.input)).toEqual([{ volume: 'vm-disk', vault: '/media/backup/vault', policy: 'volume' }]);
+  });
+
+  it('shows progress events (percent, MB/s, ETA, dedup) and cancels with backup.abort', async () => {
+    const engine = new FakeEngine();
+    await engine.api()['backup.start']({ volume: 'vm-disk', policy: 'range', vault: '/media/backup/vault' });
+    engine.calls = [];
+    renderApp('backup', engine);
+    const card = (await screen.findByText('Backing up')).closest('section')!;
+    const b = engine.backups[0]!;
+    act(() => engine.emit('backup.progress', { ...b, bytesDone: b.bytesTotal / 4, mbPerSec: 412.5, etaSec: 75, dedupRatio: 1.8 }));
+    await within(card).findByText('25%');
+    expect(within(card).getByText('413 MB/s')).toBeTruthy();
+    expect(within(card).getByText('1 min 15 s')).toBeTruthy();
+    expect(within(card).getByText('1.80×')).toBeTruthy();
+    expect(engine.callsOf('backup.list')).toHaveLength(1); // from the event, not a refetch
+
+    fireEvent.click(within(card).getByRole('button', { name: 'Cancel backup' }));
+    await waitFor(() => expect(engine.callsOf('backup.abort').map((c) => c.input)).toEqual([{ id: b.id }]));
+    await screen.findByText('aborted');
+  });
+
+  it('shows why a backup did not start', async () => {
+    const engine = new FakeEngine();
+    engine.failNext.set('backup.start', new HoldfastError('VAULT_MISSING', 'The vault folder /media/backup/vault is not there. Is the backup drive plugged in?'));
+    renderApp('backup', engine);
+    await screen.findByRole('option', { name: /vm-disk/ });
+    fireEvent.change(screen.getByLabelText('Volume'), { target: { value: 'vm-disk' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
+    expect(await screen.findByText(/Is the backup drive plugged in\?/)).toBeTruthy();
+    expect(screen.getByText('Error code: VAULT_MISSING')).toBeTruthy();
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * An in-test implementation of the contract for renderer tests: in-memory drives, devices,
+ * volumes, backups, snapshots and hold states; records every call; emits events to subscribers
+ * the way a host would. Failures are HoldfastErrors, as the real transports deliver them.
+ */
+import type { Api, Backup, Device, Drive, EventName, EventPayload, HoldState, OpName, Snapshot, Volume } from '../../src-shared/contract';
+import type { EventMessage } from '../../src-shared/bridge';
+import { HoldfastError } from '../../src-shared/errors';
+import type { Client } from '../../src-renderer/api/transport';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+export function fixtureDrives(): Drive[] {
+  return [
+    { name: 'nvme0n1', path: '/dev/nvme0n1', size: 512 * GiB, model: 'Samsung SSD 980 PRO', removable: false, mounted: true, mountpoints: ['/', '/boot/efi'], system: true, partitions: [] },
+    { name: 'sdb', path: '/dev/sdb', size: 64 * GiB, model: 'SanDisk Extreme', removable: true, mounted: false, mountpoints: [], system: false, partitions: [] },
+    { name: 'sdc', path: '/dev/sdc', size: 2048 * GiB, model: 'WD Elements', removable: true, mounted: true, mountpoints: ['/media/backup'], system: false, partitions: [] },
+  ];
+}
+
+export function fixtureDevices(): Device[] {
+  return [
+    { id: 1, path: '/srv/holdfast/disk1.img', kind: 'image', size: 16 * GiB, free: 4 * GiB, present: true, addedAt: '2025-11-20T09:00:00Z' },
+    { id: 2, path: '/srv/holdfast/disk2.img', kind: 'image', size: 8 * GiB, free: 6 * GiB, present: true, addedAt: '2025-11-21T09:00:00Z' },
+  ];
+}
+
+export function fixtureVolumes(): Volume[] {
+  return [
+    {
+      id: 1, name: 'vm-disk', size: 10 * GiB, ackMode: 'journal', adopted: false, createdAt: '2025-11-20T10:00:00Z', backup: null,
+      extents: [
+        { volumeOffset: 0, deviceId: 1, deviceOffset: 1 * MiB, length: 8 * GiB },
+        { volumeOffset: 8 * GiB, deviceId: 2, deviceOffset: 1 * MiB, length: 2 * GiB },
+      ],
+      nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809', clients: 1 },
+    },
+    {
+      id: 2, name: 'photos', size: 4 * GiB, ackMode: 'device', adopted: false, createdAt: '2025-11-21T10:00:00Z', backup: null,
+      extents: [{ volumeOffset: 0, deviceId: 1, deviceOffset: 8 * GiB + MiB, length: 4 * GiB }],
+      nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809', clients: 0 },
+    },
+  ];
+}
+
+export function idleHold(volume: string): HoldState {
+  return { volume, backupFlag: false, policy: null, heldCount: 0, heldBytes: 0, oldestHeldAgeMs: null, queuedTotal: 0, releasedTotal: 0, copiedBytes: 0, journalBytes: 0, journalCapacity: 1 * GiB };
+}
+
+export function fixtureSnapshots(vault: string): Snapshot[] {
+  return [
+    { id: 'a1b2c3d4e5f60718293a', volume: 'vm-disk', size: 10 * GiB, createdAt: '2025-11-24T22:00:00Z', policy: 'range', kind: 'full', parent: null, storedBytes: 3 * GiB, vault },
+    { id: 'ff00ee11dd22cc33bb44', volume: 'photos', size: 4 * GiB, createdAt: '2025-11-25T08:00:00Z', policy: 'metadata', kind: 'incremental', parent: null, storedBytes: 200 * MiB, vault },
+  ];
+}
+
+export type Call = { op: OpName; input: unknown };
+
+export class FakeEngine {
+  drives = fixtureDrives();
+  devices = fixtureDevices();
+  volumes = fixtureVolumes();
+  holds: HoldState[] = this.volumes.map((v) => idleHold(v.name));
+  backups: Backup[] = [];
+  snapshots = fixtureSnapshots('/media/backup/vault');
+  calls: Call[] = [];
+  /** Next call of this op fails with this error (once). */
+  failNext = new Map<OpName, HoldfastError>();
+  private listeners = new Set<(m: EventMessage) => void>();
+
+  callsOf(op: OpName): Call[] {
+    return this.calls.filter((c) => c.op === op);
+  }
+
+  emit<N extends EventName>(event: N, payload: EventPayload<N>): void {
+    const m = { event, payload } as EventMessage;
+    this.listeners.forEach((l) => l(m));
+  }
+
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  client(): Client {
+    return { api: this.api(), onEvent: (l) => (this.listeners.add(l), () => this.listeners.delete(l)) };
+  }
+
+  api(): Api {
+    const h = <N extends OpName>(op: N, fn: (input: Parameters<Api[N]>[0]) => Awaited<ReturnType<Api[N]>>) =>
+      (async (input: Parameters<Api[N]>[0]) => {
+        this.calls.push({ op, input });
+        await Promise.resolve();
+        const fail = this.failNext.get(op);
+        if (fail) {
+          this.failNext.delete(op);
+          throw fail;
+        }
+        return structuredClone(fn(input));
+      }) as Api[N];
+    return {
+      'drive.list': h('drive.list', () => this.drives),
+      'device.list': h('device.list', () => this.devices),
+      'device.add': h('device.add', (i) => {
+        const d: Device = { id: this.devices.length + 1, path: i.path, kind: i.create ? 'image' : 'block', size: i.size ?? GiB, free: i.size ?? GiB, present: true, addedAt: new Date().toISOString() };
+        this.devices.push(d);
+        return d;
+      }),
+      'device.remove': h('device.remove', (i) => {
+        this.devices = this.devices.filter((d) => d.id !== i.device && d.path !== i.device);
+        return { ok: true as const };
+      }),
+      'volume.list': h('volume.list', () => this.volumes),
+      'volume.create': h('volume.create', (i) => {
+        const v: Volume = { id: this.volumes.length + 1, name: i.name, size: i.size, ackMode: i.ack ?? 'journal', adopted: false, createdAt: new Date().toISOString(), backup: null, extents: [{ volumeOffset: 0, deviceId: 1, deviceOffset: 0, length: i.size }], nbd: null };
+        this.volumes.push(v);
+        this.holds.push(idleHold(v.name));
+        return v;
+      }),
+      'volume.grow': h('volume.grow', (i) => {
+        const v = this.volumes.find((x) => x.name === i.name)!;
+        v.size = i.size;
+        return v;
+      }),
+      'volume.rename': h('volume.rename', (i) => this.volumes.find((x) => x.name === i.name)!),
+      'volume.delete': h('volume.delete', (i) => {
+        this.volumes = this.volumes.filter((v) => v.name !== i.name);
+        return { ok: true as const };
+      }),
+      'volume.adopt': h('volume.adopt', () => {
+        throw new HoldfastError('NOT_AVAILABLE', 'not in fake');
+      }),
+      'holds.get': h('holds.get', () => this.holds),
+      'backup.start': h('backup.start', (i) => {
+        const b: Backup = { id: `b${this.backups.length + 1}`, volume: i.volume, policy: i.policy ?? 'range', vault: i.vault ?? '/vault', state: 'running', kind: i.full ? 'full' : 'incremental', startedAt: new Date().toISOString(), endedAt: null, bytesDone: 0, bytesTotal: this.volumes.find((v) => v.name === i.volume)!.size, snapshotId: null, error: null };
+        this.backups.unshift(b);
+        return b;
+      }),
+      'backup.list': h('backup.list', () => this.backups),
+      'backup.abort': h('backup.abort', (i) => {
+        const b = this.backups.find((x) => x.id === i.id)!;
+        b.state = 'aborted';
+        return b;
+      }),
+      'snapshot.list': h('snapshot.list', () => this.snapshots),
+      'snapshot.verify': h('snapshot.verify', () => ({ ok: true, chunks: 768, bad: [] })),
+      'snapshot.export': h('snapshot.export', (i) => ({ path: i.path, bytes: 10 * GiB })),
+      'restore.start': h('restore.start', (i) => ({ id: i.id, target: i.toVolume ?? i.toFile ?? i.toDevice ?? '?', bytes: 10 * GiB })),
+      'engine.info': h('engine.info', () => ({ version: '0.1.0', dataDir: '/home/u/.local/share/holdfast', defaultVault: '/media/backup/vault', nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809' } })),
+    };
+  }
+}
