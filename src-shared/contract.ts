@@ -130,7 +130,11 @@ const VaultOpt = z.object({ vault: z.string().optional() });
 export const operations = {
   'drive.list': op(z.object({}), z.array(Drive)),
   'device.list': op(z.object({}), z.array(Device)),
-  'device.add': op(z.object({ path: z.string().min(1), create: z.boolean().optional(), size: Size.optional() }), Device),
+  'device.add': op(
+    // confirm: a drive's name as `drive list` shows it (e.g. "sdb"), required before Holdfast formats a block device.
+    z.object({ path: z.string().min(1), create: z.boolean().optional(), size: Size.optional(), confirm: z.string().optional() }),
+    Device,
+  ),
   'device.remove': op(z.object({ device: z.union([z.number().int(), z.string().min(1)]) }), Ok),
   'volume.list': op(z.object({}), z.array(Volume)),
   'volume.create': op(
