@@ -11,6 +11,8 @@ export interface ExtLayout {
   blockCount: number;
   firstIno: number;
   features: string[];
+  /** Inodes past the reserved range whose blocks are metadata (orphan file, quota files). */
+  extraSpecialInodes: number[];
   /** Blocks dumpe2fs names as group metadata. */
   staticMetadata: Set<number>;
 }
@@ -31,7 +33,9 @@ export function dumpe2fs(image: string): ExtLayout {
   for (const m of out.matchAll(re)) addRange(staticMetadata, Number(m[2]), Number(m[3] ?? m[2]));
   const mmp = /MMP block number:\s+(\d+)/.exec(out);
   if (mmp) staticMetadata.add(Number(mmp[1]));
+  const extraSpecialInodes = [...out.matchAll(/^(?:Orphan file|User quota|Group quota|Project quota) inode:\s+(\d+)/gm)].map((m) => Number(m[1]));
   return {
+    extraSpecialInodes,
     blockSize: Number(field('Block size')),
     blockCount: Number(field('Block count')),
     firstIno: Number(field('First inode')),

@@ -165,9 +165,14 @@ class ExtWalker {
     for (let g = 0; g < descriptors.length; g++) {
       const d = descriptors[g]!;
       if (this.csumInit && d.flags & BG_INODE_UNINIT) continue;
-      const used = this.csumInit ? Math.max(0, ipg - d.itableUnused) : ipg;
-      if (used === 0) continue;
+      const initialised = this.csumInit ? Math.max(0, ipg - d.itableUnused) : ipg;
+      if (initialised === 0) continue;
       const bitmap = await this.readBlock(d.inodeBitmap);
+      // Read the inode table only up to the last in-use inode: on filesystems without
+      // itable_unused (ext2/ext3) most of every table is empty.
+      let used = Math.min(initialised, bitmap.length * 8);
+      while (used > 0 && !(bitmap[(used - 1) >>> 3]! & (1 << ((used - 1) & 7)))) used--;
+      if (used === 0) continue;
       const table = await this.reader.read(d.inodeTable * this.bs, used * inodeSize);
       for (let i = 0; i < used; i++) {
         if (!(bitmap[i >>> 3]! & (1 << (i & 7)))) continue;
