@@ -374,11 +374,16 @@ export class LiveVolume implements BlockExport {
     if (hold) {
       const early = this.cfg.ackMode === 'journal';
       const copy = data ? Buffer.from(data) : null; // the caller may reuse its buffer after we return
-      const seq = copy
+      let seq: number;
+      try {
+        seq = copy
         ? early
           ? this.journal.appendData(offset, copy, crc32(copy))
           : this.journal.appendIntent(offset, length, 0)
         : this.journal.appendZero(offset, length, early ? HELD_ZERO : 0);
+      } catch (e) {
+        throw ioError(e, `Logging a held write to volume ${this.name}`);
+      }
       const entry = new HeldWrite(seq, offset, length, copy, this.cfg.env.monotonic());
       let applied: Promise<void> | null = null;
       if (!early) applied = new Promise<void>((res, rej) => (entry.onApplied = (err) => (err ? rej(err) : res())));
@@ -389,7 +394,12 @@ export class LiveVolume implements BlockExport {
       return;
     }
 
-    const seq = data ? this.journal.appendIntent(offset, length, crc32(data)) : this.journal.appendZero(offset, length, 0);
+    let seq: number;
+    try {
+      seq = data ? this.journal.appendIntent(offset, length, crc32(data)) : this.journal.appendZero(offset, length, 0);
+    } catch (e) {
+      throw ioError(e, `Logging a write to volume ${this.name}`);
+    }
     await this.applyOrdered(seq, offset, length, data);
     if (fua) await this.flush();
   }
@@ -410,8 +420,7 @@ export class LiveVolume implements BlockExport {
       else await this.deviceZero(offset, length);
       this.markChanged(offset, length);
     } catch (e) {
-      this.lastError = e as Error;
-      throw e;
+      throw ioError(e, `Writing ${length} bytes at ${offset} to volume ${this.name}`);
     } finally {
       this.inflight.delete(op);
       finish();
@@ -426,15 +435,24 @@ export class LiveVolume implements BlockExport {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.checkRange(offset, length);
-    const buf = await this.deviceRead(offset, length);
+    let buf: Buffer;
+    try {
+      buf = await this.deviceRead(offset, length);
+    } catch (e) {
+      throw ioError(e, `Reading ${length} bytes at ${offset} from volume ${this.name}`);
+    }
     this.queue.overlay(offset, buf); // reads see held writes (read-your-writes)
     return buf;
   }
 
   /** Makes every acknowledged write durable: journal first (held data, intents), then devices. */
   async flush(): Promise<void> {
-    await this.journalSync.sync();
-    await this.syncDevices();
+    try {
+      await this.journalSync.sync();
+      await this.syncDevices();
+    } catch (e) {
+      throw ioError(e, `Flushing volume ${this.name}`);
+    }
   }
 
   async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
@@ -727,6 +745,15 @@ export class LiveVolume implements BlockExport {
   async abandon(): Promise<void> {
     this.closed = true;
   }
+}
+
+/** Turns an OS error into a HoldfastError a person can act on; HoldfastErrors pass through. */
+function ioError(e: unknown, what: string): HoldfastError {
+  if (e instanceof HoldfastError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOSPC') return new HoldfastError('NO_SPACE', `${what} failed: the disk holding it is full. Free space, then retry.`);
+  if (err.code === 'EROFS' || err.code === 'EACCES' || err.code === 'EPERM') return new HoldfastError('READ_ONLY', `${what} failed: the file or drive is read-only or not permitted (${err.code}).`);
+  return new HoldfastError('IO_ERROR', `${what} failed: ${err.message ?? String(e)}`, { errno: err.code });
 }
 
 /** dataCrc marker on SUBMIT_ZERO records of held writes (those are redone on recovery). */

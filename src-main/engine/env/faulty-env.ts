@@ -1,0 +1,200 @@
+/**
+ * A fault-injecting Env for tests (LevelDB's FaultInjectionTestEnv): wraps a real Env and,
+ * by rule, fails or damages file operations — EIO, ENOSPC, short writes, torn writes, and
+ * "crash after N bytes" (every write past the budget is silently dropped, as if the
+ * machine stopped). Production code cannot tell it from the real Env.
+ */
+import type { BlockFile, Env, FileStat, OpenOptions } from './env';
+
+export type FaultOp = 'read' | 'write' | 'datasync' | 'open' | 'rename' | 'writeFile' | 'truncate';
+
+export interface FaultRule {
+  op: FaultOp;
+  /** Only paths containing this substring (default: all). */
+  path?: string;
+  /** Errno code to throw: 'EIO', 'ENOSPC', 'EROFS', … */
+  error?: string;
+  /** For writes: write only this many bytes, then throw `error` (torn write) or return (short write handled by retry). */
+  tornAt?: number;
+  /** Skip this many matching calls before firing. */
+  after?: number;
+  /** Fire this many times (default 1; Infinity for always). */
+  times?: number;
+}
+
+function errno(code: string, op: string, p: string): NodeJS.ErrnoException {
+  const e = new Error(`${code}: injected fault, ${op} '${p}'`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.syscall = op;
+  e.path = p;
+  return e;
+}
+
+export class FaultyEnv implements Env {
+  private rules: Array<FaultRule & { seen: number; fired: number }> = [];
+  /** Bytes that may still be written before the simulated crash; null = no crash planned. */
+  private crashBudget: number | null = null;
+  crashed = false;
+
+  constructor(private readonly inner: Env) {}
+
+  inject(rule: FaultRule): void {
+    this.rules.push({ ...rule, seen: 0, fired: 0 });
+  }
+
+  clear(): void {
+    this.rules = [];
+    this.crashBudget = null;
+    this.crashed = false;
+  }
+
+  /** After `bytes` more bytes are written, every further write and sync is dropped. */
+  crashAfter(bytes: number): void {
+    this.crashBudget = bytes;
+  }
+
+  /** Returns the matching rule that fires now, if any. */
+  match(op: FaultOp, p: string): (FaultRule & { seen: number; fired: number }) | null {
+    for (const r of this.rules) {
+      if (r.op !== op || (r.path && !p.includes(r.path))) continue;
+      r.seen++;
+      if (r.seen <= (r.after ?? 0)) continue;
+      if (r.fired >= (r.times ?? 1)) continue;
+      r.fired++;
+      return r;
+    }
+    return null;
+  }
+
+  /** How much of a write of `len` bytes survives the crash budget. */
+  takeBudget(len: number): number {
+    if (this.crashed) return 0;
+    if (this.crashBudget === null) return len;
+    const n = Math.min(len, this.crashBudget);
+    this.crashBudget -= n;
+    if (this.crashBudget <= 0) this.crashed = true;
+    return n;
+  }
+
+  async open(p: string, opts?: OpenOptions): Promise<BlockFile> {
+    const r = this.match('open', p);
+    if (r) throw errno(r.error ?? 'EIO', 'open', p);
+    return new FaultyFile(await this.inner.open(p, opts), this);
+  }
+  stat(p: string): Promise<FileStat | null> {
+    return this.inner.stat(p);
+  }
+  mkdir(p: string): Promise<void> {
+    return this.inner.mkdir(p);
+  }
+  readdir(p: string): Promise<string[]> {
+    return this.inner.readdir(p);
+  }
+  async readFile(p: string): Promise<Buffer> {
+    const r = this.match('read', p);
+    if (r) throw errno(r.error ?? 'EIO', 'read', p);
+    return this.inner.readFile(p);
+  }
+  async writeFileAtomic(p: string, data: Buffer | string): Promise<void> {
+    const r = this.match('writeFile', p);
+    if (r) throw errno(r.error ?? 'EIO', 'write', p);
+    if (this.crashed || (this.crashBudget !== null && this.takeBudget(Buffer.byteLength(data)) < Buffer.byteLength(data))) return;
+    return this.inner.writeFileAtomic(p, data);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    const r = this.match('rename', from);
+    if (r) throw errno(r.error ?? 'EIO', 'rename', from);
+    if (this.crashed) return;
+    return this.inner.rename(from, to);
+  }
+  unlink(p: string): Promise<void> {
+    if (this.crashed) return Promise.resolve();
+    return this.inner.unlink(p);
+  }
+  rmdir(p: string): Promise<void> {
+    if (this.crashed) return Promise.resolve();
+    return this.inner.rmdir(p);
+  }
+  fsyncDir(p: string): Promise<void> {
+    return this.inner.fsyncDir(p);
+  }
+  freeSpace(p: string): Promise<number> {
+    return this.inner.freeSpace(p);
+  }
+  now(): number {
+    return this.inner.now();
+  }
+  monotonic(): number {
+    return this.inner.monotonic();
+  }
+}
+
+class FaultyFile implements BlockFile {
+  constructor(
+    private readonly f: BlockFile,
+    private readonly env: FaultyEnv,
+  ) {}
+  get path(): string {
+    return this.f.path;
+  }
+  size(): number {
+    return this.f.size();
+  }
+  async read(buf: Buffer, pos: number): Promise<number> {
+    const r = this.env.match('read', this.path);
+    if (r) throw errno(r.error ?? 'EIO', 'read', this.path);
+    return this.f.read(buf, pos);
+  }
+  readSync(buf: Buffer, pos: number): number {
+    const r = this.env.match('read', this.path);
+    if (r) throw errno(r.error ?? 'EIO', 'read', this.path);
+    return this.f.readSync(buf, pos);
+  }
+  /** Applies rules and the crash budget; returns the prefix length that should really be written. */
+  private plan(len: number): { keep: number; error: NodeJS.ErrnoException | null } {
+    const r = this.env.match('write', this.path);
+    let keep = len;
+    let error: NodeJS.ErrnoException | null = null;
+    if (r) {
+      keep = Math.min(len, r.tornAt ?? 0);
+      error = errno(r.error ?? 'EIO', 'write', this.path);
+    }
+    keep = this.env.takeBudget(keep);
+    return { keep, error };
+  }
+  async write(buf: Buffer, pos: number): Promise<void> {
+    const { keep, error } = this.plan(buf.length);
+    if (keep > 0) await this.f.write(keep === buf.length ? buf : buf.subarray(0, keep), pos);
+    if (error) throw error;
+  }
+  writeSync(buf: Buffer, pos: number): void {
+    const { keep, error } = this.plan(buf.length);
+    if (keep > 0) this.f.writeSync(keep === buf.length ? buf : buf.subarray(0, keep), pos);
+    if (error) throw error;
+  }
+  async writev(bufs: Buffer[], pos: number): Promise<void> {
+    await this.write(Buffer.concat(bufs), pos);
+  }
+  async datasync(): Promise<void> {
+    const r = this.env.match('datasync', this.path);
+    if (r) throw errno(r.error ?? 'EIO', 'fdatasync', this.path);
+    if (this.env.crashed) return;
+    return this.f.datasync();
+  }
+  datasyncSync(): void {
+    const r = this.env.match('datasync', this.path);
+    if (r) throw errno(r.error ?? 'EIO', 'fdatasync', this.path);
+    if (!this.env.crashed) this.f.datasyncSync();
+  }
+  async truncate(len: number): Promise<void> {
+    const r = this.env.match('truncate', this.path);
+    if (r) throw errno(r.error ?? 'EIO', 'truncate', this.path);
+    if (!this.env.crashed) await this.f.truncate(len);
+  }
+  punchHole(pos: number, len: number): Promise<void> {
+    return this.f.punchHole(pos, len);
+  }
+  close(): Promise<void> {
+    return this.f.close();
+  }
+}
