@@ -191,10 +191,11 @@ export async function negotiate(wire: Wire, registry: ExportRegistry, log: (msg:
             if (requests.includes(P.NBD_INFO_DESCRIPTION) && ex.description) {
               reply(option, P.NBD_REP_INFO, Buffer.concat([u16(P.NBD_INFO_DESCRIPTION), Buffer.from(ex.description, 'utf8')]));
             }
-            // Always sent: clients that did not ask may still use it, and we enforce it.
+            // Always sent. Minimum 1: unaligned requests are served by read-modify-write
+            // (unaligned.ts), so byte-granular clients (nbdfuse + debugfs) work as with qemu-nbd.
             const bs = Buffer.allocUnsafe(14);
             bs.writeUInt16BE(P.NBD_INFO_BLOCK_SIZE, 0);
-            bs.writeUInt32BE(ex.sectorSize, 2);
+            bs.writeUInt32BE(1, 2);
             bs.writeUInt32BE(Math.max(ex.preferredBlockSize, ex.sectorSize), 6);
             bs.writeUInt32BE(P.MAX_BLOCK_SIZE, 10);
             reply(option, P.NBD_REP_INFO, bs);

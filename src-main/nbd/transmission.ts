@@ -13,12 +13,15 @@
  *   by counting, never buffered.
  * - Anything thrown by the export becomes an NBD errno reply; nothing here throws past the
  *   event loop.
+ * - Requests need no alignment (minimum block size 1, as qemu-nbd advertises for files):
+ *   unaligned ones go through read-modify-write in unaligned.ts.
  * - Bad request magic means the stream cannot be framed any more: hard disconnect.
  */
 import type { AllocationExtent, BlockExport } from '../engine/block-export';
 import { errorMessage, nbdErrno } from './errno';
 import type { Negotiated } from './handshake';
 import * as P from './protocol';
+import { readAny, trimAny, writeAny, writeZeroesAny } from './unaligned';
 import type { Wire } from './wire';
 
 /** Bookkeeping cost charged to every request on top of its payload, so floods of tiny requests are bounded too. */
@@ -39,7 +42,6 @@ export class Transmission {
   private readonly ex: BlockExport;
   private readonly structured: boolean;
   private readonly baseAllocation: boolean;
-  private readonly minBlock: number;
   private readonly cap: number;
   private readonly log: (msg: string) => void;
   private readonly scratch = Buffer.allocUnsafe(P.REQUEST_HEADER_SIZE);
@@ -61,7 +63,6 @@ export class Transmission {
     this.ex = negotiated.lease.export;
     this.structured = negotiated.structuredReplies;
     this.baseAllocation = negotiated.baseAllocation;
-    this.minBlock = Math.max(1, this.ex.sectorSize);
     this.cap = Math.max(opts.maxInflightBytes, P.MAX_BLOCK_SIZE + REQUEST_OVERHEAD);
     this.log = opts.log;
     wire.onData = () => this.parse();
@@ -138,7 +139,7 @@ export class Transmission {
         q.skip(P.REQUEST_HEADER_SIZE);
         const data = q.take(length);
         this.begin(cost);
-        this.track(this.callSafely(() => this.ex.write(offset, data, { fua: (flags & P.NBD_CMD_FLAG_FUA) !== 0 })), cost, cookieHi, cookieLo, true);
+        this.track(this.callSafely(() => writeAny(this.ex, offset, data, (flags & P.NBD_CMD_FLAG_FUA) !== 0)), cost, cookieHi, cookieLo, true);
         continue;
       }
 
@@ -178,7 +179,6 @@ export class Transmission {
     if ((flags & ~P.NBD_CMD_FLAG_FUA) !== 0) return P.NBD_EINVAL;
     if (this.ex.readOnly) return P.NBD_EPERM;
     if (length === 0 || length > P.MAX_BLOCK_SIZE) return P.NBD_EINVAL;
-    if (offset % this.minBlock !== 0 || length % this.minBlock !== 0) return P.NBD_EINVAL;
     if (!offsetValid || offset + length > this.ex.size()) return P.NBD_ENOSPC;
     return 0;
   }
@@ -186,7 +186,6 @@ export class Transmission {
   /** Range check shared by read, trim, write-zeroes and block status; 0 when valid. */
   private checkRange(offset: number, offsetValid: boolean, length: number, pastEnd: number): number {
     if (length === 0) return P.NBD_EINVAL;
-    if (offset % this.minBlock !== 0 || length % this.minBlock !== 0) return P.NBD_EINVAL;
     if (!offsetValid || offset + length > this.ex.size()) return pastEnd;
     return 0;
   }
@@ -196,11 +195,11 @@ export class Transmission {
     let err = (flags & ~allowed) !== 0 || length > P.MAX_BLOCK_SIZE ? P.NBD_EINVAL : 0;
     if (err === 0) err = this.checkRange(offset, offsetValid, length, P.NBD_EINVAL);
     if (err !== 0) {
-      this.replyError(hi, lo, err, 'Read refused: check offset, length and alignment.');
+      this.replyError(hi, lo, err, 'Read refused: check offset and length.');
       return;
     }
     this.begin(cost);
-    this.callSafely(() => this.ex.read(offset, length)).then(
+    this.callSafely(() => readAny(this.ex, offset, length)).then(
       (data) => {
         if (data.length !== length) this.replyError(hi, lo, P.NBD_EIO, 'Short read from the export.');
         else this.replyData(hi, lo, offset, data);
@@ -228,9 +227,9 @@ export class Transmission {
     const fua = (flags & P.NBD_CMD_FLAG_FUA) !== 0;
     this.begin(cost);
     const op = isZero
-      ? this.callSafely(() => this.ex.writeZeroes(offset, length, { fua, noHole: (flags & P.NBD_CMD_FLAG_NO_HOLE) !== 0 }))
+      ? this.callSafely(() => writeZeroesAny(this.ex, offset, length, { fua, noHole: (flags & P.NBD_CMD_FLAG_NO_HOLE) !== 0 }))
       : this.callSafely(async () => {
-          await this.ex.trim(offset, length);
+          await trimAny(this.ex, offset, length);
           if (fua) await this.ex.flush();
         });
     this.track(op, cost, hi, lo, true);

@@ -1,0 +1,151 @@
+/**
+ * Byte-granular access over a sector-granular BlockExport, so the server can advertise a
+ * minimum block size of 1 like qemu-nbd does for files (clients such as nbdfuse pass
+ * debugfs's sub-sector superblock updates straight through). Unaligned reads are widened
+ * and sliced; unaligned writes and write-zeroes become read-modify-write of the edge sectors.
+ *
+ * Invariant: a read-modify-write never overlaps another in-flight write on the same export
+ * (from any connection): every write registers its sector range in the export's
+ * WriteRanges, and an RMW waits for overlapping writes — and they for it — so no RMW can
+ * write back stale bytes over a neighbour's completed write. Aligned writes only pay for a
+ * Set insert/delete while no RMW is active.
+ */
+import type { BlockExport } from '../engine/block-export';
+
+interface Range {
+  start: number;
+  end: number;
+  rmw: boolean;
+  waiters: Array<() => void> | null;
+}
+
+class WriteRanges {
+  private readonly active = new Set<Range>();
+  private rmwActive = 0;
+
+  async acquire(start: number, end: number, rmw: boolean): Promise<Range> {
+    const r: Range = { start, end, rmw, waiters: null };
+    if (rmw || this.rmwActive > 0) {
+      for (;;) {
+        let blocker: Range | null = null;
+        for (const o of this.active) {
+          if ((rmw || o.rmw) && o.start < end && start < o.end) {
+            blocker = o;
+            break;
+          }
+        }
+        if (!blocker) break;
+        await new Promise<void>((resolve) => (blocker.waiters ??= []).push(resolve));
+      }
+    }
+    this.active.add(r);
+    if (rmw) this.rmwActive++;
+    return r;
+  }
+
+  release(r: Range): void {
+    this.active.delete(r);
+    if (r.rmw) this.rmwActive--;
+    const w = r.waiters;
+    r.waiters = null;
+    if (w) for (const f of w) f();
+  }
+}
+
+const rangesByExport = new WeakMap<BlockExport, WriteRanges>();
+function rangesOf(ex: BlockExport): WriteRanges {
+  let r = rangesByExport.get(ex);
+  if (!r) {
+    r = new WriteRanges();
+    rangesByExport.set(ex, r);
+  }
+  return r;
+}
+
+function alignDown(v: number, a: number): number {
+  return v - (v % a);
+}
+function alignUp(v: number, a: number): number {
+  const r = v % a;
+  return r === 0 ? v : v + (a - r);
+}
+
+/** Caller has checked offset + length ≤ size. */
+export async function readAny(ex: BlockExport, offset: number, length: number): Promise<Buffer> {
+  const ss = ex.sectorSize;
+  if (offset % ss === 0 && length % ss === 0) return ex.read(offset, length);
+  const start = alignDown(offset, ss);
+  const end = Math.min(alignUp(offset + length, ss), ex.size());
+  const buf = await ex.read(start, end - start);
+  return buf.subarray(offset - start, offset - start + length);
+}
+
+async function withRange<T>(ex: BlockExport, offset: number, length: number, rmw: boolean, fn: () => Promise<T>): Promise<T> {
+  const ss = ex.sectorSize;
+  const ranges = rangesOf(ex);
+  const r = await ranges.acquire(alignDown(offset, ss), alignUp(offset + length, ss), rmw);
+  try {
+    return await fn();
+  } finally {
+    ranges.release(r);
+  }
+}
+
+/** The aligned buffer covering [offset, offset+data.length) with data merged over the current contents. */
+async function merged(ex: BlockExport, offset: number, data: Buffer): Promise<[number, Buffer]> {
+  const ss = ex.sectorSize;
+  const start = alignDown(offset, ss);
+  const end = alignUp(offset + data.length, ss);
+  const out = Buffer.allocUnsafe(end - start);
+  const headSector = await ex.read(start, ss);
+  headSector.copy(out, 0);
+  if (end - ss > start) {
+    const tailSector = await ex.read(end - ss, ss);
+    tailSector.copy(out, end - ss - start);
+  }
+  data.copy(out, offset - start);
+  return [start, out];
+}
+
+export function writeAny(ex: BlockExport, offset: number, data: Buffer, fua: boolean): Promise<void> {
+  const ss = ex.sectorSize;
+  const aligned = offset % ss === 0 && data.length % ss === 0;
+  return withRange(ex, offset, data.length, !aligned, async () => {
+    if (aligned) return ex.write(offset, data, { fua });
+    const [start, buf] = await merged(ex, offset, data);
+    return ex.write(start, buf, { fua });
+  });
+}
+
+export function writeZeroesAny(ex: BlockExport, offset: number, length: number, opts: { fua: boolean; noHole: boolean }): Promise<void> {
+  const ss = ex.sectorSize;
+  const aligned = offset % ss === 0 && length % ss === 0;
+  return withRange(ex, offset, length, !aligned, async () => {
+    if (aligned) return ex.writeZeroes(offset, length, opts);
+    const innerStart = alignUp(offset, ss);
+    const innerEnd = alignDown(offset + length, ss);
+    if (innerEnd <= innerStart) {
+      // Within one or two sectors: a single read-modify-write.
+      const [start, buf] = await merged(ex, offset, Buffer.alloc(length));
+      return ex.write(start, buf, { fua: opts.fua });
+    }
+    if (innerStart > offset) {
+      const [s, b] = await merged(ex, offset, Buffer.alloc(innerStart - offset));
+      await ex.write(s, b, { fua: opts.fua });
+    }
+    await ex.writeZeroes(innerStart, innerEnd - innerStart, opts);
+    if (offset + length > innerEnd) {
+      const [s, b] = await merged(ex, innerEnd, Buffer.alloc(offset + length - innerEnd));
+      await ex.write(s, b, { fua: opts.fua });
+    }
+  });
+}
+
+/** Trim is advisory: only the whole sectors inside the range are trimmed. */
+export function trimAny(ex: BlockExport, offset: number, length: number): Promise<void> {
+  const ss = ex.sectorSize;
+  const start = alignUp(offset, ss);
+  const end = alignDown(offset + length, ss);
+  if (end <= start) return Promise.resolve();
+  return withRange(ex, start, end - start, false, () => ex.trim(start, end - start));
+}
