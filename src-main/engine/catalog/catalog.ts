@@ -226,6 +226,19 @@ export class Catalog {
     return row ? toDevice(row) : null;
   }
 
+  /** A known device found at a new path (drive letters shift, images move) or with a new size. */
+  updateDevice(id: number, change: { path?: string; size?: number; kind?: DeviceKind }): DeviceRecord {
+    const d = this.getDevice(id);
+    if (!d) throw new HoldfastError('NOT_FOUND', `No device with id ${id}.`);
+    try {
+      this.db.prepare('UPDATE devices SET path = ?, size = ?, kind = ? WHERE id = ?').run(change.path ?? d.path, change.size ?? d.size, change.kind ?? d.kind, id);
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new HoldfastError('ALREADY_EXISTS', `${change.path} is already a Holdfast device.`, { path: change.path });
+      throw e;
+    }
+    return this.getDevice(id)!;
+  }
+
   /** Throws IN_USE when extents still live on the device. */
   removeDevice(id: number): void {
     this.transaction(() => {

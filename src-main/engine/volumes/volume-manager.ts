@@ -15,7 +15,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Env } from '../env/env';
 import { AckMode as AckModeSchema, VOLUME_NAME_RE, type AckMode, type Device, type Extent } from '../../../src-shared/contract';
-import { HoldfastError, invariant } from '../../../src-shared/errors';
+import { HoldfastError, invariant, toErrorPayload } from '../../../src-shared/errors';
 import { formatSize } from '../../../src-shared/sizes';
 import type { Catalog, DeviceRecord, VolumeRecord } from '../catalog/catalog';
 import type { DeviceSet } from '../devices/device-set';
@@ -55,6 +55,8 @@ export interface CreateVolumeInput {
 }
 
 const LABEL_PROBE = DATA_START;
+/** Path of a device known only from another device's label, until it is added itself. */
+const PLACEHOLDER = '(not found) ';
 
 function checkName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || !VOLUME_NAME_RE.test(name))
@@ -188,32 +190,38 @@ export class VolumeManager {
   }
 
   /**
-   * A device Holdfast formatted before (another catalog or machine). Its volumes come along
-   * when every extent lies on this device or on devices this catalog knows by uuid.
+   * A device Holdfast formatted before: a known device found at a new path (moved image,
+   * drive on another port), or one from another machine whose volumes come along. Devices
+   * its volumes span that this catalog does not know yet get a placeholder row (not present,
+   * never allocated from) that is filled in when that device is added in turn.
    */
   private async addLabelledDevice(probe: { kind: 'image' | 'block'; size: number; realPath: string }, label: DeviceLabel): Promise<Device> {
     const same = this.catalog.getDeviceByUuid(label.uuid);
-    if (same)
+    if (same && this.devices.isPresent(same.id))
       throw new HoldfastError('ALREADY_EXISTS', `${probe.realPath} is the same Holdfast device as device ${same.id} (${same.path}).`, { deviceId: same.id });
-    for (const v of label.volumes) {
-      if (this.catalog.getVolume(v.name))
-        throw new HoldfastError('ALREADY_EXISTS', `${probe.realPath} carries volume "${v.name}", and a volume of that name exists here; rename the local one first.`, {
-          name: v.name,
-        });
-      for (const e of v.extents)
-        if (e.deviceUuid !== label.uuid && !this.catalog.getDeviceByUuid(e.deviceUuid))
-          throw new HoldfastError(
-            'DEVICE_MISSING',
-            `Volume "${v.name}" on ${probe.realPath} also lives on another device (${e.deviceUuid}); add that device first.`,
-            { name: v.name, deviceUuid: e.deviceUuid },
-          );
-    }
+    const imported = label.volumes.filter((v) => {
+      const local = this.catalog.getVolume(v.name);
+      if (!local) return true;
+      const localUuids = new Set(local.extents.map((e) => this.catalog.getDevice(e.deviceId)?.labelUuid));
+      if (localUuids.has(label.uuid)) return false; // the same volume, already known
+      throw new HoldfastError('ALREADY_EXISTS', `${probe.realPath} carries volume "${v.name}", and a different volume of that name exists here; rename the local one first.`, {
+        name: v.name,
+      });
+    });
     const rec = this.catalog.transaction(() => {
-      const d = this.catalog.addDevice({ path: probe.realPath, kind: probe.kind, size: probe.size, dataStart: label.dataStart, labelUuid: label.uuid });
-      for (const v of label.volumes) {
+      const d = same
+        ? this.catalog.updateDevice(same.id, { path: probe.realPath, size: probe.size, kind: probe.kind })
+        : this.catalog.addDevice({ path: probe.realPath, kind: probe.kind, size: probe.size, dataStart: label.dataStart, labelUuid: label.uuid });
+      const idOf = (uuid: string, end: number): number => {
+        const known = this.catalog.getDeviceByUuid(uuid);
+        if (known && known.path.startsWith(PLACEHOLDER) && known.size < end) this.catalog.updateDevice(known.id, { size: end });
+        if (known) return known.id;
+        return this.catalog.addDevice({ path: `${PLACEHOLDER}${uuid}`, kind: 'image', size: end, dataStart: label.dataStart, labelUuid: uuid }).id;
+      };
+      for (const v of imported) {
         const extents: Extent[] = v.extents.map((e) => ({
           volumeOffset: e.volumeOffset,
-          deviceId: e.deviceUuid === label.uuid ? d.id : this.catalog.getDeviceByUuid(e.deviceUuid)!.id,
+          deviceId: idOf(e.deviceUuid, Math.max(...v.extents.filter((x) => x.deviceUuid === e.deviceUuid).map((x) => x.deviceOffset + x.length))),
           deviceOffset: e.deviceOffset,
           length: e.length,
         }));
@@ -424,7 +432,9 @@ export class VolumeManager {
     } catch (e) {
       undo();
       await this.rewriteLabels(deviceIds).catch(() => undefined);
-      throw e;
+      if (e instanceof HoldfastError) throw e;
+      const p = toErrorPayload(e);
+      throw new HoldfastError(p.code === 'INTERNAL' ? 'IO_ERROR' : p.code, `Could not update a device label (${p.message}); the change was undone.`, { cause: p.message });
     }
   }
 }
