@@ -8,6 +8,15 @@
  * the read budget — the map is conservative: isMetadata() is true for every write, which
  * makes the metadata policy behave like the `volume` policy. The probe never guesses in the
  * direction of "this is data".
+ *
+ * Why a map taken once at begin() is enough: every structure the begin-time metadata points
+ * to (bitmaps, inode tables, directory blocks, journal, mapping blocks) is in the map, so
+ * writes to it are held and the snapshot's metadata is exactly as of begin. A block that was
+ * free at begin and becomes metadata during the backup is not referenced by that metadata,
+ * so its write may pass; a data block the snapshot references may be newer — the documented
+ * "metadata-consistent, data may be newer" promise of the policy.
+ *
+ * Callers probe through the point-in-time reader, so held writes cannot skew the probe.
  */
 import { HoldfastError } from '../../../src-shared/errors';
 import { detectExfat, probeExfat } from './exfat-probe';
