@@ -128,7 +128,7 @@ describe('ext probe matches dumpe2fs and debugfs', () => {
     const elapsed = performance.now() - started;
     expect(map.fsType).toBe('ext4');
     expect(map.bytesRead).toBeLessThan(16 * MiB);
-    expect(elapsed).toBeLessThan(5000); // generous: a shared 2-core machine; typically ~100 ms
+    expect(elapsed).toBeLessThan(30_000); // only catches runaway walks; ~100 ms on an idle machine, bytesRead is the real bound
     const o = oracle(image, layout.firstIno, layout.extraSpecialInodes);
     const mapped = mappedBlocks(map, layout.blockSize);
     expect(missing(new Set([...layout.staticMetadata, ...o.metadata]), mapped)).toEqual([]);

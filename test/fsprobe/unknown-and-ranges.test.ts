@@ -135,16 +135,15 @@ describe('metadata range set', () => {
     }
   });
 
-  it('answers a million hot-path lookups over 100k ranges quickly', () => {
+  it('answers a million lookups over 100k ranges exactly (binary search at scale)', () => {
     const c = new RangeCollector(2 ** 40);
     for (let i = 0; i < 100_000; i++) c.add(i * 1_000_000, 4096);
     const r = c.freeze();
     expect(r.count).toBe(100_000);
     let hits = 0;
-    const t0 = performance.now();
+    // Even i: the write starts on a range; odd i: it starts 8 KiB later, in the gap. Timing is
+    // for bench/, not here (the machine is shared); this proves the answers at scale.
     for (let i = 0; i < 1_000_000; i++) if (r.overlaps(((i * 7919) % 100_000) * 1_000_000 + (i % 2) * 8192, 4096)) hits++;
-    const ms = performance.now() - t0;
     expect(hits).toBe(500_000);
-    expect(ms).toBeLessThan(2000); // ~17 comparisons each; typically well under 200 ms
   });
 });
