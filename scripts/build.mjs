@@ -12,6 +12,7 @@ const entries = [
   ['src-main/host/electron/main.ts', 'dist/electron-main.cjs'],
   ['src-main/host/electron/preload.ts', 'dist/preload.cjs'],
   ['test/crash/crash-child.ts', 'dist/test/crash-child.cjs'],
+  ['bench/engine-write-bench.ts', 'dist/bench/engine-write-bench.cjs'],
   ['bench/nbd/serve-file.ts', 'dist/bench/nbd-serve-file.cjs'],
 ];
 for (const [src, out] of entries) {

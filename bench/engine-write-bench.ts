@@ -1,0 +1,144 @@
+/**
+ * Engine write-path micro-benchmark (issue 3): 4 KiB random writes and 1 MiB sequential
+ * writes through a live volume (journal on, no backup) versus plain positional fs.write to
+ * the same image file in the same run, each at queue depth 1 and 16; plus hold-queue insert
+ * + release of 100k writes and memory per held write.
+ *   node dist/bench/engine-write-bench.cjs [--seconds N]
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LiveVolume } from '../src-main/engine/volumes/live-volume';
+import { NodeEnv } from '../src-main/engine/env/node-env';
+import { HeldWrite, HoldQueue } from '../src-main/engine/holds/hold-queue';
+import { BackupSession } from '../src-main/engine/backup/backup-session';
+
+const SECONDS = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 3;
+const SIZE = 1 << 30;
+
+type Writer = (offset: number, buf: Buffer) => Promise<void>;
+
+async function run(write: Writer, blockSize: number, random: boolean, depth: number): Promise<{ ops: number; seconds: number }> {
+  const buf = Buffer.alloc(blockSize, 0x5a);
+  const blocks = SIZE / blockSize;
+  let next = 0;
+  let ops = 0;
+  const t0 = performance.now();
+  const deadline = t0 + SECONDS * 1000;
+  const worker = async () => {
+    while (performance.now() < deadline) {
+      const b = random ? Math.floor(Math.random() * blocks) : next++ % blocks;
+      await write(b * blockSize, buf);
+      ops++;
+    }
+  };
+  await Promise.all(Array.from({ length: depth }, worker));
+  return { ops, seconds: (performance.now() - t0) / 1000 };
+}
+
+function plainWriter(fd: number): Writer {
+  return (offset, buf) =>
+    new Promise((res, rej) => fs.write(fd, buf, 0, buf.length, offset, (e) => (e ? rej(e) : res())));
+}
+
+async function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-bench-'));
+  const image = path.join(dir, 'disk.img');
+  fs.writeFileSync(image, '');
+  fs.truncateSync(image, SIZE);
+  const env = new NodeEnv();
+  const file = await env.open(image);
+  const { volume } = await LiveVolume.open({
+    id: 1,
+    name: 'bench',
+    size: SIZE,
+    ackMode: 'journal',
+    extents: [{ volumeOffset: 0, length: SIZE, deviceId: 1, deviceOffset: 0 }],
+    fileFor: () => file,
+    journalDir: path.join(dir, 'journal'),
+    journalOptions: { segmentBytes: 64 << 20, capacity: 1 << 30 },
+    env,
+    bootId: 'bench',
+  });
+  const fd = fs.openSync(image, 'r+');
+  const rows: Array<Record<string, unknown>> = [];
+  const cases: Array<[string, number, boolean, number]> = [
+    ['4 KiB random write QD1', 4096, true, 1],
+    ['4 KiB random write QD16', 4096, true, 16],
+    ['1 MiB sequential write QD1', 1 << 20, false, 1],
+    ['1 MiB sequential write QD16', 1 << 20, false, 16],
+  ];
+  for (const [name, bs, random, qd] of cases) {
+    // Warm up both, then alternate plain/engine twice and keep the better of each (noise).
+    await run(plainWriter(fd), bs, random, qd);
+    await run((o, b) => volume.write(o, b), bs, random, qd);
+    let plain = 0;
+    let engine = 0;
+    for (let rep = 0; rep < 2; rep++) {
+      const p = await run(plainWriter(fd), bs, random, qd);
+      plain = Math.max(plain, p.ops / p.seconds);
+      const e = await run((o, b) => volume.write(o, b), bs, random, qd);
+      engine = Math.max(engine, e.ops / e.seconds);
+      await volume.checkpoint();
+    }
+    const target = bs === 4096 ? 0.7 : 0.8;
+    const unit = bs === 4096 ? 'IOPS' : 'MiB/s';
+    const scale = bs === 4096 ? 1 : bs / (1 << 20);
+    rows.push({ case: name, unit, plain: Math.round(plain * scale), engine: Math.round(engine * scale), ratio: +(engine / plain).toFixed(2), target, pass: engine / plain >= target });
+  }
+
+  // Hold queue: insert + release of 100k writes (data structure cost, no device I/O).
+  const q = new HoldQueue();
+  const data = Buffer.alloc(4096);
+  const t0 = performance.now();
+  const entries: HeldWrite[] = [];
+  for (let i = 0; i < 100_000; i++) {
+    const w = new HeldWrite(i + 1, (i * 7919 % 262144) * 4096, 4096, data, 0);
+    q.push(w);
+    entries.push(w);
+  }
+  for (const w of entries) q.remove(w, null);
+  const holdSeconds = (performance.now() - t0) / 1000;
+
+  // Memory per held write (excluding its data): shared data buffer, 100k distinct blocks.
+  global.gc?.();
+  const before = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+  const q2 = new HoldQueue();
+  for (let i = 0; i < 100_000; i++) q2.push(new HeldWrite(i + 1, (i * 7919 % 262144) * 4096, 4096, data, 0));
+  global.gc?.();
+  const after = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+  const bytesPerHeld = (after - before) / 100_000;
+  void q2;
+
+  // End-to-end: 100k held 4 KiB writes released to the device after end().
+  const s = await BackupSession.begin(volume, 'bench-backup', 'volume', async () => ({ isMetadata: () => true, describe: () => '' }));
+  for (let i = 0; i < 100_000; i++) await volume.write((i * 7919 % 262144) * 4096, data);
+  const tr = performance.now();
+  await s.end('bench-snap');
+  const releaseSeconds = (performance.now() - tr) / 1000;
+
+  rows.push({ case: 'hold queue insert+release 100k (structure)', seconds: +holdSeconds.toFixed(3), target: '< 0.5 s', pass: holdSeconds < 0.5 });
+  rows.push({ case: 'memory per held write (excl. data)', bytes: Math.round(bytesPerHeld), target: '<= 128', pass: bytesPerHeld <= 128 });
+  rows.push({ case: 'release 100k held 4 KiB writes to the device', seconds: +releaseSeconds.toFixed(3), writesPerSec: Math.round(100_000 / releaseSeconds) });
+
+  await volume.close();
+  await file.close();
+  fs.closeSync(fd);
+  fs.rmSync(dir, { recursive: true, force: true });
+
+  const out = { bench: 'engine-write', date: new Date().toISOString(), seconds: SECONDS, rows };
+  const resultsDir = path.resolve(process.cwd(), 'bench/results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, 'engine-write.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log('| case | plain fs.write | engine | ratio | target |');
+  console.log('|---|---|---|---|---|');
+  for (const r of rows) {
+    if ('ratio' in r) console.log(`| ${r.case} | ${r.plain} ${r.unit} | ${r.engine} ${r.unit} | ${r.ratio}× | ≥ ${r.target}× ${r.pass ? '✓' : '✗'} |`);
+    else console.log(`| ${r.case} | | ${'seconds' in r ? r.seconds + ' s' : r.bytes + ' B'} | | ${r.target ?? ''} ${'pass' in r ? (r.pass ? '✓' : '✗') : ''} |`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
