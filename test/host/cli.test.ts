@@ -1,0 +1,238 @@
+/**
+ * The CLI as users and scripts meet it: `node bin/holdfast.cjs` spawned against a real temp
+ * data directory, with the real engine (in process, or the running engine over the control
+ * socket while `holdfast nbd` / `holdfast serve` owns the directory).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(__dirname, '../..');
+const bin = path.join(root, 'bin/holdfast.cjs');
+let tmp: string;
+let data: string;
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--no-renderer'], { cwd: root, stdio: 'inherit' });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-cli-'));
+  data = path.join(tmp, 'data');
+}, 120_000);
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function hf(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOLDFAST_DATA: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const json = (r: { stdout: string }) => JSON.parse(r.stdout);
+const ONE_ERROR_LINE = /^holdfast: [^\n]+ \([A-Z_]+\)\n$/;
+
+function expectError(r: ReturnType<typeof hf>, exit: number, code: string) {
+  expect(r.code, r.stderr).toBe(exit);
+  expect(r.stderr).toMatch(ONE_ERROR_LINE);
+  expect(r.stderr).toContain(`(${code})`);
+  expect(r.stdout).toBe('');
+}
+
+/** Spawns a long-running holdfast and resolves once stderr shows the control socket line. */
+async function startEngine(args: string[]): Promise<{ child: ChildProcess; stdout: () => string; stderr: () => string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+  let so = '';
+  let se = '';
+  child.stdout!.on('data', (c) => (so += c));
+  child.stderr!.on('data', (c) => (se += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setInterval(() => {
+      if (se.includes('Control socket:')) {
+        clearInterval(t);
+        resolve();
+      }
+      if (child.exitCode !== null) {
+        clearInterval(t);
+        reject(new Error(`engine exited early: ${se}`));
+      }
+    }, 50);
+  });
+  return {
+    child,
+    stdout: () => so,
+    stderr: () => se,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+// Each case spawns real processes; on a loaded 2-core machine a spawn can take a second.
+describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
+  it('accepts --data and --json anywhere and prints a JSON array for lists', () => {
+    for (const args of [
+      ['--json', 'volume', 'list', '--data', data],
+      ['volume', '--data', data, 'list', '--json'],
+      [`--data=${data}`, 'volume', 'list', '--json'],
+    ]) {
+      const r = hf(...args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(json(r)).toEqual([]);
+    }
+  });
+
+  it('creates devices and volumes with sizes in bytes or binary suffixes', () => {
+    const dev = hf('device', 'add', 'disk.img', '--create', '--size', '256M', '--data', data, '--json');
+    expect(dev.code, dev.stderr).toBe(0);
+    const d = json(dev);
+    expect(d).toMatchObject({ path: path.join(tmp, 'disk.img'), kind: 'image', size: 256 * 1024 * 1024 });
+    expect(fs.statSync(path.join(tmp, 'disk.img')).size).toBe(256 * 1024 * 1024);
+
+    const v = hf('--json', 'volume', 'create', 'alpha', '--size', '64M', '--device', String(d.id), '--data', data);
+    expect(v.code, v.stderr).toBe(0);
+    expect(json(v)).toMatchObject({ name: 'alpha', size: 64 * 1024 * 1024, ackMode: 'journal' });
+    const b = hf('volume', 'create', 'beta', '--size', '1048576', '--ack', 'device', '--data', data, '--json');
+    expect(json(b)).toMatchObject({ name: 'beta', size: 1048576, ackMode: 'device' });
+    const g = hf('volume', 'grow', 'beta', '--size', '2M', '--data', data, '--json');
+    expect(json(g).size).toBe(2 * 1024 * 1024);
+
+    const list = json(hf('volume', 'list', '--json', '--data', data));
+    expect(list.map((x: { name: string }) => x.name).sort()).toEqual(['alpha', 'beta']);
+  });
+
+  it('prints aligned tables with formatted sizes for people', () => {
+    const r = hf('volume', 'list', '--data', data);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^NAME\s+SIZE\s+ACK\s+EXTENTS/);
+    const alpha = lines.find((l) => l.startsWith('alpha'))!;
+    expect(alpha).toContain('64.0 MiB');
+    // Columns line up: the ACK column starts at the same offset on every line.
+    const col = lines[0]!.indexOf('ACK');
+    for (const l of lines.slice(1)) expect(l.slice(col, col + 7)).toMatch(/^(journal|device )/);
+    const holds = hf('holds', '--data', data);
+    expect(holds.stdout).toMatch(/^VOLUME\s+BACKUP\s+POLICY\s+HELD/);
+    expect(json(hf('holds', 'alpha', '--json', '--data', data))).toEqual([expect.objectContaining({ volume: 'alpha', heldCount: 0, backupFlag: false })]);
+  });
+
+  it('prints a JSON object for non-list commands', () => {
+    const info = json(hf('info', '--json', '--data', data));
+    expect(info).toMatchObject({ dataDir: data });
+    const del = hf('volume', 'delete', 'beta', '--json', '--data', data);
+    expect(del.code, del.stderr).toBe(0);
+    expect(json(del)).toEqual({ ok: true });
+  });
+
+  it('fails a bad command line with exit 2 and one line on stderr', () => {
+    expectError(hf('volume', 'create', 'x', '--data', data), 2, 'INVALID_ARGUMENT'); // no --size
+    expectError(hf('volume', 'create', 'x', '--size', '12Q', '--data', data), 2, 'INVALID_SIZE');
+    expectError(hf('volume', 'create', 'x', '--size', '0', '--data', data), 2, 'INVALID_SIZE');
+    expectError(hf('volume', 'frobnicate', '--data', data), 2, 'INVALID_ARGUMENT');
+    expectError(hf('teleport', '--data', data), 2, 'INVALID_ARGUMENT');
+    expectError(hf('volume', 'list', '--bogus', '--data', data), 2, 'INVALID_ARGUMENT');
+    expectError(hf('volume', 'list', '--size', '1M', '--data', data), 2, 'INVALID_ARGUMENT');
+    expectError(hf('volume', 'list', 'extra', '--data', data), 2, 'INVALID_ARGUMENT');
+    expectError(hf('volume', 'list', '--data'), 2, 'INVALID_ARGUMENT');
+    expectError(hf('volume', 'create', '-dash', '--size', '1M', '--data', data), 2, 'INVALID_ARGUMENT'); // "-dash" reads as an option
+    expectError(hf('restore', 'snap1', '--data', data), 2, 'INVALID_ARGUMENT'); // no target
+  });
+
+  it('fails an operation with exit 1 and one line naming the code', () => {
+    expectError(hf('volume', 'create', 'alpha', '--size', '1M', '--data', data), 1, 'ALREADY_EXISTS');
+    expectError(hf('volume', 'delete', 'nope', '--data', data), 1, 'NOT_FOUND');
+    expectError(hf('volume', 'create', 'bad!name', '--size', '1M', '--data', data), 1, 'INVALID_ARGUMENT');
+    expectError(hf('volume', 'create', 'huge', '--size', '1P', '--data', data), 1, 'NO_SPACE');
+    expectError(hf('device', 'add', path.join(tmp, 'missing.img'), '--data', data), 1, 'DEVICE_MISSING');
+  });
+
+  it('answers NOT_AVAILABLE for commands the engine does not have yet, never faking them', () => {
+    const r = hf('vault', 'init', path.join(tmp, 'v'), '--data', data);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('holdfast: vault init is not available yet (NOT_AVAILABLE)\n');
+    expect(fs.existsSync(path.join(tmp, 'v'))).toBe(false);
+    expectError(hf('image', 'import', 'x.img', '--volume', 'alpha', '--data', data), 1, 'NOT_AVAILABLE');
+  });
+
+  it('prints help per noun on stdout with exit 0', () => {
+    const r = hf('volume', '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('holdfast volume create NAME --size SIZE');
+    expect(r.stdout).not.toContain('holdfast backup start');
+    const all = hf('--help');
+    expect(all.stdout).toContain('holdfast serve [--port N] [--nbd-port N] [--no-open]');
+    expect(hf().code).toBe(2);
+  });
+
+  it('reports LOCKED when a live process owns the data dir but its control socket is silent', () => {
+    const d = path.join(tmp, 'locked');
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, 'holdfast.lock'), JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), hostname: os.hostname() }));
+    expectError(hf('volume', 'list', '--data', d), 1, 'LOCKED');
+  });
+});
+
+describe('holdfast CLI with a running engine', { timeout: 120_000 }, () => {
+  it('goes through the control socket while `holdfast nbd` owns the data dir, and the engine stops cleanly', async () => {
+    const eng = await startEngine(['nbd', '--nbd-port', '0', '--data', data]);
+    try {
+      expect(fs.statSync(path.join(data, 'control.sock')).mode & 0o777).toBe(0o600);
+      const c = hf('volume', 'create', 'gamma', '--size', '4M', '--data', data, '--json');
+      expect(c.code, c.stderr).toBe(0);
+      const names = json(hf('--json', 'volume', 'list', '--data', data)).map((v: { name: string }) => v.name);
+      expect(names).toContain('gamma');
+      const vol = json(hf('volume', 'list', '--json', '--data', data)).find((v: { name: string }) => v.name === 'gamma');
+      expect(vol.nbd.socket).toContain(path.join(data, 'nbd.sock'));
+      expectError(hf('volume', 'create', 'gamma', '--size', '4M', '--data', data), 1, 'ALREADY_EXISTS');
+      // holds --watch prints the current state, then streams until SIGINT, and exits 0.
+      const watch = spawn(process.execPath, [bin, 'holds', 'gamma', '--watch', '--json', '--data', data], { cwd: tmp });
+      let wout = '';
+      watch.stdout.on('data', (x) => (wout += x));
+      const wexit = new Promise<number | null>((r) => watch.on('exit', (code) => r(code)));
+      for (let i = 0; i < 100 && !wout.includes('\n'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(JSON.parse(wout.split('\n')[0]!)).toMatchObject({ volume: 'gamma', heldCount: 0 });
+      watch.kill('SIGINT');
+      expect(await wexit).toBe(0);
+    } finally {
+      expect(await eng.stop()).toBe(0);
+    }
+    expect(fs.existsSync(path.join(data, 'control.sock'))).toBe(false);
+    expect(fs.existsSync(path.join(data, 'holdfast.lock'))).toBe(false);
+    // With the engine gone, commands open the data dir in process again and see the same state.
+    expect(json(hf('volume', 'list', '--json', '--data', data)).map((v: { name: string }) => v.name)).toContain('gamma');
+  });
+
+  it('`holdfast serve` prints the UI URL as its first stdout line and serves the contract with the token', async () => {
+    const eng = await startEngine(['serve', '--port', '0', '--nbd-port', '0', '--no-open', '--data', data]);
+    try {
+      const first = eng.stdout().split('\n')[0]!;
+      const m = /^Holdfast UI: http:\/\/127\.0\.0\.1:(\d+)\/\?token=([A-Za-z0-9_-]{43})$/.exec(first);
+      expect(m, first).not.toBeNull();
+      const [, port, token] = m!;
+      const post = (auth: string | null) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = http.request(
+            { host: '127.0.0.1', port: Number(port), method: 'POST', path: '/api/volume.list', agent: false, headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) } },
+            (res) => {
+              let body = '';
+              res.on('data', (c) => (body += c));
+              res.on('end', () => resolve({ status: res.statusCode!, body }));
+            },
+          );
+          req.on('error', reject);
+          req.end('{}');
+        });
+      expect((await post(null)).status).toBe(401);
+      const ok = await post(`Bearer ${token}`);
+      expect(ok.status).toBe(200);
+      expect(JSON.parse(ok.body).result.map((v: { name: string }) => v.name)).toContain('gamma');
+      // The CLI works beside it, through the control socket.
+      expect(hf('volume', 'list', '--json', '--data', data).code).toBe(0);
+      // A second serve on the same data dir is refused: one owner per data dir.
+      const second = hf('serve', '--port', '0', '--nbd-port', '0', '--no-open', '--data', data);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/\((LOCKED)\)\n$/);
+    } finally {
+      expect(await eng.stop()).toBe(0);
+    }
+  });
+});
