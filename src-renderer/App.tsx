@@ -7,6 +7,7 @@ import { useEffect, useState, useSyncExternalStore, type ComponentType } from 'r
 import { useQuery } from '@tanstack/react-query';
 import { useApi, useClient } from './api/client-context';
 import type { ConnectionState } from './api/transport';
+import { Icon } from './components/Icon';
 import { setPreferences, usePreferences } from './live/preferences';
 import { engineInfoQuery } from './queries/engine';
 import { useEngineEvents } from './queries/events';
@@ -20,13 +21,13 @@ import { SnapshotsScreen } from './screens/SnapshotsScreen';
 import { VolumesScreen } from './screens/VolumesScreen';
 
 export const SCREENS: { id: string; label: string; icon: string; Screen: ComponentType }[] = [
-  { id: 'drives', label: 'Drives & devices', icon: '▤', Screen: DrivesScreen },
-  { id: 'volumes', label: 'Volumes', icon: '▥', Screen: VolumesScreen },
-  { id: 'backup', label: 'Backup', icon: '⇪', Screen: BackupScreen },
-  { id: 'holds', label: 'Hold queue', icon: '⧗', Screen: HoldQueueScreen },
-  { id: 'snapshots', label: 'Snapshots & restore', icon: '⟲', Screen: SnapshotsScreen },
-  { id: 'schedules', label: 'Schedules', icon: '◷', Screen: SchedulesScreen },
-  { id: 'settings', label: 'Settings', icon: '⚙', Screen: SettingsScreen },
+  { id: 'drives', label: 'Drives & devices', icon: 'drives', Screen: DrivesScreen },
+  { id: 'volumes', label: 'Volumes', icon: 'volumes', Screen: VolumesScreen },
+  { id: 'backup', label: 'Backup', icon: 'backup', Screen: BackupScreen },
+  { id: 'holds', label: 'Hold queue', icon: 'holds', Screen: HoldQueueScreen },
+  { id: 'snapshots', label: 'Snapshots & restore', icon: 'snapshots', Screen: SnapshotsScreen },
+  { id: 'schedules', label: 'Schedules', icon: 'schedules', Screen: SchedulesScreen },
+  { id: 'settings', label: 'Settings', icon: 'settings', Screen: SettingsScreen },
 ];
 
 function subscribeHash(cb: () => void) {
@@ -64,8 +65,8 @@ function Sidebar({ current }: { current: string }) {
   return (
     <nav className="sidebar" aria-label="Main">
       <div className="brand">
-        <span className="brand-mark" aria-hidden="true">
-          ⛉
+        <span className="brand-mark">
+          <Icon name="shield" size={19} />
         </span>
         <span className="brand-name">Holdfast</span>
       </div>
@@ -73,8 +74,8 @@ function Sidebar({ current }: { current: string }) {
         {SCREENS.map((s) => (
           <li key={s.id}>
             <a href={`#/${s.id}`} className="nav-item" aria-current={s.id === current ? 'page' : undefined}>
-              <span className="nav-icon" aria-hidden="true">
-                {s.icon}
+              <span className="nav-icon">
+                <Icon name={s.icon} />
               </span>
               <span>{s.label}</span>
               {s.id === 'holds' && active && (
@@ -106,7 +107,7 @@ function SidebarFooter() {
         {info.isError ? 'Engine unreachable' : conn === 'connected' ? `Engine ${info.data?.version ?? ''}` : conn === 'connecting' ? 'Connecting…' : 'Live updates paused — reconnecting'}
       </div>
       <button type="button" className="btn btn-small btn-quiet theme-toggle" onClick={() => setPreferences({ theme: dark ? 'light' : 'dark' })}>
-        {dark ? '☀ Light theme' : '☾ Dark theme'}
+        {dark ? 'Light theme' : 'Dark theme'}
       </button>
     </div>
   );

@@ -119,13 +119,13 @@ export function httpClient(win: Window, token: string | null): Client {
     wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
     if (token) wsUrl.searchParams.set('token', token);
     setState('connecting');
-    const ws = new win.WebSocket(wsUrl.toString());
+    const ws = new (win as Window & typeof globalThis).WebSocket(wsUrl.toString());
     socket = ws;
     ws.onopen = () => {
       retry = 0;
       setState('connected');
     };
-    ws.onmessage = (ev) => {
+    ws.onmessage = (ev: MessageEvent) => {
       let msg: unknown;
       try {
         msg = JSON.parse(String(ev.data));

@@ -11,6 +11,7 @@ import { formatCount } from './format';
 const W = 600;
 const H = 150;
 const BUCKETS = 240;
+const MIN_SPAN_MS = 10_000;
 
 export function downsample(samples: TimelineSample[], t0: number, t1: number, buckets = BUCKETS): TimelineSample[] {
   const out: TimelineSample[] = [];
@@ -34,8 +35,11 @@ export function HoldTimelineChart({ volume, live }: { volume: string; live: bool
   }, [live]);
 
   const t1 = Date.now();
-  const t0 = t1 - timeline.windowMs;
-  const points = downsample(timeline.samples(volume), t0, t1);
+  const samples = timeline.samples(volume);
+  // The axis spans what has been seen (at least 10 s, at most the window) so a fresh backup fills the chart.
+  const span = Math.min(timeline.windowMs, Math.max(MIN_SPAN_MS, samples[0] ? t1 - samples[0].t : 0));
+  const t0 = t1 - span;
+  const points = downsample(samples, t0, t1);
   const last = points[points.length - 1];
   if (last && last.t < t1) points.push({ ...last, t: t1 });
   const base = points[0] ? Math.min(points[0].released, points[0].queued) : 0;
@@ -47,7 +51,7 @@ export function HoldTimelineChart({ volume, live }: { volume: string; live: bool
 
   return (
     <figure className="timeline">
-      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={`Timeline of queued and released writes for ${volume}, last ${timeline.windowMs / 1000} seconds`}>
+      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={`Timeline of queued and released writes for ${volume}, last ${Math.round(span / 1000)} seconds`}>
         {[0.25, 0.5, 0.75].map((f) => (
           <line key={f} x1={0} x2={W} y1={H * f} y2={H * f} className="grid-line" vectorEffect="non-scaling-stroke" />
         ))}
@@ -59,6 +63,11 @@ export function HoldTimelineChart({ volume, live }: { volume: string; live: bool
           </>
         )}
       </svg>
+      {points.length > 1 && top > 1 && (
+        <span className="timeline-max" aria-hidden="true">
+          +{formatCount(top)} writes
+        </span>
+      )}
       <figcaption className="timeline-legend">
         <span>
           <span className="swatch swatch-queued" aria-hidden="true" /> Queued {last ? formatCount(last.queued) : 0}
@@ -69,7 +78,7 @@ export function HoldTimelineChart({ volume, live }: { volume: string; live: bool
         <span>
           <span className="swatch swatch-held" aria-hidden="true" /> Held now {last ? formatCount(last.held) : 0}
         </span>
-        <span className="muted">−{timeline.windowMs / 1000} s … now</span>
+        <span className="muted">last {Math.round(span / 1000)} s</span>
       </figcaption>
     </figure>
   );

@@ -35,3 +35,11 @@ export function formatCount(n: number): string {
 export function percent(part: number, whole: number): number {
   return whole > 0 ? Math.max(0, Math.min(100, (part / whole) * 100)) : 0;
 }
+
+/** Today: the time only; otherwise date and time. */
+export function formatWhen(iso: string | null, now = new Date()): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toDateString() === now.toDateString() ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' }) : formatDate(iso);
+}

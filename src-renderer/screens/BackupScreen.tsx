@@ -5,7 +5,7 @@ import type { Backup, HoldPolicy } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { Badge, Card, EmptyState, Loading, PageHeader, ProgressBar } from '../components/Layout';
-import { formatDate, formatDuration, formatRate, formatSize, percent } from '../components/format';
+import { formatDate, formatDuration, formatRate, formatSize, formatWhen, percent } from '../components/format';
 import { POLICIES, policyName } from '../components/policies';
 import { usePreferences } from '../live/preferences';
 import { backupListQuery, backupProgressQuery, useAbortBackup, useStartBackup } from '../queries/backups';
@@ -144,7 +144,7 @@ export function BackupProgressCard({ backup }: { backup: Backup }) {
         </div>
         <div>
           <dt>Started</dt>
-          <dd>{formatDate(backup.startedAt)}</dd>
+          <dd>{formatWhen(backup.startedAt)}</dd>
         </div>
       </dl>
       <ErrorNotice error={abort.error} title="The backup was not cancelled" />

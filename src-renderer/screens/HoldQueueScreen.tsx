@@ -12,6 +12,7 @@ import { HoldTimelineChart } from '../components/HoldTimelineChart';
 import { Badge, Card, EmptyState, Loading, PageHeader, ProgressBar } from '../components/Layout';
 import { formatAge, formatCount, formatSize, percent } from '../components/format';
 import { POLICIES, policyName } from '../components/policies';
+import { useTimelineVersion } from '../live/live-context';
 import { holdListQuery } from '../queries/holds';
 
 export function HoldQueueScreen() {
@@ -37,6 +38,8 @@ export function HoldQueueScreen() {
 
 export function HoldQueuePanel({ state: h }: { state: HoldState }) {
   const policy = POLICIES.find((p) => p.id === h.policy);
+  const timeline = useTimelineVersion();
+  const idle = !h.backupFlag && h.heldCount === 0 && h.queuedTotal === 0 && !timeline.samples(h.volume).some((x) => x.queued > 0);
   return (
     <Card
       className={`hold-panel ${h.backupFlag ? 'hold-active' : ''}`}
@@ -64,8 +67,12 @@ export function HoldQueuePanel({ state: h }: { state: HoldState }) {
         </div>
       </dl>
       {policy && h.backupFlag && <p className="muted small">{policy.held}</p>}
-      <div className="hold-grid">
-        <HoldTimelineChart volume={h.volume} live={h.backupFlag || h.heldCount > 0} />
+      <div className={idle ? 'hold-grid hold-grid-idle' : 'hold-grid'}>
+        {idle ? (
+          <p className="muted small">Nothing has been held on this volume since the engine started. The timeline appears when a backup holds writes.</p>
+        ) : (
+          <HoldTimelineChart volume={h.volume} live={h.backupFlag || h.heldCount > 0} />
+        )}
         <div className="hold-side">
           <div className="meter">
             <div className="meter-head">

@@ -1,5 +1,5 @@
 /** Renders the real app (or one screen) around a FakeEngine, as main.tsx does around a transport. */
-import { render } from '@testing-library/react';
+import { configure, render } from '@testing-library/react';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import { App } from '../../src-renderer/App';
@@ -7,6 +7,9 @@ import { ClientProvider } from '../../src-renderer/api/client-context';
 import { HoldTimeline } from '../../src-renderer/live/hold-timeline';
 import { TimelineProvider } from '../../src-renderer/live/live-context';
 import { FakeEngine } from './fake-engine';
+
+// The machine is shared; allow slow renders without weakening what is asserted.
+configure({ asyncUtilTimeout: 5000 });
 
 export function renderApp(screen: string, engine = new FakeEngine(), children?: ReactNode) {
   window.location.hash = `#/${screen}`;
