@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// NBD server benchmark: the same backing file served by Holdfast (FileExport), qemu-nbd and
+// `nbdkit file`, driven by the same clients in the same run. fio 4 KiB random write/read at
+// queue depth 1 and 16 (time-bounded), nbdcopy 1 MiB sequential write and read. Rows are
+// interleaved across servers and repeated; each figure is the best of the rounds (the
+// machine is shared, so the best round is the least disturbed one). Every figure is also
+// given as a ratio against qemu-nbd and nbdkit from the same run.
+//
+//   npm run build && node bench/nbd/nbd-bench.mjs
+//   env: NBD_BENCH_RUNTIME (s per fio run, default 10), NBD_BENCH_ROUNDS (default 2),
+//        NBD_BENCH_SIZE_MIB (backing file size, default 512)
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const runtime = Number(process.env.NBD_BENCH_RUNTIME ?? 10);
+const rounds = Number(process.env.NBD_BENCH_ROUNDS ?? 2);
+const sizeMiB = Number(process.env.NBD_BENCH_SIZE_MIB ?? 512);
+const serveEntry = path.join(root, 'dist/bench/nbd-serve-file.cjs');
+if (!fs.existsSync(serveEntry)) {
+  console.error('Run `npm run build` first (dist/bench/nbd-serve-file.cjs is missing).');
+  process.exit(2);
+}
+
+function sh(cmd, args, timeoutMs = 300_000) {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
+      else resolve(String(stdout));
+    });
+  });
+}
+
+async function waitForSocket(p, proc) {
+  for (let i = 0; i < 200; i++) {
+    if (fs.existsSync(p)) return;
+    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`socket ${p} never appeared`);
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-nbd-bench-'));
+const img = path.join(dir, 'backing.img');
+const seqSrc = path.join(dir, 'seq-src.img');
+console.error(`Preparing ${sizeMiB} MiB backing file in ${dir} ...`);
+await sh('dd', ['if=/dev/urandom', `of=${img}`, 'bs=1M', `count=${sizeMiB}`, 'status=none']);
+await sh('cp', [img, seqSrc]);
+
+const servers = {
+  holdfast: { socket: path.join(dir, 'holdfast.sock'), cmd: 'node', args: (s) => [serveEntry, '--file', img, '--socket', s] },
+  'qemu-nbd': { socket: path.join(dir, 'qemu.sock'), cmd: 'qemu-nbd', args: (s) => ['-f', 'raw', '-k', s, '-t', '-e', '16', '--cache=writeback', '--aio=threads', img] },
+  'nbdkit-file': { socket: path.join(dir, 'nbdkit.sock'), cmd: 'nbdkit', args: (s) => ['-f', '-U', s, 'file', img] },
+};
+const procs = [];
+for (const [name, s] of Object.entries(servers)) {
+  const p = spawn(s.cmd, s.args(s.socket), { stdio: ['ignore', 'ignore', 'inherit'] });
+  procs.push(p);
+  await waitForSocket(s.socket, p);
+  console.error(`started ${name}`);
+}
+const uri = (name) => `nbd+unix:///?socket=${servers[name].socket}`;
+
+async function fio(name, rw, qd) {
+  const out = await sh('fio', ['--name=bench', '--ioengine=nbd', `--uri=${uri(name)}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${qd}`,
+    '--time_based', `--runtime=${runtime}`, '--ramp_time=1', `--size=${sizeMiB}M`, '--norandommap', '--randrepeat=0', '--output-format=json'], (runtime + 60) * 1000);
+  const job = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
+  const side = rw.includes('write') ? job.write : job.read;
+  return { value: side.iops, unit: 'IOPS', p99us: (side.clat_ns?.percentile?.['99.000000'] ?? 0) / 1000 };
+}
+
+async function nbdcopy(name, direction) {
+  const t0 = process.hrtime.bigint();
+  if (direction === 'write') await sh('nbdcopy', ['--request-size=1048576', seqSrc, uri(name)]);
+  else await sh('nbdcopy', ['--request-size=1048576', uri(name), 'null:']);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { value: sizeMiB / s, unit: 'MiB/s' };
+}
+
+const rows = [
+  { id: 'fio 4k randwrite QD1', run: (n) => fio(n, 'randwrite', 1) },
+  { id: 'fio 4k randwrite QD16', run: (n) => fio(n, 'randwrite', 16) },
+  { id: 'fio 4k randread QD1', run: (n) => fio(n, 'randread', 1) },
+  { id: 'fio 4k randread QD16', run: (n) => fio(n, 'randread', 16) },
+  { id: 'nbdcopy 1 MiB seq write', run: (n) => nbdcopy(n, 'write') },
+  { id: 'nbdcopy 1 MiB seq read', run: (n) => nbdcopy(n, 'read') },
+];
+
+const results = {};
+try {
+  for (let round = 1; round <= rounds; round++) {
+    for (const row of rows) {
+      // Rotate which server goes first so no server always gets the warm or the cold slot.
+      const order = Object.keys(servers);
+      for (let k = 0; k < (round + rows.indexOf(row)) % order.length; k++) order.push(order.shift());
+      for (const name of order) {
+        const r = await row.run(name);
+        const slot = ((results[row.id] ??= {})[name] ??= { rounds: [] });
+        slot.rounds.push(r);
+        console.error(`round ${round} ${row.id} ${name}: ${r.value.toFixed(0)} ${r.unit}${r.p99us ? ` p99 ${r.p99us.toFixed(0)} µs` : ''}`);
+      }
+    }
+  }
+} finally {
+  for (const p of procs) p.kill('SIGTERM');
+}
+
+const table = [];
+for (const row of rows) {
+  const r = results[row.id];
+  for (const name of Object.keys(r)) {
+    const best = r[name].rounds.reduce((a, b) => (b.value > a.value ? b : a));
+    r[name].best = best.value;
+    r[name].unit = best.unit;
+    if (best.p99us) r[name].p99us = best.p99us;
+  }
+  r.ratioVsQemu = r.holdfast.best / r['qemu-nbd'].best;
+  r.ratioVsNbdkit = r.holdfast.best / r['nbdkit-file'].best;
+  table.push(r);
+}
+
+const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, sizeMiB, date: new Date().toISOString() };
+const resultsDir = path.join(root, 'bench/results');
+fs.mkdirSync(resultsDir, { recursive: true });
+fs.writeFileSync(path.join(resultsDir, 'nbd.json'), JSON.stringify({ env, results }, null, 2) + '\n');
+
+const fmt = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+const lines = [
+  '| workload | Holdfast | qemu-nbd | nbdkit file | Holdfast ÷ qemu-nbd | Holdfast ÷ nbdkit |',
+  '|---|---:|---:|---:|---:|---:|',
+];
+for (const row of rows) {
+  const r = results[row.id];
+  const u = r.holdfast.unit;
+  lines.push(`| ${row.id} | ${fmt(r.holdfast.best)} ${u} | ${fmt(r['qemu-nbd'].best)} ${u} | ${fmt(r['nbdkit-file'].best)} ${u} | ${r.ratioVsQemu.toFixed(2)}× | ${r.ratioVsNbdkit.toFixed(2)}× |`);
+}
+console.log(lines.join('\n'));
+console.log(`\n(best of ${rounds} rounds, ${runtime} s per fio run, ${sizeMiB} MiB file, ${env.cpus} CPUs, load ${env.loadavg.map((l) => l.toFixed(1)).join(' ')})`);
+fs.rmSync(dir, { recursive: true, force: true });
