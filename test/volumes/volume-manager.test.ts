@@ -15,16 +15,18 @@ import { HoldfastError } from '../../src-shared/errors';
 
 const MiB = 1024 * 1024;
 
-/** The real Env, with a switch that makes writes to one path fail with EIO (a label write dying mid-operation). */
+/** The real Env, with a switch that makes writes to one path fail with EIO (label area only, or everywhere). */
 class FlakyEnv extends NodeEnv {
   failWritesTo: string | null = null;
+  failLabelOnly = true;
   override async open(p: string, opts?: OpenOptions): Promise<BlockFile> {
     const f = await super.open(p, opts);
     const env = this;
     return new Proxy(f, {
       get(target, key) {
         if (key === 'write' && env.failWritesTo === target.path)
-          return async () => {
+          return async (buf: Buffer, pos: number) => {
+            if (env.failLabelOnly && pos >= DATA_START) return target.write(buf, pos);
             throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
           };
         const v = (target as unknown as Record<string | symbol, unknown>)[key];
@@ -233,6 +235,18 @@ describe('VolumeManager: volumes', () => {
     await expectRefused(() => vm.removeDevice(2), 'IN_USE');
   });
 
+  it('a new volume on space freed by a deleted one does not inherit its signatures', async () => {
+    await vm.createVolume({ name: 'old', size: 8 * MiB });
+    const junk = Buffer.alloc(8 * MiB, 0xab);
+    await writeVolume('old', 0, junk);
+    await vm.deleteVolume('old');
+    const v = await vm.createVolume({ name: 'fresh', size: 8 * MiB });
+    expect(v.extents[0]!.deviceOffset).toBe(DATA_START); // same place
+    const head = await readVolume('fresh', 0, MiB);
+    const tail = await readVolume('fresh', 7 * MiB, MiB);
+    expect(head.every((b) => b === 0) && tail.every((b) => b === 0)).toBe(true);
+  });
+
   it('places a volume only on the devices named', async () => {
     await vm.addDevice({ path: img('b.img'), create: true, size: 32 * MiB });
     const v = await vm.createVolume({ name: 'onb', size: 8 * MiB, devices: [img('b.img')] });
@@ -272,6 +286,9 @@ describe('VolumeManager: volumes', () => {
     await expectRefused(() => vm.growVolume('keep', 2 * MiB), 'IO_ERROR');
     await expectRefused(() => vm.renameVolume('keep', 'kept'), 'IO_ERROR');
     await expectRefused(() => vm.deleteVolume('keep'), 'IO_ERROR');
+    // a device that fails before anything is committed (wiping the new volume's space)
+    env.failLabelOnly = false;
+    await expectRefused(() => vm.createVolume({ name: 'new', size: MiB }), 'IO_ERROR', /Could not write to device 1/);
     env.failWritesTo = null;
     const keep = vm.getVolume('keep');
     expect(keep.id).toBe(1);

@@ -13,7 +13,7 @@
  */
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { Env } from '../env/env';
+import type { BlockFile, Env } from '../env/env';
 import { AckMode as AckModeSchema, VOLUME_NAME_RE, type AckMode, type Device, type Extent } from '../../../src-shared/contract';
 import { HoldfastError, invariant, toErrorPayload } from '../../../src-shared/errors';
 import { formatSize } from '../../../src-shared/sizes';
@@ -55,6 +55,8 @@ export interface CreateVolumeInput {
 }
 
 const LABEL_PROBE = DATA_START;
+/** Bytes zeroed at each end of a new volume: covers ext4/FAT/NTFS superblocks, MBR/GPT and their backups. */
+const WIPE_BYTES = 1024 * 1024;
 /** Path of a device known only from another device's label, until it is added itself. */
 const PLACEHOLDER = '(not found) ';
 
@@ -155,7 +157,8 @@ export class VolumeManager {
       } catch (e) {
         this.catalog.removeDevice(rec.id);
         await file.write(Buffer.alloc(head.length), 0).catch(() => undefined); // back to blank
-        throw e;
+        if (e instanceof HoldfastError) throw e;
+        throw new HoldfastError('IO_ERROR', `Could not write the Holdfast label on ${abs}: ${toErrorPayload(e).message}`, { path: abs });
       }
       await this.devices.open(rec);
       return this.toDevice(rec);
@@ -298,6 +301,10 @@ export class VolumeManager {
     if (this.catalog.getVolume(input.name)) throw new HoldfastError('ALREADY_EXISTS', `A volume named "${input.name}" already exists.`, { name: input.name });
     const devs = this.allocatableDevices(input.devices);
     const extents = allocate(devs.map(toAlloc), this.catalog.allExtents(), input.size);
+    // Free space may still hold a deleted volume's bytes; wipe where filesystem and partition
+    // signatures live so a new volume never looks formatted. Free space is not state, so a
+    // failure here changes nothing.
+    await this.wipeSignatures(input.size, extents);
     const vol = this.catalog.transaction(() => {
       const v = this.catalog.createVolume(input.name, input.size, ack, false, extents);
       this.assertLayout();
@@ -395,6 +402,36 @@ export class VolumeManager {
     const base = path.basename(p).replace(/\.[^.]*$/, '');
     const cleaned = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').replace(/-+$/, '').slice(0, 64);
     return cleaned || 'volume';
+  }
+
+  /** Zeroes the first and last WIPE_BYTES of a new volume (like lvcreate's signature wipe). */
+  private async wipeSignatures(size: number, extents: Extent[]): Promise<void> {
+    const ranges = [
+      [0, Math.min(WIPE_BYTES, size)],
+      [Math.max(0, size - WIPE_BYTES), size],
+    ] as const;
+    const touched = new Set<number>();
+    for (const [from, to] of ranges)
+      for (const e of extents) {
+        const s = Math.max(from, e.volumeOffset);
+        const t = Math.min(to, e.volumeOffset + e.length);
+        if (s >= t) continue;
+        await this.deviceIo(e.deviceId, (f) => f.write(Buffer.alloc(t - s), e.deviceOffset + (s - e.volumeOffset)));
+        touched.add(e.deviceId);
+      }
+    for (const id of touched) await this.deviceIo(id, (f) => f.datasync());
+  }
+
+  /** Runs device I/O, turning OS errors into HoldfastErrors that name the device. */
+  private async deviceIo(id: number, io: (f: BlockFile) => Promise<void>): Promise<void> {
+    const f = this.devices.file(id);
+    try {
+      await io(f);
+    } catch (e) {
+      if (e instanceof HoldfastError) throw e;
+      const p = toErrorPayload(e);
+      throw new HoldfastError(p.code === 'INTERNAL' || p.code === 'NOT_FOUND' ? 'IO_ERROR' : p.code, `Could not write to device ${id} (${f.path}): ${p.message}`, { deviceId: id });
+    }
   }
 
   // ---------- labels ----------
