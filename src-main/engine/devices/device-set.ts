@@ -54,6 +54,12 @@ export class DeviceSet {
     return true;
   }
 
+  /** Records a device as not usable (e.g. mounted outside Holdfast since it was added), closing any handle. */
+  async markUnavailable(id: number, reason: string): Promise<void> {
+    await this.close(id);
+    this.status.set(id, { present: false, reason });
+  }
+
   async openAll(devices: DeviceHandleInfo[]): Promise<void> {
     for (const d of devices) await this.open(d);
   }

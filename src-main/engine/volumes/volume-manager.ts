@@ -86,9 +86,23 @@ export class VolumeManager {
     this.sys = opts.sys;
   }
 
-  /** Opens every catalog device (missing ones are reported present=false). */
+  /**
+   * Opens every catalog device. Missing ones, and ones that were mounted or became system
+   * devices since they were added (an adopted partition the user mounted), are reported
+   * present=false with the reason and are never written.
+   */
   async openDevices(): Promise<void> {
-    await this.devices.openAll(this.catalog.listDevices());
+    for (const d of this.catalog.listDevices()) {
+      try {
+        await probeDevicePath(d.path, this.env, { sys: this.sys, minSize: 0 });
+      } catch (e) {
+        if (e instanceof HoldfastError && (e.code === 'DEVICE_MOUNTED' || e.code === 'DEVICE_SYSTEM')) {
+          await this.devices.markUnavailable(d.id, e.message);
+          continue;
+        }
+      }
+      await this.devices.open(d);
+    }
   }
 
   // ---------- devices ----------
