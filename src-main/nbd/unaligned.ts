@@ -23,24 +23,30 @@ class WriteRanges {
   private readonly active = new Set<Range>();
   private rmwActive = 0;
 
-  async acquire(start: number, end: number, rmw: boolean): Promise<Range> {
-    const r: Range = { start, end, rmw, waiters: null };
+  /** Registers the range at once when nothing overlapping blocks it; null when the caller must wait. */
+  tryAcquire(start: number, end: number, rmw: boolean): Range | null {
     if (rmw || this.rmwActive > 0) {
-      for (;;) {
-        let blocker: Range | null = null;
-        for (const o of this.active) {
-          if ((rmw || o.rmw) && o.start < end && start < o.end) {
-            blocker = o;
-            break;
-          }
-        }
-        if (!blocker) break;
-        await new Promise<void>((resolve) => (blocker.waiters ??= []).push(resolve));
-      }
+      for (const o of this.active) if ((rmw || o.rmw) && o.start < end && start < o.end) return null;
     }
+    const r: Range = { start, end, rmw, waiters: null };
     this.active.add(r);
     if (rmw) this.rmwActive++;
     return r;
+  }
+
+  async acquire(start: number, end: number, rmw: boolean): Promise<Range> {
+    for (;;) {
+      const r = this.tryAcquire(start, end, rmw);
+      if (r) return r;
+      let blocker: Range | null = null;
+      for (const o of this.active) {
+        if ((rmw || o.rmw) && o.start < end && start < o.end) {
+          blocker = o;
+          break;
+        }
+      }
+      if (blocker) await new Promise<void>((resolve) => (blocker.waiters ??= []).push(resolve));
+    }
   }
 
   release(r: Range): void {
@@ -80,15 +86,35 @@ export async function readAny(ex: BlockExport, offset: number, length: number): 
   return buf.subarray(offset - start, offset - start + length);
 }
 
-async function withRange<T>(ex: BlockExport, offset: number, length: number, rmw: boolean, fn: () => Promise<T>): Promise<T> {
+function withRange<T>(ex: BlockExport, offset: number, length: number, rmw: boolean, fn: () => Promise<T>): Promise<T> {
   const ss = ex.sectorSize;
   const ranges = rangesOf(ex);
-  const r = await ranges.acquire(alignDown(offset, ss), alignUp(offset + length, ss), rmw);
+  const start = alignDown(offset, ss);
+  const end = alignUp(offset + length, ss);
+  // Fast path (no await) for the common case: nothing overlapping needs waiting for.
+  const r = ranges.tryAcquire(start, end, rmw);
+  if (r) return runHolding(ranges, r, fn);
+  return ranges.acquire(start, end, rmw).then((held) => runHolding(ranges, held, fn));
+}
+
+function runHolding<T>(ranges: WriteRanges, r: Range, fn: () => Promise<T>): Promise<T> {
+  let p: Promise<T>;
   try {
-    return await fn();
-  } finally {
+    p = fn();
+  } catch (e) {
     ranges.release(r);
+    return Promise.reject(e);
   }
+  return p.then(
+    (v) => {
+      ranges.release(r);
+      return v;
+    },
+    (e: unknown) => {
+      ranges.release(r);
+      throw e;
+    },
+  );
 }
 
 /** The aligned buffer covering [offset, offset+data.length) with data merged over the current contents. */
@@ -110,8 +136,8 @@ async function merged(ex: BlockExport, offset: number, data: Buffer): Promise<[n
 export function writeAny(ex: BlockExport, offset: number, data: Buffer, fua: boolean): Promise<void> {
   const ss = ex.sectorSize;
   const aligned = offset % ss === 0 && data.length % ss === 0;
-  return withRange(ex, offset, data.length, !aligned, async () => {
-    if (aligned) return ex.write(offset, data, { fua });
+  if (aligned) return withRange(ex, offset, data.length, false, () => ex.write(offset, data, { fua }));
+  return withRange(ex, offset, data.length, true, async () => {
     const [start, buf] = await merged(ex, offset, data);
     return ex.write(start, buf, { fua });
   });
