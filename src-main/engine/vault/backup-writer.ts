@@ -1,0 +1,454 @@
+/**
+ * The backup application's data path: reads a SnapshotSource (the volume as of begin()) into
+ * the vault as a full snapshot (one content-addressed chunk per region) or, when the source's
+ * changed-block map is relative to the vault's newest snapshot of the volume, an incremental
+ * (only changed blocks, packed into delta chunks). Reading, hashing/compressing (worker
+ * threads) and writing overlap; a bounded number of chunks is in flight, so memory does not
+ * grow with the volume.
+ *
+ * Invariants: every range is reported copied only after its bytes are in memory; ranges with
+ * held writes (urgentRanges) are read first; end(id) is sent only after the manifest is
+ * durable; on any failure or abort, abort(reason) is sent and no manifest exists (only
+ * unreferenced chunks, which gc removes).
+ */
+import crypto from 'node:crypto';
+import { HoldfastError, invariant, toErrorPayload } from '../../../src-shared/errors';
+import type { SnapshotSource } from '../backup/snapshot-source';
+import { ChunkWorkers } from './chunk-workers';
+import { consolidateSnapshot, needsConsolidation } from './consolidate';
+import {
+  DIGEST_BYTES,
+  FORMAT_VERSION,
+  SNAPSHOT_FORMAT,
+  ZERO_BLOCK_REF,
+  ZERO_DIGEST,
+  newSnapshotId,
+  regionCount,
+  type SnapshotIndex,
+  type SnapshotManifest,
+} from './format';
+import { vaultIoError, type Vault } from './vault';
+
+export interface BackupProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  mbPerSec: number;
+  etaSec: number | null;
+  /** Bytes covered so far ÷ bytes newly stored (≥ 1; higher is better). */
+  dedupRatio: number;
+  storedBytes: number;
+  kind: 'full' | 'incremental';
+}
+
+export interface BackupOptions {
+  full?: boolean;
+  onProgress?: (p: BackupProgress) => void;
+  signal?: AbortSignal;
+  /** Write a synthetic full after an incremental when the chain is due (default true). */
+  consolidate?: boolean;
+  /** Chunks hashed/compressed at once (bounds memory: ≈ 2 × chunk size each). */
+  inFlight?: number;
+  /** Injected for tests; by default one pool per backup. */
+  workers?: ChunkWorkers;
+}
+
+interface Counters {
+  readBytes: number;
+  storedBytes: number;
+  newChunks: number;
+  reusedChunks: number;
+  zeroChunks: number;
+  written: Set<string>;
+}
+
+
+/** Bounded set of concurrent tasks; the first failure is rethrown by the next add/drain. */
+class TaskWindow {
+  private readonly running = new Set<Promise<void>>();
+  private error: unknown = null;
+  constructor(private readonly limit: number) {}
+  async add(task: () => Promise<void>): Promise<void> {
+    this.check();
+    while (this.running.size >= this.limit) {
+      await Promise.race(this.running);
+      this.check();
+    }
+    const p: Promise<void> = task()
+      .catch((e) => {
+        if (this.error === null) this.error = e;
+      })
+      .finally(() => this.running.delete(p));
+    this.running.add(p);
+  }
+  async drain(): Promise<void> {
+    await Promise.all(this.running);
+    this.check();
+  }
+  private check(): void {
+    if (this.error !== null) throw this.error;
+  }
+}
+
+/** Stores one chunk unless the vault already has it; concurrent callers with the same digest share one write. */
+class ChunkStore {
+  private readonly pending = new Map<string, Promise<boolean>>();
+  constructor(
+    private readonly vault: Vault,
+    private readonly workers: ChunkWorkers,
+    private readonly c: Counters,
+  ) {}
+
+  /** buf is handed over (transferred to a worker). Returns the digest. */
+  async put(buf: Buffer): Promise<Buffer> {
+    const { digest, buf: back } = await this.workers.digest(buf);
+    const hex = digest.toString('hex');
+    await this.putKnown(hex, () => this.workers.encode(back, hex));
+    return digest;
+  }
+
+  /** For content that is new almost surely (delta chunks): hash and encode in one trip. */
+  async putNew(buf: Buffer): Promise<Buffer> {
+    const { digest, file } = await this.workers.digestEncode(buf);
+    const hex = digest.toString('hex');
+    await this.putKnown(hex, async () => file);
+    return digest;
+  }
+
+  private async putKnown(hex: string, encode: () => Promise<Buffer>): Promise<void> {
+    let p = this.pending.get(hex);
+    if (!p) {
+      p = (async () => {
+        if (await this.vault.hasChunk(hex)) return false;
+        const file = await encode();
+        this.c.storedBytes += await this.vault.writeChunk(hex, file);
+        this.c.written.add(hex);
+        return true;
+      })();
+      this.pending.set(hex, p);
+      p.finally(() => this.pending.delete(hex)).catch(() => undefined);
+    }
+    if (await p) this.c.newChunks++;
+    else this.c.reusedChunks++;
+  }
+}
+
+class ProgressMeter {
+  private last = 0;
+  private readonly t0: number;
+  bytesDone = 0;
+  constructor(
+    private readonly vault: Vault,
+    readonly bytesTotal: number,
+    private readonly c: Counters,
+    private readonly kind: 'full' | 'incremental',
+    private readonly cb?: (p: BackupProgress) => void,
+  ) {
+    this.t0 = vault.env.monotonic();
+  }
+  tick(force = false): void {
+    if (!this.cb) return;
+    const now = this.vault.env.monotonic();
+    if (!force && now - this.last < 100) return;
+    this.last = now;
+    const sec = Math.max(1e-3, (now - this.t0) / 1000);
+    const rate = this.bytesDone / sec;
+    this.cb({
+      bytesDone: this.bytesDone,
+      bytesTotal: this.bytesTotal,
+      mbPerSec: rate / 1e6,
+      etaSec: rate > 0 ? (this.bytesTotal - this.bytesDone) / rate : null,
+      dedupRatio: this.bytesDone / Math.max(1, this.c.storedBytes),
+      storedBytes: this.c.storedBytes,
+      kind: this.kind,
+    });
+  }
+}
+
+function checkAbort(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new HoldfastError('CANCELLED', 'The backup was cancelled.');
+}
+
+export async function runBackup(source: SnapshotSource, vault: Vault, opts: BackupOptions = {}): Promise<SnapshotManifest> {
+  const c: Counters = { readBytes: 0, storedBytes: 0, newChunks: 0, reusedChunks: 0, zeroChunks: 0, written: new Set() };
+  const ownWorkers = !opts.workers;
+  let workers: ChunkWorkers | null = opts.workers ?? null;
+  let release: (() => Promise<void>) | null = null;
+  let committed: SnapshotManifest | null = null;
+  try {
+    vault.assertWritable();
+    checkAbort(opts.signal);
+    if (source.size % vault.blockSize !== 0 && source.size % 512 !== 0)
+      throw new HoldfastError('INVALID_SIZE', `Volume size ${source.size} is not a multiple of 512 bytes.`);
+    release = await vault.beginWrite(source.backupId, opts.signal);
+
+    const parent = await vault.newestOf(source.volume);
+    const ch = source.changed;
+    const incremental =
+      !opts.full &&
+      ch !== null &&
+      parent !== null &&
+      ch.parentSnapshotId === parent.id &&
+      parent.size === source.size &&
+      parent.blockSize === vault.blockSize &&
+      parent.chunkSize === vault.chunkSize &&
+      source.size % vault.blockSize === 0 &&
+      (ch.granularity % vault.blockSize === 0 || vault.blockSize % ch.granularity === 0);
+
+    workers ??= new ChunkWorkers(vault.keys);
+    const inFlight = opts.inFlight ?? workers.size * 2 + 2;
+    const store = new ChunkStore(vault, workers, c);
+    const id = newSnapshotId(vault.env.now(), crypto.randomBytes(3));
+    const createdAt = new Date(vault.env.now()).toISOString();
+
+    let index: SnapshotIndex;
+    let changedBytes = 0;
+    if (incremental) {
+      const r = await backupChanged(source, vault, store, c, inFlight, opts);
+      index = r.index;
+      changedBytes = r.changedBytes;
+    } else index = await backupFull(source, vault, store, c, inFlight, opts);
+
+    checkAbort(opts.signal);
+    await vault.syncChunkDirs(c.written);
+    committed = await vault.commitSnapshot(
+      {
+        format: SNAPSHOT_FORMAT,
+        version: FORMAT_VERSION,
+        id,
+        volume: source.volume,
+        volumeId: source.volumeId,
+        size: source.size,
+        createdAt,
+        policy: source.policy,
+        kind: incremental ? 'incremental' : 'full',
+        parent: incremental ? parent!.id : null,
+        chunkSize: vault.chunkSize,
+        blockSize: vault.blockSize,
+        chainLength: incremental ? parent!.chainLength + 1 : 0,
+        chainDeltaBytes: incremental ? parent!.chainDeltaBytes + changedBytes : 0,
+        backupId: source.backupId,
+        stats: { readBytes: c.readBytes, storedBytes: c.storedBytes, newChunks: c.newChunks, reusedChunks: c.reusedChunks, zeroChunks: c.zeroChunks },
+      },
+      index,
+    );
+  } catch (e) {
+    const err = e instanceof HoldfastError ? e : e && (e as NodeJS.ErrnoException).code ? vaultIoError(e, vault.dir, 'backing up') : HoldfastError.fromPayload(toErrorPayload(e));
+    await source.abort(err.message).catch(() => undefined);
+    await release?.();
+    if (ownWorkers) await workers?.close();
+    throw err;
+  }
+  // The snapshot is durable: release the session (held writes go now), then tidy up.
+  try {
+    await source.end(committed.id);
+    if (opts.consolidate !== false && needsConsolidation(committed))
+      committed = await consolidateSnapshot(vault, committed.id, { workers: workers!, registered: true }).catch(() => committed!); // the incremental stands on its own; the next backup retries
+  } finally {
+    await release!();
+    if (ownWorkers) await workers!.close();
+  }
+  return committed;
+}
+
+/** Whole volume, one chunk per region; zero regions are not stored; urgent regions first. */
+async function backupFull(
+  source: SnapshotSource,
+  vault: Vault,
+  store: ChunkStore,
+  c: Counters,
+  inFlight: number,
+  opts: BackupOptions,
+): Promise<SnapshotIndex> {
+  const cs = vault.chunkSize;
+  const n = regionCount(source.size, cs);
+  const digests = Buffer.alloc(n * DIGEST_BYTES);
+  const done = new Uint8Array(n);
+  const meter = new ProgressMeter(vault, source.size, c, 'full', opts.onProgress);
+  const window = new TaskWindow(inFlight);
+  let next = 0;
+  const pick = (): number => {
+    for (const r of source.urgentRanges()) {
+      const first = Math.floor(r.offset / cs);
+      const last = Math.min(n - 1, Math.floor((r.offset + Math.max(1, r.length) - 1) / cs));
+      for (let i = first; i <= last; i++) if (!done[i]) return i;
+    }
+    while (next < n && done[next]) next++;
+    return next;
+  };
+  for (let count = 0; count < n; count++) {
+    checkAbort(opts.signal);
+    const i = pick();
+    invariant(i < n && !done[i], 'each region is read once');
+    done[i] = 1;
+    const off = i * cs;
+    const len = Math.min(cs, source.size - off);
+    const buf = await source.read(off, len);
+    invariant(buf.length === len, 'source reads are whole');
+    source.rangeCopied(off, len);
+    c.readBytes += len;
+    meter.bytesDone += len;
+    if (vault.codec.isZero(buf)) {
+      c.zeroChunks++;
+      ZERO_DIGEST.copy(digests, i * DIGEST_BYTES);
+    } else
+      await window.add(async () => {
+        const d = await store.put(buf);
+        d.copy(digests, i * DIGEST_BYTES);
+      });
+    meter.tick();
+  }
+  await window.drain();
+  meter.tick(true);
+  return { kind: 'full', size: source.size, chunkSize: cs, blockSize: vault.blockSize, digests };
+}
+
+interface Run {
+  first: number; // vault block
+  count: number;
+}
+
+/** Coalesced runs of changed vault blocks, each at most one chunk long; gaps ≤ `slack` blocks are read through. */
+function changedRuns(source: SnapshotSource, blockSize: number, perChunk: number): { runs: Run[]; changedBlocks: Uint32Array } {
+  const ch = source.changed!;
+  const g = ch.granularity;
+  const nBlocks = source.size / blockSize;
+  const changed: number[] = [];
+  if (g >= blockSize) {
+    const per = g / blockSize;
+    const nGran = Math.ceil(source.size / g);
+    for (let k = 0; k < nGran; k++) if (ch.isChanged(k)) for (let b = k * per; b < Math.min(nBlocks, (k + 1) * per); b++) changed.push(b);
+  } else {
+    const per = blockSize / g;
+    for (let b = 0; b < nBlocks; b++) {
+      for (let s = 0; s < per; s++)
+        if (ch.isChanged(b * per + s)) {
+          changed.push(b);
+          break;
+        }
+    }
+  }
+  const slack = 8;
+  const runs: Run[] = [];
+  for (const b of changed) {
+    const last = runs[runs.length - 1];
+    if (last && b - (last.first + last.count) <= slack && b - last.first < perChunk) last.count = b - last.first + 1;
+    else runs.push({ first: b, count: 1 });
+  }
+  return { runs, changedBlocks: Uint32Array.from(changed) };
+}
+
+/** Only the changed blocks, packed in block order into delta chunks; unchanged ranges are released at once. */
+async function backupChanged(
+  source: SnapshotSource,
+  vault: Vault,
+  store: ChunkStore,
+  c: Counters,
+  inFlight: number,
+  opts: BackupOptions,
+): Promise<{ index: SnapshotIndex; changedBytes: number }> {
+  const bs = vault.blockSize;
+  const perChunk = vault.chunkSize / bs;
+  const { runs, changedBlocks } = changedRuns(source, bs, perChunk);
+  const isChanged = (b: number) => {
+    let lo = 0;
+    let hi = changedBlocks.length;
+    while (lo < hi) {
+      const m = (lo + hi) >>> 1;
+      if (changedBlocks[m]! < b) lo = m + 1;
+      else hi = m;
+    }
+    return lo < changedBlocks.length && changedBlocks[lo] === b;
+  };
+  // Unchanged blocks are in the parent already: their held writes can go now.
+  let pos = 0;
+  for (const r of runs) {
+    if (r.first * bs > pos) source.rangeCopied(pos, r.first * bs - pos);
+    pos = (r.first + r.count) * bs;
+  }
+  if (pos < source.size) source.rangeCopied(pos, source.size - pos);
+
+  const changedBytes = changedBlocks.length * bs;
+  const meter = new ProgressMeter(vault, changedBytes, c, 'incremental', opts.onProgress);
+  const window = new TaskWindow(inFlight);
+  const entryBlock: number[] = [];
+  const entryChunk: number[] = [];
+  const entrySlot: number[] = [];
+  const chunkDigests: Buffer[] = [];
+  let pack = Buffer.allocUnsafe(vault.chunkSize);
+  let slots = 0;
+  const flush = async () => {
+    if (!slots) return;
+    const idx = chunkDigests.length;
+    chunkDigests.push(ZERO_DIGEST);
+    const buf = slots === perChunk ? pack : Buffer.from(pack.subarray(0, slots * bs));
+    pack = Buffer.allocUnsafe(vault.chunkSize);
+    slots = 0;
+    await window.add(async () => {
+      chunkDigests[idx] = await store.putNew(buf);
+    });
+  };
+
+  const done = new Uint8Array(runs.length);
+  const runStarts = Uint32Array.from(runs.map((r) => r.first));
+  let next = 0;
+  const pick = (): number => {
+    for (const u of source.urgentRanges()) {
+      const b0 = Math.floor(u.offset / bs);
+      const b1 = Math.ceil((u.offset + u.length) / bs);
+      let lo = 0;
+      let hi = runStarts.length;
+      while (lo < hi) {
+        const m = (lo + hi) >>> 1;
+        if (runStarts[m]! + runs[m]!.count <= b0) lo = m + 1;
+        else hi = m;
+      }
+      for (let k = lo; k < runs.length && runStarts[k]! < b1; k++) if (!done[k]) return k;
+    }
+    while (next < runs.length && done[next]) next++;
+    return next;
+  };
+  for (let count = 0; count < runs.length; count++) {
+    checkAbort(opts.signal);
+    const k = pick();
+    invariant(k < runs.length && !done[k], 'each run is read once');
+    done[k] = 1;
+    const r = runs[k]!;
+    const buf = await source.read(r.first * bs, r.count * bs);
+    invariant(buf.length === r.count * bs, 'source reads are whole');
+    source.rangeCopied(r.first * bs, r.count * bs);
+    for (let j = 0; j < r.count; j++) {
+      const b = r.first + j;
+      if (!isChanged(b)) continue; // read through a small gap
+      const blk = buf.subarray(j * bs, (j + 1) * bs);
+      c.readBytes += bs;
+      meter.bytesDone += bs;
+      entryBlock.push(b);
+      if (vault.codec.isZero(blk)) {
+        entryChunk.push(ZERO_BLOCK_REF);
+        entrySlot.push(0);
+        continue;
+      }
+      entryChunk.push(chunkDigests.length);
+      entrySlot.push(slots);
+      blk.copy(pack, slots * bs);
+      if (++slots === perChunk) await flush();
+    }
+    meter.tick();
+  }
+  await flush();
+  await window.drain();
+  meter.tick(true);
+  // Urgent-first reading can break block order; the index wants entries sorted by block.
+  const order = entryBlock.map((_, i) => i).sort((a, b) => entryBlock[a]! - entryBlock[b]!);
+  const index: SnapshotIndex = {
+    kind: 'delta',
+    size: source.size,
+    chunkSize: vault.chunkSize,
+    blockSize: bs,
+    digests: Buffer.concat(chunkDigests, chunkDigests.length * DIGEST_BYTES),
+    blocks: Uint32Array.from(order.map((i) => entryBlock[i]!)),
+    chunkOf: Uint32Array.from(order.map((i) => entryChunk[i]!)),
+    slotOf: Uint32Array.from(order.map((i) => entrySlot[i]!)),
+  };
+  return { index, changedBytes };
+}

@@ -1,0 +1,118 @@
+/**
+ * Chunk naming and framing (format.ts "chunk file framing") as pure functions of a key set.
+ * The same factory runs on the main thread and, serialised with Function#toString, inside the
+ * worker threads of ChunkWorkers — so it must stay self-contained: no references to anything
+ * outside its own body, only what it is handed.
+ *
+ * Invariant: decode(encode(p, n), n) = p, and decode checks that the plaintext's digest is n,
+ * so a flipped bit anywhere in a chunk file is reported as that chunk being corrupt.
+ */
+import crypto from 'node:crypto';
+import * as zstd from 'zstd-napi';
+
+export interface CodecKeys {
+  /** AES-256-GCM key for chunk bodies; null for an unencrypted vault. */
+  encKey: Buffer | null;
+  /** HMAC key for chunk names; null ⇒ names are plain SHA-256. */
+  idKey: Buffer | null;
+  level: number;
+}
+
+export interface ChunkCodec {
+  digest(plain: Buffer): Buffer;
+  encode(plain: Buffer, nameHex: string): Buffer;
+  /**
+   * Throws an Error with `corrupt = true` when the file does not decode to a plaintext named
+   * nameHex. `verifyName` false is for objects (indexes) whose name is not their digest.
+   */
+  decode(file: Buffer, nameHex: string, verifyName?: boolean): Buffer;
+  isZero(buf: Buffer): boolean;
+}
+
+interface CodecDeps {
+  crypto: typeof crypto;
+  zstd: { compress(b: Buffer, p?: { compressionLevel?: number }): Buffer; decompress(b: Buffer): Buffer };
+  keys: CodecKeys;
+}
+
+export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
+  const { crypto: c, zstd: z, keys } = deps;
+  // Keep these literals in step with format.ts (the factory cannot import it).
+  const MAGIC = Buffer.from('HFC1');
+  const FLAG_ZSTD = 1;
+  const FLAG_ENCRYPTED = 2;
+  const NONCE = 12;
+  const TAG = 16;
+  const ZERO = Buffer.alloc(1 << 16);
+  const corrupt = (name: string, why: string) => Object.assign(new Error(`chunk ${name} is damaged (${why})`), { corrupt: true, chunk: name });
+
+  const digest = (plain: Buffer): Buffer =>
+    keys.idKey ? c.createHmac('sha256', keys.idKey).update(plain).digest() : c.createHash('sha256').update(plain).digest();
+
+  const isZero = (buf: Buffer): boolean => {
+    for (let o = 0; o < buf.length; o += ZERO.length) {
+      const n = Math.min(ZERO.length, buf.length - o);
+      if (!buf.subarray(o, o + n).equals(n === ZERO.length ? ZERO : ZERO.subarray(0, n))) return false;
+    }
+    return true;
+  };
+
+  const encode = (plain: Buffer, nameHex: string): Buffer => {
+    let flags = 0;
+    let body = plain;
+    const packed = z.compress(plain, { compressionLevel: keys.level });
+    // Incompressible data (random, already compressed) is stored as is: cheaper to read back.
+    if (packed.length < plain.length - (plain.length >> 6)) {
+      body = packed;
+      flags |= FLAG_ZSTD;
+    }
+    const header = Buffer.alloc(8);
+    MAGIC.copy(header, 0);
+    if (!keys.encKey) {
+      header[4] = flags;
+      return Buffer.concat([header, body]);
+    }
+    header[4] = flags | FLAG_ENCRYPTED;
+    const nonce = c.randomBytes(NONCE);
+    const cipher = c.createCipheriv('aes-256-gcm', keys.encKey, nonce);
+    cipher.setAAD(Buffer.from(nameHex, 'utf8'));
+    const ct = cipher.update(body);
+    const fin = cipher.final();
+    return Buffer.concat([header, nonce, ct, fin, cipher.getAuthTag()]);
+  };
+
+  const decode = (file: Buffer, nameHex: string, verifyName = true): Buffer => {
+    if (file.length < 8 || !file.subarray(0, 4).equals(MAGIC)) throw corrupt(nameHex, 'bad header');
+    const flags = file[4]!;
+    let body = file.subarray(8);
+    if (flags & FLAG_ENCRYPTED) {
+      if (!keys.encKey) throw corrupt(nameHex, 'encrypted chunk in an unencrypted vault');
+      if (body.length < NONCE + TAG) throw corrupt(nameHex, 'truncated');
+      const d = c.createDecipheriv('aes-256-gcm', keys.encKey, body.subarray(0, NONCE));
+      d.setAAD(Buffer.from(nameHex, 'utf8'));
+      d.setAuthTag(body.subarray(body.length - TAG));
+      try {
+        body = Buffer.concat([d.update(body.subarray(NONCE, body.length - TAG)), d.final()]);
+      } catch {
+        throw corrupt(nameHex, 'authentication failed');
+      }
+    }
+    let plain: Buffer;
+    if (flags & FLAG_ZSTD) {
+      try {
+        plain = z.decompress(body);
+      } catch {
+        throw corrupt(nameHex, 'does not decompress');
+      }
+    } else plain = Buffer.from(body);
+    if (verifyName && digest(plain).toString('hex') !== nameHex) throw corrupt(nameHex, 'content does not match its name');
+    return plain;
+  };
+
+  return { digest, encode, decode, isZero };
+}
+
+/** The codec on the calling thread. */
+export function localCodec(keys: CodecKeys): ChunkCodec {
+  return makeChunkCodec({ crypto, zstd, keys });
+}

@@ -1,0 +1,161 @@
+/**
+ * Restore and export: streams a snapshot, region by region in volume order, into a target.
+ * Chunks are decoded (and their digests checked) in worker threads a few regions ahead of the
+ * writer, so reading, decoding and writing overlap; memory is bounded by the read-ahead.
+ *
+ * Invariants: bytes are written only after every chunk they came from matched its digest; a
+ * sparse target (fresh file or volume, reads zero where never written) gets no writes for zero
+ * ranges, any other target gets explicit zeroes; an export appears at its path only complete
+ * (written to a temp name, then renamed).
+ */
+import path from 'node:path';
+import { HoldfastError } from '../../../src-shared/errors';
+import { ChunkWorkers } from './chunk-workers';
+import type { SnapshotManifest } from './format';
+import { SnapshotReader } from './snapshot-reader';
+import { vaultIoError, type Vault } from './vault';
+import { vhdFixedFooter } from './vhd';
+
+export interface RestoreTarget {
+  size: number;
+  write(offset: number, buf: Buffer): Promise<void>;
+  flush(): Promise<void>;
+  /** True when unwritten ranges read as zeroes (a fresh file or volume). */
+  sparse: boolean;
+}
+
+export interface RestoreProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  mbPerSec: number;
+}
+
+export interface RestoreOptions {
+  onProgress?: (p: RestoreProgress) => void;
+  signal?: AbortSignal;
+  workers?: ChunkWorkers;
+  /** Regions decoded ahead of the writer. */
+  readAhead?: number;
+}
+
+const SPARSE_GRAIN = 64 * 1024;
+
+export async function restoreSnapshot(vault: Vault, id: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<SnapshotManifest> {
+  const workers = opts.workers ?? new ChunkWorkers(vault.keys);
+  try {
+    const reader = await SnapshotReader.open(vault, id, { pool: workers });
+    const m = reader.manifest;
+    if (target.size < m.size)
+      throw new HoldfastError(
+        'DEVICE_TOO_SMALL',
+        `The target holds ${target.size} bytes but snapshot ${id} needs ${m.size}. Pick a target at least as large as the snapshot.`,
+        { needed: m.size, available: target.size },
+      );
+    const ahead = Math.max(1, opts.readAhead ?? workers.size * 2);
+    const zero = target.sparse ? null : Buffer.alloc(reader.chunkSize);
+    const t0 = vault.env.monotonic();
+    let last = 0;
+    const pending: Array<{ offset: number; data: Promise<Buffer | null> }> = [];
+    const start = (i: number) => {
+      const plan = reader.plan(i);
+      const data = reader.isZeroPlan(plan) ? Promise.resolve(null) : reader.readRegion(plan);
+      data.catch(() => undefined); // awaited in order below
+      pending.push({ offset: plan.offset, data });
+    };
+    let nextToStart = 0;
+    let done = 0;
+    for (let i = 0; i < reader.regions; i++) {
+      if (opts.signal?.aborted) throw new HoldfastError('CANCELLED', 'The restore was cancelled.');
+      while (nextToStart < reader.regions && nextToStart < i + ahead) start(nextToStart++);
+      const { offset, data } = pending.shift()!;
+      const buf = await data;
+      const len = Math.min(reader.chunkSize, m.size - offset);
+      if (buf === null) {
+        if (zero) await target.write(offset, len === zero.length ? zero : zero.subarray(0, len));
+      } else if (!target.sparse) await target.write(offset, buf);
+      else await writeSkippingZeroes(vault, target, offset, buf);
+      done += len;
+      const now = vault.env.monotonic();
+      if (opts.onProgress && (now - last > 100 || i === reader.regions - 1)) {
+        last = now;
+        opts.onProgress({ bytesDone: done, bytesTotal: m.size, mbPerSec: done / 1e6 / Math.max(1e-3, (now - t0) / 1000) });
+      }
+    }
+    await target.flush();
+    return m;
+  } finally {
+    if (!opts.workers) await workers.close();
+  }
+}
+
+/** Writes buf at offset except for zero runs of SPARSE_GRAIN bytes, which a sparse target already reads as zero. */
+async function writeSkippingZeroes(vault: Vault, target: RestoreTarget, offset: number, buf: Buffer): Promise<void> {
+  let runStart = -1;
+  for (let o = 0; o < buf.length; o += SPARSE_GRAIN) {
+    const piece = buf.subarray(o, Math.min(buf.length, o + SPARSE_GRAIN));
+    if (vault.codec.isZero(piece)) {
+      if (runStart >= 0) await target.write(offset + runStart, buf.subarray(runStart, o));
+      runStart = -1;
+    } else if (runStart < 0) runStart = o;
+  }
+  if (runStart >= 0) await target.write(offset + runStart, buf.subarray(runStart));
+}
+
+/** A fresh sparse file of `size` bytes, through the Env; the caller closes it. */
+async function openFreshFile(vault: Vault, p: string, size: number) {
+  const env = vault.env;
+  await env.unlink(p);
+  const f = await env.open(p, { create: true, exclusive: true });
+  await f.truncate(size);
+  return f;
+}
+
+/**
+ * Writes the snapshot as a raw image or a fixed VHD (raw + footer) at outPath. The file is
+ * built under a temp name beside it and renamed when complete and durable.
+ */
+export async function exportSnapshot(
+  vault: Vault,
+  id: string,
+  format: 'raw' | 'vhd',
+  outPath: string,
+  opts: RestoreOptions = {},
+): Promise<{ path: string; bytes: number }> {
+  const m = await vault.getManifest(id);
+  if (format !== 'raw' && format !== 'vhd') throw new HoldfastError('INVALID_ARGUMENT', `Unknown export format "${String(format)}"; use raw or vhd.`);
+  if (format === 'vhd' && m.size % 512 !== 0) throw new HoldfastError('INVALID_SIZE', 'A VHD needs a size that is a multiple of 512 bytes.');
+  const tmp = path.join(path.dirname(outPath), `.${path.basename(outPath)}.partial-${process.pid}`);
+  const env = vault.env;
+  let file: Awaited<ReturnType<typeof openFreshFile>> | null = null;
+  try {
+    file = await openFreshFile(vault, tmp, m.size);
+    const f = file;
+    await restoreSnapshot(
+      vault,
+      id,
+      { size: m.size, sparse: true, write: (o, b) => f.write(b, o), flush: () => f.datasync() },
+      opts,
+    );
+    let bytes = m.size;
+    if (format === 'vhd') {
+      const footer = vhdFixedFooter(m.size, env.now());
+      await f.write(footer, m.size);
+      await f.datasync();
+      bytes += footer.length;
+    }
+    await f.close();
+    file = null;
+    await env.rename(tmp, outPath);
+    await env.fsyncDir(path.dirname(outPath));
+    return { path: outPath, bytes };
+  } catch (e) {
+    if (file) await file.close().catch(() => undefined);
+    await env.unlink(tmp).catch(() => undefined);
+    throw e instanceof HoldfastError ? e : vaultIoError(e, path.dirname(outPath), `exporting snapshot ${id}`);
+  }
+}
+
+/** Restores into a new image file at outPath (sparse), complete or not at all. */
+export async function restoreToFile(vault: Vault, id: string, outPath: string, opts: RestoreOptions = {}): Promise<{ path: string; bytes: number }> {
+  return exportSnapshot(vault, id, 'raw', outPath, opts);
+}

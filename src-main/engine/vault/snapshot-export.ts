@@ -1,0 +1,103 @@
+/**
+ * A snapshot as a read-only BlockExport (for `snapshot mount` over NBD): reads resolve through
+ * the snapshot's index chain; a few materialised regions are cached so small sequential reads
+ * do not rebuild a region each time. Every write-type request fails with READ_ONLY.
+ */
+import { HoldfastError } from '../../../src-shared/errors';
+import type { AllocationExtent, BlockExport } from '../block-export';
+import type { ChunkWorkers } from './chunk-workers';
+import { SnapshotReader } from './snapshot-reader';
+import type { Vault } from './vault';
+
+export class SnapshotExport implements BlockExport {
+  readonly readOnly = true;
+  readonly sectorSize = 512;
+  readonly preferredBlockSize = 4096;
+  readonly name: string;
+  readonly description: string;
+  private readonly regions = new Map<number, Promise<Buffer | null>>();
+
+  private constructor(private readonly reader: SnapshotReader) {
+    const m = reader.manifest;
+    this.name = `snapshot-${m.id}`;
+    this.description = `Snapshot ${m.id} of ${m.volume} (${m.createdAt}, read-only)`;
+  }
+
+  static async open(vault: Vault, id: string, opts: { pool?: ChunkWorkers } = {}): Promise<SnapshotExport> {
+    return new SnapshotExport(await SnapshotReader.open(vault, id, { pool: opts.pool, cacheBytes: 32 * 1024 * 1024 }));
+  }
+
+  size(): number {
+    return this.reader.size;
+  }
+
+  private check(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.reader.size)
+      throw new HoldfastError('OUT_OF_RANGE', `Read of ${length} bytes at ${offset} is outside the snapshot (${this.reader.size} bytes).`);
+  }
+
+  /** The region's bytes, or null for an all-zero region. */
+  private region(i: number): Promise<Buffer | null> {
+    let p = this.regions.get(i);
+    if (p) {
+      this.regions.delete(i);
+      this.regions.set(i, p);
+      return p;
+    }
+    const plan = this.reader.plan(i);
+    p = this.reader.isZeroPlan(plan) ? Promise.resolve(null) : this.reader.readRegion(plan);
+    this.regions.set(i, p);
+    p.catch(() => this.regions.delete(i));
+    while (this.regions.size > 4) this.regions.delete(this.regions.keys().next().value!);
+    return p;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.check(offset, length);
+    const out = Buffer.alloc(length);
+    const cs = this.reader.chunkSize;
+    let pos = offset;
+    while (pos < offset + length) {
+      const i = Math.floor(pos / cs);
+      const inRegion = pos - i * cs;
+      const n = Math.min(cs - inRegion, offset + length - pos);
+      const r = await this.region(i);
+      if (r) r.copy(out, pos - offset, inRegion, inRegion + n);
+      pos += n;
+    }
+    return out;
+  }
+
+  private readOnlyError(): HoldfastError {
+    return new HoldfastError('READ_ONLY', `${this.name} is a read-only snapshot; restore it to a volume to change it.`);
+  }
+  async write(): Promise<void> {
+    throw this.readOnlyError();
+  }
+  async writeZeroes(): Promise<void> {
+    throw this.readOnlyError();
+  }
+  async trim(): Promise<void> {
+    throw this.readOnlyError();
+  }
+  async flush(): Promise<void> {
+    /* nothing is ever dirty */
+  }
+
+  async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
+    this.check(offset, length);
+    const cs = this.reader.chunkSize;
+    const out: AllocationExtent[] = [];
+    let pos = offset;
+    while (pos < offset + length) {
+      const i = Math.floor(pos / cs);
+      const n = Math.min((i + 1) * cs - pos, offset + length - pos);
+      const zero = this.reader.isZeroPlan(this.reader.plan(i));
+      const last = out[out.length - 1];
+      if (last && last.zero === zero) last.length += n;
+      else out.push({ length: n, hole: zero, zero });
+      pos += n;
+    }
+    return out;
+  }
+}
