@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
+import { build } from 'esbuild';
 import { Catalog } from '../../src-main/engine/catalog/catalog';
 import { SCHEMA_VERSION } from '../../src-main/engine/catalog/migrations';
 
@@ -42,6 +44,41 @@ describe('Catalog', () => {
     const check = new Database(dbPath, { readonly: true });
     expect(check.pragma('journal_mode', { simple: true })).toBe('delete');
     check.close();
+  });
+
+  it('refuses a file that is not a catalog with IO_ERROR and leaves it alone', () => {
+    fs.writeFileSync(dbPath, 'these are my notes, not a database\n'.repeat(200));
+    const before = sha(dbPath);
+    expect(() => Catalog.open(dbPath)).toThrow(expect.objectContaining({ code: 'IO_ERROR', message: expect.stringMatching(/not a readable Holdfast catalog/) }));
+    expect(sha(dbPath)).toBe(before);
+  });
+
+  it('keeps a committed change when the owning process is killed -9 right after the commit', async () => {
+    const bundle = path.join(dir, 'child.cjs');
+    await build({
+      stdin: {
+        contents: `import { Catalog } from './catalog';
+          const c = Catalog.open(process.argv[2]!);
+          c.addDevice({ path: '/x/a.img', kind: 'image', size: 1 << 30, dataStart: 1 << 20, labelUuid: 'u' });
+          c.setSetting('k', 'v');
+          process.kill(process.pid, 'SIGKILL');`,
+        resolveDir: path.resolve(__dirname, '../../src-main/engine/catalog'),
+        loader: 'ts',
+      },
+      outfile: bundle,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      external: ['better-sqlite3'],
+      logLevel: 'warning',
+    });
+    const r = spawnSync(process.execPath, [bundle, dbPath], { env: { ...process.env, NODE_PATH: path.resolve(__dirname, '../../node_modules') } });
+    expect(r.signal).toBe('SIGKILL');
+    expect(fs.existsSync(dbPath + '-wal')).toBe(true);
+    const c = Catalog.open(dbPath);
+    expect(c.getSetting('k')).toBe('v');
+    expect(c.getDevice('/x/a.img')).toMatchObject({ labelUuid: 'u' });
+    c.close();
   });
 
   it('keeps devices, volumes with extents, backups and settings across reopen', () => {

@@ -84,3 +84,48 @@ describe('parseLsblk', () => {
     expect(rootDisk.system).toBe(true);
   });
 });
+
+function loopSupport(): string | null {
+  if (process.platform !== 'linux') return 'not Linux';
+  if (process.getuid?.() !== 0) return 'not root';
+  try {
+    execFileSync('losetup', ['-f']);
+  } catch (e) {
+    return `losetup unavailable: ${(e as Error).message.split('\n')[0]}`;
+  }
+  return null;
+}
+const noLoop = loopSupport();
+if (noLoop) console.log(`skipping real loop-device drive listing: ${noLoop}`);
+
+describe.skipIf(noLoop !== null)('listDrives with real loop devices', () => {
+  it('shows a loop device only with HOLDFAST_SHOW_LOOP, with its size and mount state', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-drives-'));
+    const img = path.join(dir, 'disk.img');
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, 24 * 1024 * 1024);
+    execFileSync('mkfs.ext4', ['-q', img]);
+    const loop = execFileSync('losetup', ['-f', '--show', img]).toString().trim();
+    const mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt);
+    try {
+      expect((await listDrives({ showLoop: false })).some((d) => d.path === loop)).toBe(false);
+      const unmounted = (await listDrives({ showLoop: true })).find((d) => d.path === loop);
+      expect(unmounted).toMatchObject({ name: loop.replace('/dev/', ''), size: 24 * 1024 * 1024, mounted: false, system: false });
+      execFileSync('mount', [loop, mnt]);
+      const mounted = (await listDrives({ showLoop: true })).find((d) => d.path === loop);
+      expect(mounted).toMatchObject({ mounted: true, mountpoints: [mnt] });
+    } finally {
+      try {
+        execFileSync('umount', [mnt], { stdio: 'ignore' });
+      } catch {
+        /* not mounted */
+      }
+      execFileSync('losetup', ['-d', loop]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -142,8 +142,24 @@ export class Catalog {
     readonly path: string,
   ) {}
 
-  /** Opens (creating if needed) and migrates the catalog. Throws CATALOG_TOO_NEW without touching a newer one. */
+  /**
+   * Opens (creating if needed) and migrates the catalog. Throws CATALOG_TOO_NEW without touching
+   * a newer one, and IO_ERROR for a file that is not a catalog (or is damaged).
+   */
   static open(path: string, opts: CatalogOptions = {}): Catalog {
+    try {
+      return Catalog.openUnchecked(path, opts);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT')
+        throw new HoldfastError('IO_ERROR', `${path} is not a readable Holdfast catalog (${(e as Error).message}); restore it from a copy or move it away to start afresh.`, {
+          path,
+        });
+      throw e;
+    }
+  }
+
+  private static openUnchecked(path: string, opts: CatalogOptions): Catalog {
     const dbOpts: Database.Options = opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {};
     if (fs.existsSync(path)) {
       // Look before we touch: switching journal mode or migrating would modify a newer file.
