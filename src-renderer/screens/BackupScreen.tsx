@@ -179,7 +179,7 @@ function BackupHistory({ backups }: { backups: Backup[] }) {
             <td>{policyName(b.policy)}</td>
             <td>{b.kind}</td>
             <td className="num">{formatSize(b.bytesDone)}</td>
-            <td>{formatDate(b.endedAt)}</td>
+            <td className="nowrap">{formatDate(b.endedAt)}</td>
             <td className="mono small">{b.snapshotId ?? '—'}</td>
           </tr>
         ))}

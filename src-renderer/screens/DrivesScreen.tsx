@@ -1,5 +1,5 @@
 /** Drives & devices: attached drives (system disk protected), Holdfast's devices, add a device. */
-import { useState, type FormEvent } from 'react';
+import { Fragment, useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { Drive, Device } from '../../src-shared/contract';
 import { parseSize } from '../../src-shared/sizes';
@@ -33,6 +33,7 @@ function DriveList() {
   const drives = useQuery(driveListQuery(api));
   const devices = useQuery(deviceListQuery(api));
   const add = useAddDevice();
+  const [confirming, setConfirming] = useState<string | null>(null);
   const used = new Set((devices.data ?? []).map((d) => d.path));
   return (
     <Card
@@ -65,39 +66,74 @@ function DriveList() {
             {drives.data.map((d) => {
               const blocked = d.system || d.mounted;
               return (
-                <tr key={d.path} className={d.system ? 'row-protected' : undefined}>
-                  <td>
-                    <span className="mono strong">{d.name}</span> <span className="muted mono">{d.path}</span>
-                    {d.mountpoints.length > 0 && <div className="muted small">Mounted at {d.mountpoints.join(', ')}</div>}
-                  </td>
-                  <td>{d.model ?? <span className="muted">Unknown</span>}</td>
-                  <td className="num">{formatSize(d.size)}</td>
-                  <td>{d.removable ? 'Removable' : 'Internal'}</td>
-                  <td>
-                    <DriveState drive={d} />
-                  </td>
-                  <td className="actions">
-                    {used.has(d.path) ? (
-                      <span className="muted small">Holdfast device</span>
-                    ) : (
-                      <button
-                        type="button"
-                        className="btn btn-small"
-                        disabled={blocked || add.isPending}
-                        title={d.system ? 'Holdfast never writes the disk the running system is on.' : d.mounted ? 'Unmount the drive first.' : undefined}
-                        onClick={() => add.mutate({ path: d.path })}
-                      >
-                        Use as device
-                      </button>
-                    )}
-                  </td>
-                </tr>
+                <Fragment key={d.path}>
+                  <tr className={d.system ? 'row-protected' : undefined}>
+                    <td>
+                      <span className="mono strong">{d.name}</span> <span className="muted mono">{d.path}</span>
+                      {d.mountpoints.length > 0 && <div className="muted small">Mounted at {d.mountpoints.join(', ')}</div>}
+                    </td>
+                    <td>{d.model ?? <span className="muted">Unknown</span>}</td>
+                    <td className="num">{formatSize(d.size)}</td>
+                    <td>{d.removable ? 'Removable' : 'Internal'}</td>
+                    <td>
+                      <DriveState drive={d} />
+                    </td>
+                    <td className="actions">
+                      {used.has(d.path) ? (
+                        <span className="muted small">Holdfast device</span>
+                      ) : (
+                        <button
+                          type="button"
+                          className="btn btn-small"
+                          disabled={blocked || add.isPending}
+                          title={d.system ? 'Holdfast never writes the disk the running system is on.' : d.mounted ? 'Unmount the drive first.' : undefined}
+                          onClick={() => (add.reset(), setConfirming(confirming === d.name ? null : d.name))}
+                          aria-expanded={confirming === d.name}
+                        >
+                          Use as device…
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                  {confirming === d.name && !blocked && (
+                    <tr className="row-detail">
+                      <td colSpan={6}>
+                        <FormatDriveConfirm drive={d} busy={add.isPending} onCancel={() => setConfirming(null)} onConfirm={(typed) => add.mutate({ path: d.path, confirm: typed }, { onSuccess: () => setConfirming(null) })} />
+                      </td>
+                    </tr>
+                  )}
+                </Fragment>
               );
             })}
           </tbody>
         </table>
       )}
     </Card>
+  );
+}
+
+/** Adding a drive formats it: the user types the drive's name, as with `--confirm`. */
+function FormatDriveConfirm({ drive, busy, onConfirm, onCancel }: { drive: Drive; busy: boolean; onConfirm: (typed: string) => void; onCancel: () => void }) {
+  const [typed, setTyped] = useState('');
+  const id = `format-${drive.name}`;
+  return (
+    <div className="danger-zone">
+      <p>
+        Holdfast will format <strong className="mono">{drive.name}</strong> ({drive.model ?? 'unknown model'}, {formatSize(drive.size)}) to hold volumes. Everything on it now is erased.
+      </p>
+      <label htmlFor={id}>
+        Type <strong className="mono">{drive.name}</strong> to confirm
+      </label>
+      <div className="inline-form">
+        <input id={id} className="mono" value={typed} onChange={(e) => setTyped(e.target.value)} autoComplete="off" spellCheck={false} />
+        <button type="button" className="btn btn-small btn-danger" disabled={busy || typed !== drive.name} onClick={() => onConfirm(typed)}>
+          {busy ? 'Formatting…' : `Format ${drive.name}`}
+        </button>
+        <button type="button" className="btn btn-small" onClick={onCancel}>
+          Cancel
+        </button>
+      </div>
+    </div>
   );
 }
 
@@ -136,7 +172,7 @@ function DeviceList() {
                 <td>{KIND_LABEL[d.kind]}</td>
                 <td className="num">{formatSize(d.size)}</td>
                 <td className="num">{formatSize(d.free)}</td>
-                <td>{formatDate(d.addedAt)}</td>
+                <td className="nowrap">{formatDate(d.addedAt)}</td>
                 <td className="actions">
                   <button type="button" className="btn btn-small btn-quiet" disabled={remove.isPending} onClick={() => remove.mutate({ device: d.id })} aria-label={`Remove device ${d.path}`}>
                     Remove

@@ -85,7 +85,7 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
             {s.id.slice(0, 12)}
           </div>
         </td>
-        <td>{formatDate(s.createdAt)}</td>
+        <td className="nowrap">{formatDate(s.createdAt)}</td>
         <td className="num">{formatSize(s.size)}</td>
         <td className="num">{formatSize(s.storedBytes)}</td>
         <td>{s.kind === 'incremental' ? 'Incremental' : 'Full'}</td>

@@ -91,7 +91,7 @@ function CreateVolumeForm({ devices }: { devices: Device[] }) {
             <input id="volume-size" value={size} onChange={(e) => setSize(e.target.value)} placeholder="8G" aria-invalid={!!errors.size} aria-describedby={errors.size ? 'volume-size-error' : undefined} />
             <FieldError id="volume-size-error" message={errors.size ?? null} />
           </div>
-          <div className="field">
+          <div className="field wide">
             <label htmlFor="volume-ack">Acknowledge writes</label>
             <select id="volume-ack" value={ack} onChange={(e) => setAck(e.target.value as 'journal' | 'device')}>
               <option value="journal">From the journal (writers never stall)</option>
@@ -163,6 +163,7 @@ function VolumeCard({ volume, devices }: { volume: Volume; devices: Device[] }) 
           <p className="muted small">Created {formatDate(volume.createdAt)}</p>
         </div>
         <div>
+          <h3>Manage</h3>
           <GrowVolumeForm volume={volume} />
           <DeleteVolume volume={volume} />
         </div>

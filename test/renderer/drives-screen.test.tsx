@@ -14,13 +14,30 @@ describe('Drives & devices screen', () => {
     const systemRow = within(table).getByText('nvme0n1').closest('tr')!;
     expect(within(systemRow).getByText('System disk · protected')).toBeTruthy();
     expect(within(systemRow).getByText('512 GiB')).toBeTruthy();
-    expect((within(systemRow).getByRole('button', { name: 'Use as device' }) as HTMLButtonElement).disabled).toBe(true);
+    expect((within(systemRow).getByRole('button', { name: 'Use as device…' }) as HTMLButtonElement).disabled).toBe(true);
     const mountedRow = within(table).getByText('sdc').closest('tr')!;
     expect(within(mountedRow).getByText('In use · mounted')).toBeTruthy();
     expect(within(mountedRow).getByText(/Mounted at \/media\/backup/)).toBeTruthy();
     const freeRow = within(table).getByText('sdb').closest('tr')!;
     expect(within(freeRow).getByText('Removable')).toBeTruthy();
-    expect((within(freeRow).getByRole('button', { name: 'Use as device' }) as HTMLButtonElement).disabled).toBe(false);
+    expect((within(freeRow).getByRole('button', { name: 'Use as device…' }) as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('adds a drive as a device only after its name is typed, and passes it as confirm', async () => {
+    const { engine } = renderApp('drives');
+    const row = (await screen.findByText('SanDisk Extreme')).closest('tr')!;
+    fireEvent.click(within(row).getByRole('button', { name: 'Use as device…' }));
+    const format = screen.getByRole('button', { name: 'Format sdb' }) as HTMLButtonElement;
+    expect(screen.getByText(/Everything on it now is erased/)).toBeTruthy();
+    expect(format.disabled).toBe(true);
+    fireEvent.change(screen.getByLabelText(/to confirm/), { target: { value: 'sd' } });
+    expect(format.disabled).toBe(true);
+    fireEvent.click(format);
+    expect(engine.callsOf('device.add')).toHaveLength(0);
+    fireEvent.change(screen.getByLabelText(/to confirm/), { target: { value: 'sdb' } });
+    fireEvent.click(format);
+    await waitFor(() => expect(engine.callsOf('device.add').map((c) => c.input)).toEqual([{ path: '/dev/sdb', confirm: 'sdb' }]));
+    await waitFor(() => expect(screen.queryByRole('button', { name: 'Format sdb' })).toBeNull());
   });
 
   it('lists image-file devices with size and free space', async () => {

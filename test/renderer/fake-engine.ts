@@ -3,7 +3,7 @@
  * volumes, backups, snapshots and hold states; records every call; emits events to subscribers
  * the way a host would. Failures are HoldfastErrors, as the real transports deliver them.
  */
-import type { Api, Backup, Device, Drive, EventName, EventPayload, HoldState, OpName, Snapshot, Volume } from '../../src-shared/contract';
+import { OP_NAMES, type Api, type Backup, type Device, type Drive, type EventName, type EventPayload, type HoldState, type OpName, type Snapshot, type Volume } from '../../src-shared/contract';
 import type { EventMessage } from '../../src-shared/bridge';
 import { HoldfastError } from '../../src-shared/errors';
 import type { Client } from '../../src-renderer/api/transport';
@@ -98,7 +98,7 @@ export class FakeEngine {
         }
         return structuredClone(fn(input));
       }) as Api[N];
-    return {
+    const impl: Partial<Api> = {
       'drive.list': h('drive.list', () => this.drives),
       'device.list': h('device.list', () => this.devices),
       'device.add': h('device.add', (i) => {
@@ -148,5 +148,14 @@ export class FakeEngine {
       'restore.start': h('restore.start', (i) => ({ id: i.id, target: i.toVolume ?? i.toFile ?? i.toDevice ?? '?', bytes: 10 * GiB })),
       'engine.info': h('engine.info', () => ({ version: '0.1.0', dataDir: '/home/u/.local/share/holdfast', defaultVault: '/media/backup/vault', nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809' } })),
     };
+    // Operations the contract gains later answer as a host does for an op the engine lacks.
+    const api = impl as Record<string, unknown>;
+    for (const op of OP_NAMES) {
+      api[op] ??= async (input: unknown) => {
+        this.calls.push({ op, input });
+        throw new HoldfastError('NOT_AVAILABLE', `${op} is not available in the fake engine.`);
+      };
+    }
+    return api as Api;
   }
 }

@@ -124,6 +124,13 @@ describe.skipIf(!existsSync(CHROMIUM))('built UI in Chromium', () => {
         await shot(hash);
       }
 
+      await page.getByRole('link', { name: 'Volumes' }).click();
+      await page.getByLabel('Name', { exact: true }).fill('-scratch');
+      await page.getByLabel('Size', { exact: true }).fill('3000');
+      await page.getByRole('button', { name: 'Create volume' }).click();
+      await page.getByText(/multiple of 4 KiB/).waitFor();
+      await shot('volumes-validation');
+
       // A backup starts; the engine streams hold-queue and progress events for ~4 s.
       await page.getByRole('link', { name: 'Backup' }).click();
       await page.getByLabel('Volume', { exact: true }).selectOption('vm-disk');
