@@ -247,6 +247,18 @@ describe('VolumeManager: volumes', () => {
     expect(head.every((b) => b === 0) && tail.every((b) => b === 0)).toBe(true);
   });
 
+  it('concurrent creates and grows (UI and CLI at once) never share space', async () => {
+    const results = await Promise.allSettled([
+      ...Array.from({ length: 12 }, (_, i) => vm.createVolume({ name: `c${i}`, size: 4 * MiB })),
+      vm.createVolume({ name: 'c0', size: MiB }), // duplicate of one racing above
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(12);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as HoldfastError).code)).toEqual(['ALREADY_EXISTS']);
+    await Promise.all([vm.growVolume('c0', 6 * MiB), vm.growVolume('c1', 6 * MiB), vm.deleteVolume('c2'), vm.createVolume({ name: 'late', size: 2 * MiB })]);
+    checkLayout(catalog.listDevices().map((d) => ({ id: d.id, size: d.size, dataStart: d.dataStart })), catalog.listVolumes());
+    expect((await labelOf(img('a.img')))!.volumes.map((v) => v.name).sort()).toEqual(catalog.listVolumes().map((v) => v.name).sort());
+  });
+
   it('places a volume only on the devices named', async () => {
     await vm.addDevice({ path: img('b.img'), create: true, size: 32 * MiB });
     const v = await vm.createVolume({ name: 'onb', size: 8 * MiB, devices: [img('b.img')] });

@@ -91,7 +91,7 @@ export class VolumeManager {
    * devices since they were added (an adopted partition the user mounted), are reported
    * present=false with the reason and are never written.
    */
-  async openDevices(): Promise<void> {
+  private async lockedOpenDevices(): Promise<void> {
     for (const d of this.catalog.listDevices()) {
       try {
         await probeDevicePath(d.path, this.env, { sys: this.sys, minSize: 0 });
@@ -103,6 +103,53 @@ export class VolumeManager {
       }
       await this.devices.open(d);
     }
+  }
+
+  // ---------- serialisation ----------
+
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs one change at a time: allocation reads the free space, then awaits device I/O before
+   * committing, so two interleaved creates could otherwise pick the same free range.
+   */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  // Public changes: each runs under exclusive(); what each does is documented on its locked* implementation.
+  addDevice(input: AddDeviceInput): Promise<Device> {
+    return this.exclusive(() => this.lockedAddDevice(input));
+  }
+
+  removeDevice(idOrPath: number | string): Promise<void> {
+    return this.exclusive(() => this.lockedRemoveDevice(idOrPath));
+  }
+
+  createVolume(input: CreateVolumeInput): Promise<VolumeRecord> {
+    return this.exclusive(() => this.lockedCreateVolume(input));
+  }
+
+  growVolume(name: string, size: number): Promise<VolumeRecord> {
+    return this.exclusive(() => this.lockedGrowVolume(name, size));
+  }
+
+  renameVolume(name: string, newName: string): Promise<VolumeRecord> {
+    return this.exclusive(() => this.lockedRenameVolume(name, newName));
+  }
+
+  deleteVolume(name: string): Promise<void> {
+    return this.exclusive(() => this.lockedDeleteVolume(name));
+  }
+
+  adoptVolume(p: string, name?: string): Promise<VolumeRecord> {
+    return this.exclusive(() => this.lockedAdoptVolume(p, name));
+  }
+
+  openDevices(): Promise<void> {
+    return this.exclusive(() => this.lockedOpenDevices());
   }
 
   // ---------- devices ----------
@@ -140,7 +187,7 @@ export class VolumeManager {
     return d;
   }
 
-  async addDevice(input: AddDeviceInput): Promise<Device> {
+  private async lockedAddDevice(input: AddDeviceInput): Promise<Device> {
     if (typeof input.path !== 'string' || !input.path) throw new HoldfastError('INVALID_ARGUMENT', 'A device path is needed.');
     const abs = path.resolve(input.path);
     if (input.create) return this.addNewImage(abs, input.size);
@@ -251,7 +298,7 @@ export class VolumeManager {
     return this.toDevice(rec);
   }
 
-  async removeDevice(idOrPath: number | string): Promise<void> {
+  private async lockedRemoveDevice(idOrPath: number | string): Promise<void> {
     const d = this.resolveDevice(idOrPath);
     const users = this.catalog.volumesOnDevice(d.id);
     if (users.length)
@@ -307,7 +354,7 @@ export class VolumeManager {
     return [...new Set(v.extents.map((e) => e.deviceId))];
   }
 
-  async createVolume(input: CreateVolumeInput): Promise<VolumeRecord> {
+  private async lockedCreateVolume(input: CreateVolumeInput): Promise<VolumeRecord> {
     checkName(input.name);
     checkBlockSize(input.size, 'volume');
     const ack = input.ack ?? 'journal';
@@ -328,7 +375,7 @@ export class VolumeManager {
     return vol;
   }
 
-  async growVolume(name: string, size: number): Promise<VolumeRecord> {
+  private async lockedGrowVolume(name: string, size: number): Promise<VolumeRecord> {
     const v = this.getVolume(name);
     checkBlockSize(size, 'volume');
     if (v.adopted) throw new HoldfastError('INVALID_ARGUMENT', `"${v.name}" is an adopted device used 1:1; it cannot grow. Grow the file or drive and adopt it again.`);
@@ -348,7 +395,7 @@ export class VolumeManager {
     return grown;
   }
 
-  async renameVolume(name: string, newName: string): Promise<VolumeRecord> {
+  private async lockedRenameVolume(name: string, newName: string): Promise<VolumeRecord> {
     const v = this.getVolume(name);
     checkName(newName);
     if (newName === v.name) return v;
@@ -361,7 +408,7 @@ export class VolumeManager {
   }
 
   /** Deletes the volume's mapping; its bytes stay on the device until reused. Adopted devices keep their content. */
-  async deleteVolume(name: string): Promise<void> {
+  private async lockedDeleteVolume(name: string): Promise<void> {
     const v = this.getVolume(name);
     this.beforeChange?.(v.id, 'delete');
     const devIds = VolumeManager.devicesOf(v);
@@ -379,7 +426,7 @@ export class VolumeManager {
   }
 
   /** Uses a whole image file or drive 1:1 as a volume, keeping its content; no label is written. */
-  async adoptVolume(p: string, name?: string): Promise<VolumeRecord> {
+  private async lockedAdoptVolume(p: string, name?: string): Promise<VolumeRecord> {
     if (typeof p !== 'string' || !p) throw new HoldfastError('INVALID_ARGUMENT', 'A path to adopt is needed.');
     const abs = path.resolve(p);
     const volName = name ?? VolumeManager.nameFromPath(abs);
