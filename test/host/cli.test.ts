@@ -146,11 +146,30 @@ describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
   });
 
   it('answers NOT_AVAILABLE for commands the engine does not have yet, never faking them', () => {
-    const r = hf('vault', 'init', path.join(tmp, 'v'), '--data', data);
+    const r = hf('image', 'import', path.join(tmp, 'x.img'), '--volume', 'alpha', '--data', data);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('holdfast: vault init is not available yet (NOT_AVAILABLE)\n');
-    expect(fs.existsSync(path.join(tmp, 'v'))).toBe(false);
-    expectError(hf('image', 'import', 'x.img', '--volume', 'alpha', '--data', data), 1, 'NOT_AVAILABLE');
+    expect(r.stderr).toBe('holdfast: image import is not available yet (NOT_AVAILABLE)\n');
+    expect(r.stdout).toBe('');
+  });
+
+  it('backs up a volume into a vault, waiting until done, and lists the snapshot', () => {
+    const vault = path.join(tmp, 'vault');
+    const init = hf('vault', 'init', vault, '--data', data, '--json');
+    expect(init.code, init.stderr).toBe(0);
+    expect(json(init)).toEqual({ dir: vault, encrypted: false });
+    const b = hf('backup', 'start', 'alpha', '--vault', vault, '--policy', 'range', '--json', '--data', data);
+    expect(b.code, b.stderr).toBe(0);
+    const backup = json(b);
+    expect(backup).toMatchObject({ volume: 'alpha', policy: 'range', state: 'completed', bytesDone: 64 * 1024 * 1024 });
+    expect(backup.snapshotId).toEqual(expect.any(String));
+    expect(b.stderr).toContain(`backup ${backup.id}:`); // progress went to stderr, not stdout
+    const snaps = json(hf('snapshot', 'list', '--vault', vault, '--json', '--data', data));
+    expect(snaps.map((x: { id: string }) => x.id)).toEqual([backup.snapshotId]);
+    const v = hf('snapshot', 'verify', backup.snapshotId, '--vault', vault, '--data', data);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/^OK: \d+ chunks verified\.\n$/);
+    expectError(hf('backup', 'start', 'alpha', '--vault', vault, '--detach', '--data', data), 1, 'NOT_AVAILABLE'); // nobody would keep it running
+    expectError(hf('vault', 'init', path.join(tmp, 'enc'), '--encrypt', '--data', data), 2, 'INVALID_ARGUMENT'); // no passphrase in the environment
   });
 
   it('prints help per noun on stdout with exit 0', () => {

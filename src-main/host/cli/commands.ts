@@ -64,6 +64,10 @@ const optional = <T extends object>(o: T): T => Object.fromEntries(Object.entrie
 /** A device given as its catalog id or a path. */
 const deviceRef = (s: string): number | string => (/^\d+$/.test(s) ? Number(s) : abs(s));
 const vaultOpt = (a: CmdArgs) => (a.value('vault') !== undefined ? abs(a.value('vault')!) : undefined);
+/** An encrypted vault's passphrase comes from the environment, never from the command line (it would show in `ps`). */
+export const PASSPHRASE_ENV = 'HOLDFAST_PASSPHRASE';
+const passphrase = (): string | undefined => process.env[PASSPHRASE_ENV] || undefined;
+const vaultInput = (a: CmdArgs) => ({ vault: vaultOpt(a), passphrase: passphrase() });
 
 const volumeColumns = [
   { header: 'NAME', value: (v: Volume) => v.name },
@@ -221,7 +225,7 @@ export const COMMANDS: AnySpec[] = [
   },
   {
     words: ['backup', 'start'], usage: 'backup start VOLUME [--vault DIR] [--policy volume|range|metadata] [--full] [--detach]', summary: 'Back up a volume into a vault (waits, progress on stderr)', flags: ['vault', 'policy', 'full', 'detach'], args: [1, 1],
-    op: 'backup.start', input: (a) => optional({ volume: a.pos[0], vault: vaultOpt(a), policy: a.value('policy'), full: a.flag('full') }), output: 'object', human: describeBackup, long: 'backup',
+    op: 'backup.start', input: (a) => optional({ volume: a.pos[0], ...vaultInput(a), policy: a.value('policy'), full: a.flag('full'), detach: a.flag('detach') }), output: 'object', human: describeBackup, long: 'backup',
   },
   {
     words: ['backup', 'list'], usage: 'backup list', summary: 'Running and past backups', flags: [], args: [0, 0],
@@ -233,11 +237,11 @@ export const COMMANDS: AnySpec[] = [
   },
   {
     words: ['snapshot', 'list'], usage: 'snapshot list [--vault DIR]', summary: 'Snapshots in a vault', flags: ['vault'], args: [0, 0],
-    op: 'snapshot.list', input: (a) => optional({ vault: vaultOpt(a) }), output: 'list', human: (r: Snapshot[]) => table(r, snapshotColumns, 'No snapshots in this vault.'),
+    op: 'snapshot.list', input: (a) => optional(vaultInput(a)), output: 'list', human: (r: Snapshot[]) => table(r, snapshotColumns, 'No snapshots in this vault.'),
   },
   {
     words: ['snapshot', 'verify'], usage: 'snapshot verify ID [--vault DIR]', summary: 'Check every chunk of a snapshot', flags: ['vault'], args: [1, 1],
-    op: 'snapshot.verify', input: (a) => optional({ id: a.pos[0], vault: vaultOpt(a) }), output: 'object',
+    op: 'snapshot.verify', input: (a) => optional({ id: a.pos[0], ...vaultInput(a) }), output: 'object',
     human: (r: { ok: boolean; chunks: number; bad: string[] }) => (r.ok ? `OK: ${r.chunks} chunks verified.` : `DAMAGED: ${r.bad.length} of ${r.chunks} chunks are bad: ${r.bad.join(', ')}`),
   },
   {
@@ -249,7 +253,7 @@ export const COMMANDS: AnySpec[] = [
     op: 'snapshot.export',
     input: (a) => {
       if (a.value('format') === undefined) throw new UsageError('snapshot export needs --format raw|vhd.');
-      return optional({ id: a.pos[0], format: a.value('format'), path: abs(a.pos[1]!), vault: vaultOpt(a) });
+      return optional({ id: a.pos[0], format: a.value('format'), path: abs(a.pos[1]!), ...vaultInput(a) });
     },
     output: 'object', human: (r: { path: string; bytes: number }) => `Wrote ${formatSize(r.bytes)} to ${r.path}.`,
   },
@@ -265,7 +269,7 @@ export const COMMANDS: AnySpec[] = [
         toFile: a.value('to-file') !== undefined ? abs(a.value('to-file')!) : undefined,
         toDevice: a.value('to-device'),
         confirm: a.value('confirm'),
-        vault: vaultOpt(a),
+        ...vaultInput(a),
       });
     },
     output: 'object', human: (r: { id: string; target: string; bytes: number }) => `Restored ${r.id} to ${r.target} (${formatSize(r.bytes)}).`,
@@ -279,18 +283,30 @@ export const COMMANDS: AnySpec[] = [
     op: 'image.flash', input: (a) => optional({ source: a.pos[0], device: a.pos[1], confirm: a.value('confirm'), vault: vaultOpt(a) }), output: 'object', human: generic,
   },
   {
-    words: ['vault', 'init'], usage: 'vault init DIR [--encrypt]', summary: 'Create a vault folder', flags: ['encrypt'], args: [1, 1],
-    op: 'vault.init', input: (a) => optional({ dir: abs(a.pos[0]!), encrypt: a.flag('encrypt') }), output: 'object', human: generic,
+    words: ['vault', 'init'], usage: 'vault init DIR [--encrypt]', summary: `Create a vault folder (--encrypt takes the passphrase from $${PASSPHRASE_ENV})`, flags: ['encrypt'], args: [1, 1],
+    op: 'vault.init',
+    input: (a) => {
+      if (a.flag('encrypt') && !passphrase()) throw new UsageError(`vault init --encrypt needs the passphrase in the environment variable ${PASSPHRASE_ENV}.`);
+      return optional({ dir: abs(a.pos[0]!), passphrase: a.flag('encrypt') ? passphrase() : undefined });
+    },
+    output: 'object', human: (r: { dir: string; encrypted: boolean }) => `Created ${r.encrypted ? 'an encrypted' : 'a'} vault at ${r.dir}.`,
   },
   {
-    words: ['vault', 'prune'], usage: 'vault prune [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run] [--vault DIR]', summary: 'Forget snapshots by retention', flags: ['keep-last', 'keep-daily', 'keep-weekly', 'keep-monthly', 'dry-run', 'vault'], args: [0, 0],
+    words: ['vault', 'prune'], usage: 'vault prune [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--volume NAME] [--dry-run] [--vault DIR]', summary: 'Forget snapshots by retention', flags: ['keep-last', 'keep-daily', 'keep-weekly', 'keep-monthly', 'volume', 'dry-run', 'vault'], args: [0, 0],
     op: 'vault.prune',
-    input: (a) => optional({ keepLast: intFlag(a, 'keep-last'), keepDaily: intFlag(a, 'keep-daily'), keepWeekly: intFlag(a, 'keep-weekly'), keepMonthly: intFlag(a, 'keep-monthly'), dryRun: a.flag('dry-run'), vault: vaultOpt(a) }),
-    output: 'object', human: generic,
+    input: (a) => optional({ keepLast: intFlag(a, 'keep-last'), keepDaily: intFlag(a, 'keep-daily'), keepWeekly: intFlag(a, 'keep-weekly'), keepMonthly: intFlag(a, 'keep-monthly'), volume: a.value('volume'), dryRun: a.flag('dry-run'), ...vaultInput(a) }),
+    output: 'object',
+    human: (r: { kept: Array<{ id: string; volume: string; reasons: string[] }>; removed: Array<{ id: string; volume: string; createdAt: string }>; dryRun: boolean }) =>
+      [
+        table(r.removed, [{ header: r.dryRun ? 'WOULD REMOVE' : 'REMOVED', value: (x) => x.id }, { header: 'VOLUME', value: (x) => x.volume }, { header: 'CREATED', value: (x) => x.createdAt }], r.dryRun ? 'Nothing would be removed.' : 'Nothing removed.'),
+        '',
+        table(r.kept, [{ header: 'KEPT', value: (x) => x.id }, { header: 'VOLUME', value: (x) => x.volume }, { header: 'WHY', value: (x) => x.reasons.join(', ') }], 'No snapshots kept.'),
+      ].join('\n'),
   },
   {
-    words: ['vault', 'gc'], usage: 'vault gc [--vault DIR]', summary: 'Delete chunks no snapshot uses', flags: ['vault'], args: [0, 0],
-    op: 'vault.gc', input: (a) => optional({ vault: vaultOpt(a) }), output: 'object', human: generic,
+    words: ['vault', 'gc'], usage: 'vault gc [--dry-run] [--vault DIR]', summary: 'Delete chunks no snapshot uses', flags: ['vault', 'dry-run'], args: [0, 0],
+    op: 'vault.gc', input: (a) => optional({ dryRun: a.flag('dry-run'), ...vaultInput(a) }), output: 'object',
+    human: (r: { removedChunks: number; freedBytes: number; keptChunks: number }) => `Removed ${r.removedChunks} chunks (${formatSize(r.freedBytes)}); ${r.keptChunks} chunks in use.`,
   },
 ];
 

@@ -104,9 +104,6 @@ async function runOp(spec: CommandSpec, a: CmdArgs, dataDir: string, json: boole
         throw new HoldfastError('NOT_AVAILABLE', 'backup start --detach needs a running engine (`holdfast serve` or `holdfast nbd`) to keep the backup going after this command exits');
       const result = wait ? await waitForBackup(session, spec.op, input, json) : await session.call(spec.op, input);
       printResult(result, spec.output, json, () => spec.human(result, a));
-      const b = result as Backup;
-      if (b.state === 'failed') throw new HoldfastError('BACKUP_FAILED', `backup ${b.id} failed: ${b.error ?? 'no reason given'}`);
-      if (b.state === 'aborted') throw new HoldfastError('CANCELLED', `backup ${b.id} was aborted`);
       return EXIT_OK;
     }
     const result = await session.call(spec.op, input);
@@ -119,53 +116,41 @@ async function runOp(spec: CommandSpec, a: CmdArgs, dataDir: string, json: boole
   }
 }
 
-/** Starts a backup and waits for it to end, with progress on stderr; Ctrl-C aborts it. */
+/**
+ * Runs backup.start, which returns when the backup has ended (the engine's contract), while
+ * showing its progress events on stderr. Ctrl-C aborts the backup; the call then fails with
+ * CANCELLED and the command exits 1.
+ */
 async function waitForBackup(session: Session, op: string, input: unknown, json: boolean): Promise<Backup> {
+  const volume = (input as { volume: string }).volume;
   await session.watch(['backup.progress']);
-  let latest: Backup | null = null;
+  let id: string | null = null;
   let lastPrint = 0;
-  const tty = process.stderr.isTTY && !json;
-  let finish!: (b: Backup) => void;
-  const done = new Promise<Backup>((r) => (finish = r));
-  const consider = (b: Backup) => {
-    if (!latest || b.id !== latest.id) return;
-    latest = b;
-    if (b.state !== 'running') return finish(b);
+  const tty = process.stderr.isTTY === true && !json;
+  const sub = session.events.onAny((name, payload) => {
+    if (name !== 'backup.progress') return;
+    const b = payload as Backup & { mbPerSec?: number; etaSec?: number | null };
+    // One backup per volume runs at a time, so the first running one on our volume is ours.
+    if (id === null && b.volume === volume && b.state === 'running') id = b.id;
+    if (b.id !== id || b.state !== 'running') return;
     const now = Date.now();
     if (now - lastPrint < (tty ? 100 : 1000)) return;
     lastPrint = now;
-    const p = b as Backup & { mbPerSec?: number; etaSec?: number | null };
     const pct = b.bytesTotal ? ((100 * b.bytesDone) / b.bytesTotal).toFixed(1) : '0.0';
-    const line = `backup ${b.id}: ${pct}% ${formatSize(b.bytesDone)} / ${formatSize(b.bytesTotal)}${p.mbPerSec !== undefined ? ` ${p.mbPerSec.toFixed(1)} MB/s` : ''}${p.etaSec != null ? ` ETA ${Math.round(p.etaSec)} s` : ''}`;
+    const line = `backup ${b.id}: ${pct}% ${formatSize(b.bytesDone)} / ${formatSize(b.bytesTotal)}${b.mbPerSec !== undefined ? ` ${b.mbPerSec.toFixed(1)} MB/s` : ''}${b.etaSec != null ? ` ETA ${Math.round(b.etaSec)} s` : ''}`;
     process.stderr.write(tty ? `\r${line}\x1b[K` : line + '\n');
-  };
-  const sub = session.events.onAny((name, payload) => {
-    if (name === 'backup.progress') consider(payload as Backup);
   });
   const onSigint = () => {
-    if (latest) void session.call('backup.abort', { id: latest.id }).catch(() => undefined);
+    if (id) void session.call('backup.abort', { id }).catch(() => undefined);
+    else process.exit(130);
   };
   process.on('SIGINT', onSigint);
-  // Events carry progress; a slow check of the list covers an event lost between start and subscribe.
-  const check = setInterval(() => {
-    if (!latest) return;
-    void session
-      .call('backup.list', {})
-      .then((list) => {
-        const b = (list as Backup[]).find((x) => x.id === latest!.id);
-        if (b) consider(b);
-      })
-      .catch(() => undefined);
-  }, 2000);
   try {
-    latest = (await session.call(op, input)) as Backup;
-    if (latest.state !== 'running') return latest;
-    return await done;
+    return (await session.call(op, input)) as Backup;
   } finally {
-    clearInterval(check);
     process.off('SIGINT', onSigint);
     sub.dispose();
-    if (tty) process.stderr.write('\n');
+    if (tty && lastPrint) process.stderr.write('\n');
   }
 }
 
