@@ -125,7 +125,8 @@ export type Snapshot = z.infer<typeof Snapshot>;
 // ---------- operations ----------
 const op = <I extends z.ZodType, O extends z.ZodType>(input: I, output: O) => ({ input, output });
 const Ok = z.object({ ok: z.literal(true) });
-const VaultOpt = z.object({ vault: z.string().optional() });
+/** Every vault operation names a vault folder (default: the data directory's vault) and, for an encrypted vault, its passphrase. */
+const VaultOpt = z.object({ vault: z.string().optional(), passphrase: z.string().optional() });
 
 export const operations = {
   'drive.list': op(z.object({}), z.array(Drive)),
@@ -147,7 +148,7 @@ export const operations = {
   'volume.adopt': op(z.object({ path: z.string().min(1), name: VolumeName.optional() }), Volume),
   'holds.get': op(z.object({ volume: VolumeName.optional() }), z.array(HoldState)),
   'backup.start': op(
-    VaultOpt.extend({ volume: VolumeName, policy: HoldPolicy.optional(), full: z.boolean().optional() }),
+    VaultOpt.extend({ volume: VolumeName, policy: HoldPolicy.optional(), full: z.boolean().optional(), detach: z.boolean().optional() }),
     Backup,
   ),
   'backup.list': op(z.object({}), z.array(Backup)),
@@ -168,6 +169,19 @@ export const operations = {
     }),
     z.object({ id: z.string(), target: z.string(), bytes: z.number().int() }),
   ),
+  'vault.init': op(z.object({ dir: z.string().min(1), passphrase: z.string().min(1).optional() }), z.object({ dir: z.string(), encrypted: z.boolean() })),
+  'vault.prune': op(
+    VaultOpt.extend({
+      keepLast: z.number().int().nonnegative().optional(),
+      keepDaily: z.number().int().nonnegative().optional(),
+      keepWeekly: z.number().int().nonnegative().optional(),
+      keepMonthly: z.number().int().nonnegative().optional(),
+      volume: VolumeName.optional(),
+      dryRun: z.boolean().optional(),
+    }),
+    z.object({ kept: z.array(z.object({ id: z.string(), volume: z.string(), reasons: z.array(z.string()) })), removed: z.array(z.object({ id: z.string(), volume: z.string(), createdAt: z.string() })), dryRun: z.boolean() }),
+  ),
+  'vault.gc': op(VaultOpt.extend({ dryRun: z.boolean().optional() }), z.object({ removedChunks: z.number().int(), freedBytes: z.number().int(), keptChunks: z.number().int() })),
   'engine.info': op(
     z.object({}),
     z.object({ version: z.string(), dataDir: z.string(), defaultVault: z.string(), nbd: z.object({ socket: z.string().nullable(), tcp: z.string().nullable() }) }),

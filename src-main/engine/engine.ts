@@ -10,9 +10,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Api, Backup, HoldPolicy, HoldState, OpInput, OpOutput, Volume } from '../../src-shared/contract';
+import type { Api, HoldPolicy, HoldState, Volume } from '../../src-shared/contract';
 import { CellState, encodeBlockMap } from '../../src-shared/block-map';
 import { HoldfastError } from '../../src-shared/errors';
+import { BackupApp } from './backup/backup-app';
 import { BackupSession } from './backup/backup-session';
 import type { ExportLease, ExportRegistry } from './block-export';
 import { Catalog, type VolumeRecord } from './catalog/catalog';
@@ -59,16 +60,33 @@ export class Engine {
   private closed = false;
   private readonly bootId = readBootId();
 
+  readonly backups: BackupApp;
+
   private constructor(
     readonly dataDir: DataDir,
     readonly catalog: Catalog,
     readonly manager: VolumeManager,
-    private readonly env: Env,
+    readonly env: Env,
     private readonly journalOptions: JournalOptions,
   ) {
     manager.beforeChange = (volumeId, what) => this.beforeVolumeChange(volumeId, what);
-    this.api = this.buildApi();
     this.exports = this.buildExportRegistry();
+    this.backups = new BackupApp({
+      catalog,
+      events: this.events,
+      env,
+      defaultVault: dataDir.defaultVault,
+      beginBackup: (v, p, id) => this.beginBackup(v, p, id),
+      volume: (n) => this.volume(n),
+      hasVolume: (n) => catalog.getVolume(n) !== null,
+      createVolume: async (name, size) => {
+        await this.api['volume.create']({ name, size });
+        return this.volume(name);
+      },
+      revokeExports: (n) => this.revokeExports(n),
+      isBackingUp: (n) => this.sessionFor(n) !== null,
+    });
+    this.api = this.buildApi();
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -225,25 +243,9 @@ export class Engine {
     };
   }
 
-  private notAvailable(what: string): never {
-    throw new HoldfastError('NOT_AVAILABLE', `${what} is not available yet in this build of Holdfast.`);
-  }
-
-  /** Extra contract operations provided by other engine parts (the vault's backup application). */
-  private readonly extraOps: Partial<Api> = {};
-  registerOps(ops: Partial<Api>): void {
-    Object.assign(this.extraOps, ops);
-  }
-
   private buildApi(): Api {
     const changed = (what: 'volumes.changed' | 'devices.changed') => this.events.emit(what, {});
-    const op =
-      <N extends keyof Api>(name: N, fallback: (input: OpInput<N>) => Promise<OpOutput<N>>) =>
-      (input: OpInput<N>): Promise<OpOutput<N>> => {
-        const extra = this.extraOps[name] as ((i: OpInput<N>) => Promise<OpOutput<N>>) | undefined;
-        return extra ? extra(input) : fallback(input);
-      };
-    const api: Api = {
+    const volumeOps: Omit<Api, keyof ReturnType<BackupApp['ops']>> = {
       'engine.info': async () => ({
         version: VERSION,
         dataDir: this.dataDir.dir,
@@ -313,15 +315,8 @@ export class Engine {
         const vols = i.volume ? [this.volume(i.volume)] : [...this.live.values()];
         return vols.map((v) => this.holdStateOf(v));
       },
-      'backup.start': op('backup.start', async () => this.notAvailable('Backing up into a vault')),
-      'backup.list': op('backup.list', async () => this.catalog.listBackups().map(stripBackup)),
-      'backup.abort': op('backup.abort', async () => this.notAvailable('Aborting a backup')),
-      'snapshot.list': op('snapshot.list', async () => this.notAvailable('Listing snapshots')),
-      'snapshot.verify': op('snapshot.verify', async () => this.notAvailable('Verifying snapshots')),
-      'snapshot.export': op('snapshot.export', async () => this.notAvailable('Exporting snapshots')),
-      'restore.start': op('restore.start', async () => this.notAvailable('Restoring snapshots')),
     };
-    return api;
+    return { ...volumeOps, ...this.backups.ops() };
   }
 
   // ------------------------------------------------------------------ NBD exports
@@ -365,6 +360,7 @@ export class Engine {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.holdTimers.values()) clearTimeout(t);
+    await this.backups.abortAll('Holdfast is shutting down');
     for (const s of [...this.sessions.values()]) await s.abort('Holdfast is shutting down').catch(() => undefined);
     for (const v of this.live.values()) await v.close().catch(() => undefined);
     this.live.clear();
@@ -372,9 +368,4 @@ export class Engine {
     this.catalog.close();
     await this.dataDir.release();
   }
-}
-
-function stripBackup(b: Backup & { volumeId?: number | null }): Backup {
-  const { volumeId: _v, ...rest } = b;
-  return rest;
 }
