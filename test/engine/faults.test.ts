@@ -63,4 +63,22 @@ describe('faults injected through the Env', () => {
     expect(real.vol.holdState().backupFlag).toBe(false);
     await real.vol.close();
   });
+
+  it('a device error while releasing keeps the held writes queued and visible, and recovery applies them', async () => {
+    const d = mk();
+    const env = new FaultyEnv(new NodeEnv());
+    const t = await openTestVolume(d, 'vol', 8 << 20, { env });
+    const s = await BackupSession.begin(t.vol, 'b', 'volume', noProbe);
+    await t.vol.write(0, pattern(0x31, 4096));
+    await t.vol.write(4096, pattern(0x32, 4096));
+    env.inject({ op: 'write', path: '.img', error: 'EIO', times: Infinity });
+    await expect(s.end('snap')).rejects.toMatchObject({ code: 'IO_ERROR' });
+    expect(t.vol.holdState().heldCount).toBe(2);
+    expect((await t.vol.read(0, 8192)).equals(Buffer.concat([pattern(0x31, 4096), pattern(0x32, 4096)]))).toBe(true);
+    await t.vol.abandon();
+    await t.file.close();
+    const r = await openTestVolume(d, 'vol', 8 << 20);
+    expect(readImage(r.imagePath, 0, 8192).equals(Buffer.concat([pattern(0x31, 4096), pattern(0x32, 4096)]))).toBe(true);
+    await r.vol.close();
+  });
 });

@@ -566,14 +566,18 @@ export class LiveVolume implements BlockExport {
 
   private kickRelease(): void {
     if (this.releasing || this.queue.count === 0) return;
+    let failed = false;
     this.releasing = this.releaseLoop()
       .catch((e) => {
-        this.lastError = e as Error;
+        // The entries stay queued (and journaled): reads still see them, later overlapping
+        // writes wait behind them, and recovery redoes them on the next open.
+        failed = true;
+        this.lastError = ioError(e, `Releasing held writes to volume ${this.name}`);
       })
       .finally(() => {
         this.releasing = null;
         // Writes that arrived (and were held by overlap) during the loop get their turn.
-        if (this.queue.count > 0 && this.releasable(this.queue.first!, [])) this.kickRelease();
+        if (!failed && this.queue.count > 0 && this.releasable(this.queue.first!, [])) this.kickRelease();
       });
   }
 
