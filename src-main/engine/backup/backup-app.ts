@@ -17,7 +17,7 @@ import { probeDevicePath } from '../devices/probe';
 import type { Env } from '../env/env';
 import type { EngineEvents } from '../events';
 import { runBackup, type BackupProgress } from '../vault/backup-writer';
-import type { SnapshotManifest } from '../vault/format';
+import { VAULT_CONFIG_FILE, type SnapshotManifest } from '../vault/format';
 import { collectGarbage, pruneSnapshots, verifySnapshot } from '../vault/maintenance';
 import { exportSnapshot, restoreSnapshot } from '../vault/restore';
 import { SnapshotExport } from '../vault/snapshot-export';
@@ -61,7 +61,7 @@ export class BackupApp {
     const cached = this.vaults.get(d);
     if (cached) return cached;
     let v: Vault;
-    if (!dir && !(await this.host.env.stat(path.join(d, 'config.json')))) v = await Vault.init(d, { env: this.host.env });
+    if (!dir && !(await this.host.env.stat(path.join(d, VAULT_CONFIG_FILE)))) v = await Vault.init(d, { env: this.host.env });
     else v = await Vault.open(d, { passphrase, env: this.host.env });
     this.vaults.set(d, v);
     return v;

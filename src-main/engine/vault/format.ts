@@ -36,6 +36,8 @@ export const CONSOLIDATE_DELTA_FRACTION = 0.25;
 
 // ---------------------------------------------------------------- vault.json
 
+export const VAULT_CONFIG_FILE = 'vault.json';
+
 export interface EncryptionConfig {
   cipher: 'aes-256-gcm';
   kdf: 'scrypt';
