@@ -170,6 +170,7 @@ describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
     expect(v.stdout).toMatch(/^OK: \d+ chunks verified\.\n$/);
     expectError(hf('backup', 'start', 'alpha', '--vault', vault, '--detach', '--data', data), 1, 'NOT_AVAILABLE'); // nobody would keep it running
     expectError(hf('vault', 'init', path.join(tmp, 'enc'), '--encrypt', '--data', data), 2, 'INVALID_ARGUMENT'); // no passphrase in the environment
+    expectError(hf('holds', '--watch', '--data', data), 1, 'NOT_AVAILABLE'); // nothing could change without a running engine
   });
 
   it('prints help per noun on stdout with exit 0', () => {
@@ -202,17 +203,38 @@ describe('holdfast CLI with a running engine', { timeout: 120_000 }, () => {
       const vol = json(hf('volume', 'list', '--json', '--data', data)).find((v: { name: string }) => v.name === 'gamma');
       expect(vol.nbd.socket).toContain(path.join(data, 'nbd.sock'));
       expectError(hf('volume', 'create', 'gamma', '--size', '4M', '--data', data), 1, 'ALREADY_EXISTS');
-      // holds --watch prints the current state, then streams until SIGINT, and exits 0.
-      const watch = spawn(process.execPath, [bin, 'holds', 'gamma', '--watch', '--json', '--data', data], { cwd: tmp });
-      let wout = '';
-      watch.stdout.on('data', (x) => (wout += x));
-      const wexit = new Promise<number | null>((r) => watch.on('exit', (code) => r(code)));
-      for (let i = 0; i < 100 && !wout.includes('\n'); i++) await new Promise((r) => setTimeout(r, 50));
-      expect(JSON.parse(wout.split('\n')[0]!)).toMatchObject({ volume: 'gamma', heldCount: 0 });
-      watch.kill('SIGINT');
-      expect(await wexit).toBe(0);
-    } finally {
+      // holds --watch prints the current state, streams changes (a backup sets and clears the
+      // flag; updates are coalesced), and exits 0 on SIGINT; a second watcher exits 1 with one line when the engine stops.
+      const startWatch = () => {
+        const w = spawn(process.execPath, [bin, 'holds', 'gamma', '--watch', '--json', '--data', data], { cwd: tmp });
+        const o = { out: '', err: '' };
+        w.stdout.on('data', (x) => (o.out += x));
+        w.stderr.on('data', (x) => (o.err += x));
+        const exit = new Promise<number | null>((r) => w.on('exit', (code) => r(code)));
+        return { w, o, exit };
+      };
+      const lines = (t: string) => t.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      const watch = startWatch();
+      const orphan = startWatch();
+      for (let i = 0; i < 200 && !(watch.o.out.includes('\n') && orphan.o.out.includes('\n')); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(lines(watch.o.out)[0]).toMatchObject({ volume: 'gamma', heldCount: 0, backupFlag: false });
+      expect(hf('vault', 'init', path.join(tmp, 'vault-nbd'), '--data', data).code).toBe(0);
+      const b = hf('backup', 'start', 'gamma', '--vault', path.join(tmp, 'vault-nbd'), '--policy', 'volume', '--json', '--data', data);
+      expect(b.code, b.stderr).toBe(0);
+      expect(json(b).state).toBe('completed');
+      for (let i = 0; i < 100 && !(lines(watch.o.out).length >= 2 && lines(watch.o.out).at(-1).backupFlag === false); i++) await new Promise((r) => setTimeout(r, 50));
+      const seen = lines(watch.o.out);
+      // Updates are coalesced (≤ 30/s per volume, last state always delivered), so a short
+      // backup may show only its end; what must arrive is at least one streamed update.
+      expect(seen.length).toBeGreaterThanOrEqual(2);
+      expect(seen.at(-1)).toMatchObject({ volume: 'gamma', backupFlag: false });
+      watch.w.kill('SIGINT');
+      expect(await watch.exit).toBe(0);
       expect(await eng.stop()).toBe(0);
+      expect(await orphan.exit).toBe(1);
+      expect(orphan.o.err).toMatch(/^holdfast: The Holdfast engine stopped; no more hold-queue updates \(IO_ERROR\)\n$/);
+    } finally {
+      if (eng.child.exitCode === null) await eng.stop();
     }
     expect(fs.existsSync(path.join(data, 'control.sock'))).toBe(false);
     expect(fs.existsSync(path.join(data, 'holdfast.lock'))).toBe(false);

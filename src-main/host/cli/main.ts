@@ -186,6 +186,10 @@ async function runHolds(a: CmdArgs, dataDir: string, json: boolean): Promise<num
       printResult(states, 'list', json, () => table(states, holdColumns, 'No volumes.'));
       return EXIT_OK;
     }
+    // Watching an engine opened just for this command would hold the data dir without a control
+    // socket or NBD, so nothing could ever change what it shows — and every other command would be locked out.
+    if (session.mode === 'local')
+      throw new HoldfastError('NOT_AVAILABLE', 'holds --watch needs a running engine (`holdfast serve`, `holdfast nbd` or the app) on this data directory');
     // Streaming: one JSON object per line with --json (NDJSON), one readable line per change otherwise.
     const line = (h: HoldState) =>
       json
@@ -200,11 +204,13 @@ async function runHolds(a: CmdArgs, dataDir: string, json: boolean): Promise<num
     const initial = (await session.call('holds.get', input)) as HoldState[];
     if (json) initial.forEach((h) => out(line(h)));
     else out(table(initial, holdColumns, 'No volumes yet; waiting for changes…'));
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
+    const stopped = new Promise<'signal'>((resolve) => {
+      process.once('SIGINT', () => resolve('signal'));
+      process.once('SIGTERM', () => resolve('signal'));
     });
+    const why = await Promise.race([stopped, session.lost.then(() => 'lost' as const)]);
     sub.dispose();
+    if (why === 'lost') throw new HoldfastError('IO_ERROR', 'The Holdfast engine stopped; no more hold-queue updates');
     return EXIT_OK;
   } catch (e) {
     return fail(e, EXIT_FAILED);

@@ -20,6 +20,8 @@ export interface Session {
   readonly mode: 'control' | 'local';
   call(op: string, input: unknown): Promise<unknown>;
   readonly events: EventSource;
+  /** Resolves when the engine behind this session goes away on its own (control mode only). */
+  readonly lost: Promise<void>;
   /** Starts event delivery (needed over the socket; a no-op in process). */
   watch(events?: EventName[]): Promise<void>;
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export async function openSession(dataDir: string): Promise<Session> {
       call: (op, input) => client.call(op, input),
       events: client,
       watch: (events) => client.subscribe(events),
+      lost: new Promise<void>((resolve) => client.onClose(resolve)),
       close: () => client.close(),
     };
   }
@@ -65,6 +68,7 @@ export function localSession(engine: LocalEngine): Session {
     },
     events: engine.events,
     watch: async () => {},
+    lost: new Promise<void>(() => {}),
     close: () => engine.close(),
   };
 }

@@ -84,6 +84,12 @@ export class ControlClient implements EventSource {
     return { dispose: () => this.listeners.delete(listener) };
   }
 
+  /** Called once when the connection ends (the engine stopped or the socket broke). */
+  onClose(cb: () => void): void {
+    if (this.sock.destroyed) cb();
+    else this.sock.once('close', cb);
+  }
+
   /** Alias kept for callers that think in "events of this client". */
   onEvent(listener: AnyEventListener): Disposable {
     return this.onAny(listener);
