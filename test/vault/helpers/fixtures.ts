@@ -52,7 +52,7 @@ export function scatterChange(file: string, fraction: number, seed: string, bloc
   const want = Math.max(1, Math.round(nBlocks * fraction));
   const rnd = seeded(`pick:${seed}`, want * 8);
   const set = new Set<number>();
-  for (let i = 0; set.size < want; i++) set.add(Number(rnd.readBigUInt64LE((i % want) * 8) + BigInt(i)) % nBlocks);
+  for (let i = 0; set.size < want; i++) set.add(Number((rnd.readBigUInt64LE((i % want) * 8) + BigInt(i)) % BigInt(nBlocks)));
   const fd = fs.openSync(file, 'r+');
   for (const b of set) fs.writeSync(fd, seeded(`${seed}:${b}`, blockSize), 0, blockSize, b * blockSize);
   fs.closeSync(fd);
