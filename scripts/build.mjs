@@ -14,6 +14,7 @@ const entries = [
   ['test/crash/crash-child.ts', 'dist/test/crash-child.cjs'],
   ['bench/engine-write-bench.ts', 'dist/bench/engine-write-bench.cjs'],
   ['bench/nbd/serve-file.ts', 'dist/bench/nbd-serve-file.cjs'],
+  ['bench/vault/vault-lib.ts', 'dist/bench/vault-lib.cjs'],
 ];
 for (const [src, out] of entries) {
   if (!existsSync(path.join(root, src))) continue;

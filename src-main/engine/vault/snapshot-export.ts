@@ -71,13 +71,13 @@ export class SnapshotExport implements BlockExport {
   private readOnlyError(): HoldfastError {
     return new HoldfastError('READ_ONLY', `${this.name} is a read-only snapshot; restore it to a volume to change it.`);
   }
-  async write(): Promise<void> {
+  async write(_offset: number, _data: Buffer): Promise<void> {
     throw this.readOnlyError();
   }
-  async writeZeroes(): Promise<void> {
+  async writeZeroes(_offset: number, _length: number): Promise<void> {
     throw this.readOnlyError();
   }
-  async trim(): Promise<void> {
+  async trim(_offset: number, _length: number): Promise<void> {
     throw this.readOnlyError();
   }
   async flush(): Promise<void> {

@@ -1,0 +1,72 @@
+/**
+ * The vault benchmark's child process (bundled to dist/bench/vault-lib.cjs): runs one vault
+ * operation on a raw image file and prints its timing and peak RSS as JSON, so the parent can
+ * measure each operation in its own process.
+ *   init VAULT | backup VAULT IMAGE [--full] [--changed BLOCKS.u32 --parent ID] | restore VAULT ID OUT
+ */
+import fs from 'node:fs';
+import type { SnapshotSource } from '../../src-main/engine/backup/snapshot-source';
+import { runBackup } from '../../src-main/engine/vault/backup-writer';
+import { restoreToFile } from '../../src-main/engine/vault/restore';
+import { Vault } from '../../src-main/engine/vault/vault';
+
+/** A quiescent image file as a SnapshotSource (no writer: nothing is ever held). */
+class FileSource implements SnapshotSource {
+  readonly backupId = `bench-${process.pid}`;
+  readonly volume = 'bench';
+  readonly volumeId = 1;
+  readonly policy = 'volume' as const;
+  readonly size: number;
+  readonly changed: SnapshotSource['changed'];
+  private readonly fd: number;
+  constructor(file: string, changed: { blocks: Uint32Array; parent: string } | null) {
+    this.fd = fs.openSync(file, 'r');
+    this.size = fs.fstatSync(this.fd).size;
+    if (changed) {
+      const set = new Set(changed.blocks);
+      this.changed = { granularity: 4096, parentSnapshotId: changed.parent, isChanged: (b) => set.has(b), count: () => set.size };
+    } else this.changed = null;
+  }
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    await new Promise<void>((res, rej) => fs.read(this.fd, buf, 0, length, offset, (e) => (e ? rej(e) : res())));
+    return buf;
+  }
+  rangeCopied(): void {}
+  urgentRanges() {
+    return [];
+  }
+  async end(): Promise<void> {
+    fs.closeSync(this.fd);
+  }
+  async abort(): Promise<void> {
+    fs.closeSync(this.fd);
+  }
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...args] = process.argv.slice(2);
+  const t0 = performance.now();
+  let result: unknown;
+  if (cmd === 'init') result = (await Vault.init(args[0]!)).config.id;
+  else if (cmd === 'backup') {
+    const vault = await Vault.open(args[0]!);
+    const ci = args.indexOf('--changed');
+    const changed =
+      ci >= 0
+        ? { blocks: new Uint32Array(new Uint8Array(fs.readFileSync(args[ci + 1]!)).buffer), parent: args[args.indexOf('--parent') + 1]! }
+        : null;
+    const m = await runBackup(new FileSource(args[1]!, changed), vault, { full: args.includes('--full') });
+    result = { id: m.id, kind: m.kind, stats: m.stats };
+  } else if (cmd === 'restore') {
+    const vault = await Vault.open(args[0]!);
+    result = await restoreToFile(vault, args[1]!, args[2]!);
+  } else throw new Error(`unknown command ${cmd}`);
+  const ms = performance.now() - t0;
+  process.stdout.write(JSON.stringify({ ms, maxRssMiB: process.resourceUsage().maxRSS / 1024, result }) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
