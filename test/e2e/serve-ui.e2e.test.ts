@@ -37,6 +37,7 @@ beforeAll(async () => {
   if (!haveChromium) return;
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-e2e-'));
   fs.mkdirSync(artifacts, { recursive: true });
+  for (const f of fs.readdirSync(artifacts)) if (/^e2e-.*\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
   serve = await startServe(path.join(tmp, 'data'));
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });

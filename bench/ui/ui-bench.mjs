@@ -1,0 +1,241 @@
+// UI benchmark against a real `holdfast serve` in Debian's Chromium (plain node; `npm run bench`).
+//
+// 1. First render on a warm start: the engine is already running and the browser cache warm;
+//    time from navigation start to the Volumes screen showing the volume list (a volume card in
+//    the DOM), measured in the page against performance.timeOrigin. Median of N loads. Target < 1 s.
+// 2. Hold-queue panel smoothness: fio writes 4 KiB random blocks over NBD at high queue depth
+//    while volume-policy backups run back to back for DURATION s. In the page, a MutationObserver
+//    on the volume's hold panel marks frames in which the panel changed; the count of such frames
+//    per second is the panel update rate (target ≥ 30/s). The renderer's JS heap is read over CDP
+//    after a forced GC at the start and the end of the window (target: no growth). The write rate
+//    is fio's own figure plus the engine's held-write count. Results go to bench/results/ui.json.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
+const LOADS = Number(process.env.UI_BENCH_LOADS ?? 15);
+const DURATION = Number(process.env.UI_BENCH_SECONDS ?? 60);
+const VOL = 512 << 20;
+
+if (!existsSync(CHROMIUM)) {
+  console.log(`ui bench skipped: ${CHROMIUM} is missing`);
+  process.exit(0);
+}
+if (!existsSync(path.join(root, 'dist/cli.cjs')) || !existsSync(path.join(root, 'dist/renderer/index.html')))
+  spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function startServe(dataDir) {
+  const child = spawn(process.execPath, ['bin/holdfast.cjs', 'serve', '--port', '0', '--nbd-port', '0', '--no-open', '--data', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c) => (err += c));
+  const line = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
+  const m = /^Holdfast UI: (http:\/\/127\.0\.0\.1:\d+)\/\?token=(\S+)$/.exec(line);
+  if (!m) throw new Error(`unexpected first line: ${line}`);
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    url: line.slice('Holdfast UI: '.length),
+    origin: m[1],
+    token: m[2],
+    socket: path.join(dataDir, 'nbd.sock'),
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function api(s, op, input = {}) {
+  const res = await fetch(`${s.origin}/api/${op}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${s.token}` }, body: JSON.stringify(input) });
+  const body = await res.json();
+  if (!body.ok) throw new Error(`${op}: ${body.error?.code} ${body.error?.message}`);
+  return body.result;
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'holdfast-uibench-'));
+const serve = await startServe(path.join(tmp, 'data'));
+const { chromium } = await import('playwright-core');
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+const result = { env: { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), date: new Date().toISOString() }, results: {} };
+let fio = null;
+try {
+  await api(serve, 'device.add', { path: path.join(tmp, 'disk.img'), create: true, size: 1 << 30 });
+  await api(serve, 'volume.create', { name: 'bench', size: VOL });
+  await api(serve, 'vault.init', { dir: path.join(tmp, 'data', 'vault') });
+  // Random data so a backup has real work (hash + compress) and lasts.
+  const fill = path.join(tmp, 'fill.img');
+  spawnSync('sh', ['-c', `head -c ${VOL} /dev/urandom > ${fill}`]);
+  spawnSync('nbdcopy', [fill, `nbd+unix:///bench?socket=${serve.socket}`], { stdio: 'inherit' });
+  rmSync(fill);
+
+  // ---------- 1. first render, warm
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await ctx.addInitScript(() => {
+    const w = window;
+    w.__volumesVisibleAt = null;
+    const check = () => {
+      if (w.__volumesVisibleAt === null && document.querySelector('.volume-card')) w.__volumesVisibleAt = performance.now();
+    };
+    new MutationObserver(check).observe(document, { childList: true, subtree: true });
+  });
+  const page = await ctx.newPage();
+  const times = [];
+  const fcps = [];
+  for (let i = 0; i < LOADS + 2; i++) {
+    await page.goto(`${serve.url}#/volumes`);
+    await page.waitForFunction(() => window.__volumesVisibleAt !== null, null, { timeout: 30_000 });
+    const t = await page.evaluate(() => window.__volumesVisibleAt);
+    const fcp = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null);
+    if (i >= 2) (times.push(t), fcp !== null && fcps.push(fcp)); // two warm-up loads fill the cache
+  }
+  result.results.firstRender = {
+    what: 'navigation start → Volumes list visible, warm engine + warm browser cache',
+    loads: times.length,
+    medianMs: Math.round(median(times)),
+    minMs: Math.round(Math.min(...times)),
+    maxMs: Math.round(Math.max(...times)),
+    medianFirstContentfulPaintMs: fcps.length ? Math.round(median(fcps)) : null,
+    targetMs: 1000,
+    pass: median(times) < 1000,
+  };
+
+  // ---------- 2. hold panel under load
+  await page.goto(`${serve.url}#/holds`);
+  await page.getByTestId('held-count-bench').waitFor();
+  fio = spawn('fio', [
+    '--name=w', '--ioengine=nbd', `--uri=nbd+unix:///bench?socket=${serve.socket}`, '--rw=randwrite', '--bs=4k', '--iodepth=64',
+    '--size=64M', '--time_based', `--runtime=${DURATION + 20}`, '--output-format=json', '--norandommap', '--randrepeat=0',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let fioOut = '';
+  let fioErr = '';
+  fio.stdout.on('data', (c) => (fioOut += c));
+  fio.stderr.on('data', (c) => (fioErr += c));
+  const fioDone = new Promise((r) => fio.once('exit', r));
+  await sleep(2000);
+
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const heapAfterGc = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    const m = await cdp.send('Performance.getMetrics');
+    return m.metrics.find((x) => x.name === 'JSHeapUsedSize').value;
+  };
+  // Backups back to back for the whole window; the panel sampler counts changed frames while one runs.
+  let stopBackups = false;
+  const backups = [];
+  const backupLoop = (async () => {
+    while (!stopBackups) {
+      const t0 = Date.now();
+      const b = await api(serve, 'backup.start', { volume: 'bench', policy: 'volume', full: true });
+      const h = await api(serve, 'holds.get', { volume: 'bench' });
+      backups.push({ ms: Date.now() - t0, state: b.state, releasedTotal: h[0].releasedTotal });
+    }
+  })();
+  await sleep(1000);
+  await page.evaluate(() => {
+    const w = window;
+    w.__panel = { frames: 0, changedFrames: 0, runningFrames: 0, changedRunningFrames: 0, perSecond: [] };
+    let dirty = false;
+    const el = document.querySelector('[data-testid="held-count-bench"]').closest('.hold-panel');
+    new MutationObserver(() => (dirty = true)).observe(el, { childList: true, subtree: true, characterData: true, attributes: true });
+    let second = Math.floor(performance.now() / 1000);
+    let inSecond = 0;
+    const tick = () => {
+      const p = w.__panel;
+      if (p.stop) return;
+      const running = /Backup running/.test(el.querySelector('.card-actions')?.textContent ?? '');
+      p.frames++;
+      if (running) p.runningFrames++;
+      if (dirty) {
+        p.changedFrames++;
+        inSecond++;
+        if (running) p.changedRunningFrames++;
+        dirty = false;
+      }
+      const s = Math.floor(performance.now() / 1000);
+      if (s !== second) (p.perSecond.push(inSecond), (inSecond = 0), (second = s));
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
+  const heapStart = await heapAfterGc();
+  const heapSeries = [];
+  const t0 = Date.now();
+  const held0 = (await api(serve, 'holds.get', { volume: 'bench' }))[0];
+  while (Date.now() - t0 < DURATION * 1000) {
+    await sleep(5000);
+    const m = await cdp.send('Performance.getMetrics');
+    heapSeries.push(Math.round(m.metrics.find((x) => x.name === 'JSHeapUsedSize').value));
+  }
+  const heapEnd = await heapAfterGc();
+  const panel = await page.evaluate(() => ((window.__panel.stop = true), window.__panel));
+  stopBackups = true;
+  await backupLoop;
+  fio.kill('SIGINT');
+  await fioDone;
+  let fioIops = null;
+  try {
+    fioIops = JSON.parse(fioOut.slice(fioOut.indexOf('{'))).jobs[0].write.iops;
+  } catch {
+    fioIops = null;
+  }
+  const runningSeconds = panel.runningFrames / 60;
+  const seconds = panel.perSecond.slice(1, -1);
+  result.results.holdPanel = {
+    what: 'hold panel DOM-changed frames per second while volume-policy backups run under an fio NBD write load',
+    windowS: DURATION,
+    writer: `fio ioengine=nbd randwrite 4k iodepth=64 over ${serve.socket}`,
+    writesPerSecFio: fioIops === null ? null : Math.round(fioIops),
+    fioError: fioIops === null ? fioErr.slice(0, 300) : undefined,
+    backups: backups.length,
+    backupMsMedian: backups.length ? Math.round(median(backups.map((b) => b.ms))) : null,
+    heldWritesQueuedAtStart: held0.queuedTotal,
+    framesTotal: panel.frames,
+    framesWhileBackupRunning: panel.runningFrames,
+    panelUpdatesPerSecMedian: seconds.length ? median(seconds) : 0,
+    panelUpdatesPerSecMin: seconds.length ? Math.min(...seconds) : 0,
+    panelUpdatesPerSecWhileRunning: panel.runningFrames ? Math.round((panel.changedRunningFrames / panel.runningFrames) * (panel.frames / DURATION) * 10) / 10 : 0,
+    approxRunningSeconds: Math.round(runningSeconds),
+    targetUpdatesPerSec: 30,
+    heapAfterGcStartMiB: +(heapStart / 2 ** 20).toFixed(2),
+    heapAfterGcEndMiB: +(heapEnd / 2 ** 20).toFixed(2),
+    heapGrowthMiB: +((heapEnd - heapStart) / 2 ** 20).toFixed(2),
+    heapUsedSeriesMiB: heapSeries.map((b) => +(b / 2 ** 20).toFixed(2)),
+  };
+  await ctx.close();
+} finally {
+  if (fio && fio.exitCode === null) fio.kill('SIGKILL');
+  await browser.close();
+  await serve.stop();
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+mkdirSync(path.join(root, 'bench/results'), { recursive: true });
+writeFileSync(path.join(root, 'bench/results/ui.json'), JSON.stringify(result, null, 2) + '\n');
+const fr = result.results.firstRender;
+const hp = result.results.holdPanel;
+console.log(`\n| figure | value | target |\n|---|---|---|`);
+console.log(`| first render, warm (median of ${fr.loads}) | ${fr.medianMs} ms (min ${fr.minMs}, max ${fr.maxMs}; FCP ${fr.medianFirstContentfulPaintMs} ms) | < ${fr.targetMs} ms |`);
+console.log(`| write load (fio 4k randwrite QD64 over NBD) | ${hp.writesPerSecFio ?? 'n/a'} writes/s | 50,000/s |`);
+console.log(`| hold panel updates/s (median / min per second over ${hp.windowS} s) | ${hp.panelUpdatesPerSecMedian} / ${hp.panelUpdatesPerSecMin} | ≥ ${hp.targetUpdatesPerSec} |`);
+console.log(`| hold panel updates/s while a backup runs | ${hp.panelUpdatesPerSecWhileRunning} | ≥ ${hp.targetUpdatesPerSec} |`);
+console.log(`| backups during the window | ${hp.backups} (median ${hp.backupMsMedian} ms) | — |`);
+console.log(`| renderer JS heap after GC, start → end | ${hp.heapAfterGcStartMiB} → ${hp.heapAfterGcEndMiB} MiB (${hp.heapGrowthMiB >= 0 ? '+' : ''}${hp.heapGrowthMiB}) | no growth |`);
+console.log(`\nload average at start: ${result.env.loadavg.map((x) => x.toFixed(1)).join(' ')} (${result.env.cpus} CPUs shared)`);
