@@ -24,8 +24,16 @@ import type { Engine } from './engine';
 import type { Disposable } from './events';
 import { VAULT_CONFIG_FILE } from './vault/format';
 
-/** The parts of the Engine this registry uses. */
-export type ExportingEngine = Pick<Engine, 'exports' | 'events' | 'backups' | 'api' | 'env'> & { readonly dataDir: { readonly defaultVault: string } };
+/** What the registry needs: the engine's volume registry and its vault side. */
+export interface ExportSources {
+  /** Live volumes by name (the engine's lease-tracking registry). */
+  readonly volumes: ExportRegistry;
+  readonly events: Engine['events'];
+  readonly backups: Pick<Engine['backups'], 'snapshotExport'>;
+  readonly api: Pick<Engine['api'], 'snapshot.list'>;
+  readonly env: Engine['env'];
+  readonly defaultVault: string;
+}
 
 export interface EngineExportRegistry extends ExportRegistry, Disposable {
   /** Re-reads the default vault's snapshot list; resolves once list()/open() reflect it. */
@@ -113,7 +121,20 @@ class LazySnapshotExport implements BlockExport {
   }
 }
 
-export function engineExportRegistry(engine: ExportingEngine): EngineExportRegistry {
+/** Volumes and default-vault snapshots of an open engine. */
+export function engineExportRegistry(engine: Engine): EngineExportRegistry {
+  return exportRegistryOf({
+    volumes: engine.exports,
+    events: engine.events,
+    backups: engine.backups,
+    api: engine.api,
+    env: engine.env,
+    defaultVault: engine.dataDir.defaultVault,
+  });
+}
+
+/** The registry over explicit sources (what Engine itself would use to build `exports`). */
+export function exportRegistryOf(engine: ExportSources): EngineExportRegistry {
   let snapshots = new Map<string, SnapshotEntry>();
   const open = new Map<string, OpenSnapshot>();
   let refreshing: Promise<void> | null = null;
@@ -124,7 +145,7 @@ export function engineExportRegistry(engine: ExportingEngine): EngineExportRegis
     // Listing through the API would create the default vault on first use; an engine that
     // merely serves NBD must not, so an absent vault simply has no snapshots.
     // The vault is named explicitly so it is opened, never initialised, here.
-    const dir = engine.dataDir.defaultVault;
+    const dir = engine.defaultVault;
     if (!(await engine.env.stat(path.join(dir, VAULT_CONFIG_FILE)))) return new Map();
     const list = await engine.api['snapshot.list']({ vault: dir });
     return new Map(list.map((s) => [snapshotExportName(s.volume, s.id), { id: s.id, volume: s.volume, size: s.size, createdAt: s.createdAt }]));
@@ -171,7 +192,7 @@ export function engineExportRegistry(engine: ExportingEngine): EngineExportRegis
     const shared = o;
     const inner = (): Promise<BlockExport> => {
       if (!shared.inner) {
-        shared.inner = engine.backups.snapshotExport(entry.id, engine.dataDir.defaultVault);
+        shared.inner = engine.backups.snapshotExport(entry.id, engine.defaultVault);
         // A failed open (vault unplugged) is retried by the next read, not cached.
         shared.inner.catch(() => {
           shared.inner = null;
@@ -189,14 +210,14 @@ export function engineExportRegistry(engine: ExportingEngine): EngineExportRegis
 
   return {
     list: () => [
-      ...engine.exports.list(),
+      ...engine.volumes.list(),
       ...[...snapshots.entries()]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         .map(([name, s]) => ({ name, description: `Snapshot ${s.id} of ${s.volume} (${s.createdAt}, read-only)` })),
     ],
     open: (name: string): ExportLease => {
       if (disposed) throw new HoldfastError('NOT_FOUND', 'The engine is shutting down; no exports are served.');
-      return name.includes(SNAPSHOT_SEPARATOR) ? openSnapshot(name) : engine.exports.open(name);
+      return name.includes(SNAPSHOT_SEPARATOR) ? openSnapshot(name) : engine.volumes.open(name);
     },
     refresh,
     dispose: () => {

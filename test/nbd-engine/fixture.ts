@@ -37,7 +37,7 @@ export async function serveEngine(opts: { deviceBytes?: number } = {}): Promise<
   const socket = path.join(dataDir, 'nbd.sock');
   await server.listenUnix(socket);
   engine.setNbdAddress({ socket, tcp: null });
-  return {
+  const served: EngineServed = {
     dir,
     dataDir,
     socket,
@@ -46,13 +46,15 @@ export async function serveEngine(opts: { deviceBytes?: number } = {}): Promise<
     server,
     logs,
     uri: (name) => `nbd+unix:///${name}?socket=${socket}`,
+    // Reads the fields at cleanup time: a test may replace them (engine restart).
     cleanup: async () => {
-      await server.close();
-      registry.dispose();
-      await engine.close();
+      await served.server.close();
+      served.registry.dispose();
+      await served.engine.close();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+  return served;
 }
 
 export interface PlannedWrite {
