@@ -6,6 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -78,16 +79,35 @@ export async function startServe(dataDir: string, timeoutMs = 30_000): Promise<S
   };
 }
 
-/** Calls the engine over the same HTTP API the page uses — only to set up peers or verify. */
-export async function apiCall<T = unknown>(s: Pick<ServeProcess, 'origin' | 'token'>, op: string, input: unknown = {}): Promise<T> {
-  const res = await fetch(`${s.origin}/api/${op}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${s.token}`, origin: s.origin },
-    body: JSON.stringify(input),
+/**
+ * Calls the engine over the same HTTP API the page uses — only to set up peers or verify.
+ * One connection per call (no keep-alive): a pooled socket the server closes while idle would
+ * fail a call with "other side closed", and restore.start must not be retried.
+ */
+export function apiCall<T = unknown>(s: Pick<ServeProcess, 'origin' | 'token'>, op: string, input: unknown = {}): Promise<T> {
+  const body = JSON.stringify(input);
+  return new Promise<T>((resolve, reject) => {
+    const req = http.request(
+      `${s.origin}/api/${op}`,
+      { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${s.token}`, origin: s.origin } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          try {
+            const r = JSON.parse(text) as { ok: boolean; result?: T; error?: { code: string; message: string } };
+            if (r.ok) resolve(r.result as T);
+            else reject(new Error(`${op}: ${r.error?.code} ${r.error?.message}`));
+          } catch {
+            reject(new Error(`${op}: HTTP ${res.statusCode} ${text.slice(0, 200)}`));
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
-  const body = (await res.json()) as { ok: boolean; result?: T; error?: { code: string; message: string } };
-  if (!body.ok) throw new Error(`${op}: ${body.error?.code} ${body.error?.message}`);
-  return body.result as T;
 }
 
 export const nbdUri = (socket: string, volume: string) => `nbd+unix:///${volume}?socket=${socket}`;
