@@ -29,7 +29,9 @@ import { LiveVolume, type RecoveryReport } from './volumes/live-volume';
 import { VolumeManager } from './volumes/volume-manager';
 
 export const VERSION = '0.1.0';
-const HOLD_EVENT_INTERVAL_MS = 33; // ≤ 30 hold-queue events per second per volume
+// Hold-queue state is sampled at most every 20 ms per volume (≤ 50/s); hosts coalesce further
+// per client, so a panel gets a steady ~30 updates/s even with timer jitter.
+const HOLD_EVENT_INTERVAL_MS = 20;
 
 export interface EngineOptions {
   dataDir: string;

@@ -16,7 +16,8 @@ export interface Coalescer {
   dispose(): void;
 }
 
-export const HOLDS_MIN_INTERVAL_MS = Math.ceil(1000 / 30);
+/** Per client at most 40 hold-queue updates a second: comfortably above the 30/s a smooth panel needs, even with timer jitter. */
+export const HOLDS_MIN_INTERVAL_MS = 25;
 
 export function createCoalescer(sink: EventSink, intervalMs = HOLDS_MIN_INTERVAL_MS): Coalescer {
   const lastSent = new Map<string, number>();

@@ -224,7 +224,7 @@ describe('holdfast CLI with a running engine', { timeout: 120_000 }, () => {
       expect(json(b).state).toBe('completed');
       for (let i = 0; i < 100 && !(lines(watch.o.out).length >= 2 && lines(watch.o.out).at(-1).backupFlag === false); i++) await new Promise((r) => setTimeout(r, 50));
       const seen = lines(watch.o.out);
-      // Updates are coalesced (≤ 30/s per volume, last state always delivered), so a short
+      // Updates are coalesced (≤ 40/s per volume, last state always delivered), so a short
       // backup may show only its end; what must arrive is at least one streamed update.
       expect(seen.length).toBeGreaterThanOrEqual(2);
       expect(seen.at(-1)).toMatchObject({ volume: 'gamma', backupFlag: false });

@@ -61,7 +61,9 @@ export class BackupApp {
     const cached = this.vaults.get(d);
     if (cached) return cached;
     let v: Vault;
-    if (!dir && !(await this.host.env.stat(path.join(d, VAULT_CONFIG_FILE)))) v = await Vault.init(d, { env: this.host.env });
+    // The data directory's own vault is created on first use, whether or not its path was given.
+    const isDefault = d === path.resolve(this.host.defaultVault);
+    if (isDefault && !(await this.host.env.stat(path.join(d, VAULT_CONFIG_FILE)))) v = await Vault.init(d, { env: this.host.env });
     else v = await Vault.open(d, { passphrase, env: this.host.env });
     this.vaults.set(d, v);
     return v;

@@ -7,7 +7,7 @@
  * Every request first passes the Host check (DNS rebinding) and the Origin check; /api and
  * /events need the token (401 otherwise). Bodies are capped. Invariants: the listener is bound
  * to 127.0.0.1 only; no request reaches the router without passing the gate; `holds.changed`
- * reaches each browser at most ~30 times a second per volume.
+ * reaches each browser at most ~40 times a second per volume.
  */
 import http from 'node:http';
 import fs from 'node:fs';
