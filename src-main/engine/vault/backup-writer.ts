@@ -192,7 +192,9 @@ export async function runBackup(source: SnapshotSource, vault: Vault, opts: Back
       parent.blockSize === vault.blockSize &&
       parent.chunkSize === vault.chunkSize &&
       source.size % vault.blockSize === 0 &&
-      (ch.granularity % vault.blockSize === 0 || vault.blockSize % ch.granularity === 0);
+      (ch.granularity % vault.blockSize === 0 || vault.blockSize % ch.granularity === 0) &&
+      // Past half the volume a full is cheaper to read, store and restore than a delta layer.
+      ch.count() * ch.granularity <= source.size / 2;
 
     workers ??= new ChunkWorkers(vault.keys);
     const inFlight = opts.inFlight ?? workers.size * 2 + 2;

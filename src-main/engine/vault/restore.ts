@@ -43,7 +43,8 @@ const SPARSE_GRAIN = 64 * 1024;
 export async function restoreSnapshot(vault: Vault, id: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<SnapshotManifest> {
   const workers = opts.workers ?? new ChunkWorkers(vault.keys);
   try {
-    const reader = await SnapshotReader.open(vault, id, { pool: workers });
+    // Base chunks are used once in a sequential pass; the cache only has to hold delta chunks.
+    const reader = await SnapshotReader.open(vault, id, { pool: workers, cacheBytes: 16 * 1024 * 1024 });
     const m = reader.manifest;
     if (target.size < m.size)
       throw new HoldfastError(

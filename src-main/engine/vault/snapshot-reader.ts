@@ -150,14 +150,16 @@ export class SnapshotReader {
     return p;
   }
 
-  /** The region's bytes as of the snapshot. */
+  /** The region's bytes as of the snapshot. Treat as read-only: it may be a cached chunk. */
   async readRegion(p: RegionPlan): Promise<Buffer> {
-    const out = Buffer.alloc(p.length);
+    let out: Buffer;
     if (p.base) {
       const b = await this.chunk(p.base);
       if (b.length !== p.length) throw new HoldfastError('VAULT_CORRUPT', `Chunk ${p.base} has the wrong length for region ${p.index}.`, { chunk: p.base });
+      if (!p.patches.length) return b; // shared with the cache: callers only read it
+      out = Buffer.allocUnsafe(p.length);
       b.copy(out);
-    }
+    } else out = Buffer.alloc(p.length);
     const bs = this.blockSize;
     for (const x of p.patches) {
       const dst = x.at * bs;
