@@ -78,7 +78,9 @@ export class VolumeJournal {
     const records: JournalRecord[] = [];
     const kept: Segment[] = [];
     let discarded: string | null = null;
-    let lastSeq = minNextSeq - 1;
+    // Records at or below the checkpoint (minNextSeq - 1) may still be on disk when a crash hit
+    // between persisting the checkpoint and dropping their segment: they are valid, just old.
+    let lastSeq = 0;
     for (const name of names) {
       const p = path.join(dir, name);
       if (discarded) {
@@ -112,7 +114,7 @@ export class VolumeJournal {
       if (discarded) await file.datasync();
       kept.push({ firstSeq, lastSeq: segLast, file, bytes: at, synced: true });
     }
-    const journal = new VolumeJournal(dir, env, options, lastSeq + 1);
+    const journal = new VolumeJournal(dir, env, options, Math.max(lastSeq, minNextSeq - 1) + 1);
     journal.segments = kept;
     return { journal, records, discarded };
   }
