@@ -1,14 +1,24 @@
 #!/usr/bin/env node
-// NBD server benchmark: the same backing file served by Holdfast (FileExport), qemu-nbd and
-// `nbdkit file`, driven by the same clients in the same run. fio 4 KiB random write/read at
+// NBD server benchmark: the same backing file served by Holdfast (an engine volume adopted
+// 1:1 from the file, journaling on, every write through the journaled write path), qemu-nbd
+// and `nbdkit file`, driven by the same clients in the same run. fio 4 KiB random write/read at
 // queue depth 1 and 16 (time-bounded), nbdcopy 1 MiB sequential write and read. Rows are
 // interleaved across servers and repeated; each figure is the best of the rounds (the
 // machine is shared, so the best round is the least disturbed one). Every figure is also
 // given as a ratio against qemu-nbd and nbdkit from the same run.
 //
+// Then write latency during a backup: fio 4 KiB randwrite p99 (completion latency) at QD1
+// and QD16 on the Holdfast volume with no backup, and while full `range`-policy backups of
+// it run back to back into the engine's default vault. The two conditions alternate order
+// each round; each p99 is the best (lowest) of the rounds, the ratio is during ÷ without
+// (target ≤ 1.5×). A third condition backs up another volume of the same size that nobody
+// writes: the same CPU and disk load with no hold on the measured volume, which separates
+// what the machine pays for a backup from what holding costs.
+//
 //   npm run build && node bench/nbd/nbd-bench.mjs
 //   env: NBD_BENCH_RUNTIME (s per fio run, default 10), NBD_BENCH_ROUNDS (default 2),
-//        NBD_BENCH_SIZE_MIB (backing file size, default 512)
+//        NBD_BENCH_SIZE_MIB (backing file size, default 512), NBD_BENCH_LAT_ROUNDS (default 3),
+//        NBD_BENCH_ONLY=throughput|latency (one phase only)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,6 +29,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const runtime = Number(process.env.NBD_BENCH_RUNTIME ?? 10);
 const rounds = Number(process.env.NBD_BENCH_ROUNDS ?? 2);
 const sizeMiB = Number(process.env.NBD_BENCH_SIZE_MIB ?? 512);
+const latRounds = Number(process.env.NBD_BENCH_LAT_ROUNDS ?? 3);
+const only = process.env.NBD_BENCH_ONLY ?? '';
 const serveEntry = path.join(root, 'dist/bench/nbd-serve-file.cjs');
 if (!fs.existsSync(serveEntry)) {
   console.error('Run `npm run build` first (dist/bench/nbd-serve-file.cjs is missing).');
@@ -49,20 +61,53 @@ const seqSrc = path.join(dir, 'seq-src.img');
 console.error(`Preparing ${sizeMiB} MiB backing file in ${dir} ...`);
 await sh('dd', ['if=/dev/urandom', `of=${img}`, 'bs=1M', `count=${sizeMiB}`, 'status=none']);
 await sh('cp', [img, seqSrc]);
+const otherImg = path.join(dir, 'other.img');
+await sh('cp', [img, otherImg]);
 
+const dataDir = path.join(dir, 'holdfast-data');
 const servers = {
-  holdfast: { socket: path.join(dir, 'holdfast.sock'), cmd: 'node', args: (s) => [serveEntry, '--file', img, '--socket', s] },
+  holdfast: { socket: path.join(dir, 'holdfast.sock'), cmd: 'node', args: (s) => [serveEntry, '--engine', dataDir, '--adopt', img, '--adopt-other', otherImg, '--socket', s], exportName: 'bench' },
   'qemu-nbd': { socket: path.join(dir, 'qemu.sock'), cmd: 'qemu-nbd', args: (s) => ['-f', 'raw', '-k', s, '-t', '-e', '16', '--cache=writeback', '--aio=threads', img] },
   'nbdkit-file': { socket: path.join(dir, 'nbdkit.sock'), cmd: 'nbdkit', args: (s) => ['-f', '-U', s, 'file', img] },
 };
 const procs = [];
+let holdfastProc = null;
 for (const [name, s] of Object.entries(servers)) {
-  const p = spawn(s.cmd, s.args(s.socket), { stdio: ['ignore', 'ignore', 'inherit'] });
+  const p = spawn(s.cmd, s.args(s.socket), { stdio: [name === 'holdfast' ? 'pipe' : 'ignore', name === 'holdfast' ? 'pipe' : 'ignore', 'inherit'] });
   procs.push(p);
+  if (name === 'holdfast') holdfastProc = p;
   await waitForSocket(s.socket, p);
   console.error(`started ${name}`);
 }
-const uri = (name) => `nbd+unix:///?socket=${servers[name].socket}`;
+const uri = (name) => `nbd+unix:///${servers[name].exportName ?? ''}?socket=${servers[name].socket}`;
+
+// Lines the Holdfast server prints on stdout (READY, BACKUP-ON, BACKUP-OFF {...}).
+const holdfastLines = [];
+const lineWaiters = [];
+{
+  let buf = '';
+  holdfastProc.stdout.on('data', (d) => {
+    buf += d.toString();
+    const lines = buf.split('\n');
+    buf = lines.pop();
+    for (const l of lines) {
+      holdfastLines.push(l);
+      for (const w of lineWaiters.splice(0)) if (!w(l)) lineWaiters.push(w);
+    }
+  });
+}
+function holdfastCommand(cmd, answer) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${answer} from the Holdfast server`)), 600_000);
+    lineWaiters.push((l) => {
+      if (!l.startsWith(answer)) return false;
+      clearTimeout(t);
+      resolve(l.slice(answer.length).trim());
+      return true;
+    });
+    holdfastProc.stdin.write(`${cmd}\n`);
+  });
+}
 
 async function fio(name, rw, qd) {
   const out = await sh('fio', ['--name=bench', '--ioengine=nbd', `--uri=${uri(name)}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${qd}`,
@@ -90,8 +135,9 @@ const rows = [
 ];
 
 const results = {};
+const latency = {};
 try {
-  for (let round = 1; round <= rounds; round++) {
+  for (let round = 1; round <= rounds && only !== 'latency'; round++) {
     for (const row of rows) {
       // Rotate which server goes first so no server always gets the warm or the cold slot.
       const order = Object.keys(servers);
@@ -104,6 +150,27 @@ try {
       }
     }
   }
+  for (let round = 1; round <= latRounds && only !== 'throughput'; round++) {
+    for (const qd of [1, 16]) {
+      const id = `fio 4k randwrite QD${qd} p99`;
+      const slot = (latency[id] ??= { none: [], backup: [], other: [], backupStats: [], otherStats: [] });
+      const conditions = ['none', 'backup', 'other'];
+      for (let k = 0; k < (round + qd) % 3; k++) conditions.push(conditions.shift());
+      for (const c of conditions) {
+        if (c !== 'none') await holdfastCommand(`backup-on ${c === 'backup' ? 'bench' : 'bench-other'}`, 'BACKUP-ON');
+        const r = await fio('holdfast', 'randwrite', qd);
+        slot[c].push({ p99us: r.p99us, iops: r.value });
+        let extra = '';
+        if (c !== 'none') {
+          const st = JSON.parse(await holdfastCommand('backup-off', 'BACKUP-OFF'));
+          slot[c === 'backup' ? 'backupStats' : 'otherStats'].push(st);
+          extra = ` (${st.completed} backups completed, up to ${st.maxHeld} writes held)`;
+        }
+        const label = { none: 'no backup', backup: 'during range backup of it', other: 'during backup of another volume' }[c];
+        console.error(`latency round ${round} QD${qd} ${label}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${extra}`);
+      }
+    }
+  }
 } finally {
   for (const p of procs) p.kill('SIGTERM');
 }
@@ -111,6 +178,7 @@ try {
 const table = [];
 for (const row of rows) {
   const r = results[row.id];
+  if (!r) continue;
   for (const name of Object.keys(r)) {
     const best = r[name].rounds.reduce((a, b) => (b.value > a.value ? b : a));
     r[name].best = best.value;
@@ -122,10 +190,28 @@ for (const row of rows) {
   table.push(r);
 }
 
-const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, sizeMiB, date: new Date().toISOString() };
+const latencyRows = [];
+for (const [id, slot] of Object.entries(latency)) {
+  const best = (xs) => Math.min(...xs.map((x) => x.p99us));
+  const median = (xs) => {
+    const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  slot.bestNoBackupUs = best(slot.none);
+  slot.bestDuringBackupUs = best(slot.backup);
+  slot.bestOtherBackupUs = best(slot.other);
+  slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
+  slot.medianRatio = median(slot.backup) / median(slot.none);
+  slot.otherRatio = slot.bestOtherBackupUs / slot.bestNoBackupUs;
+  slot.iops = { none: Math.max(...slot.none.map((x) => x.iops)), backup: Math.max(...slot.backup.map((x) => x.iops)), other: Math.max(...slot.other.map((x) => x.iops)) };
+  slot.target = 1.5;
+  latencyRows.push([id, slot]);
+}
+
+const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
 fs.mkdirSync(resultsDir, { recursive: true });
-fs.writeFileSync(path.join(resultsDir, 'nbd.json'), JSON.stringify({ env, results }, null, 2) + '\n');
+fs.writeFileSync(path.join(resultsDir, 'nbd.json'), JSON.stringify({ env, results, latency }, null, 2) + '\n');
 
 const fmt = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const lines = [
@@ -134,9 +220,21 @@ const lines = [
 ];
 for (const row of rows) {
   const r = results[row.id];
+  if (!r) continue;
   const u = r.holdfast.unit;
   lines.push(`| ${row.id} | ${fmt(r.holdfast.best)} ${u} | ${fmt(r['qemu-nbd'].best)} ${u} | ${fmt(r['nbdkit-file'].best)} ${u} | ${r.ratioVsQemu.toFixed(2)}× | ${r.ratioVsNbdkit.toFixed(2)}× |`);
 }
+if (latencyRows.length) {
+  lines.push(
+    '',
+    '| Holdfast write latency | no backup | during range-policy backup of it | during ÷ no backup (best) | (median) | target | during backup of another volume | other ÷ no backup |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const [id, l] of latencyRows)
+    lines.push(
+      `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× |`,
+    );
+}
 console.log(lines.join('\n'));
-console.log(`\n(best of ${rounds} rounds, ${runtime} s per fio run, ${sizeMiB} MiB file, ${env.cpus} CPUs, load ${env.loadavg.map((l) => l.toFixed(1)).join(' ')})`);
+console.log(`\n(${only === "latency" ? 0 : rounds} throughput rounds (best of), ${latRounds} latency rounds, ${runtime} s per fio run, ${sizeMiB} MiB file, ${env.cpus} CPUs, load ${env.loadavg.map((l) => l.toFixed(1)).join(' ')})`);
 fs.rmSync(dir, { recursive: true, force: true });

@@ -1,11 +1,30 @@
 /**
- * Serves one image file over NBD with Holdfast's server and FileExport: the process the NBD
- * benchmark measures against qemu-nbd and nbdkit. Prints "READY" once listening; exits on
- * SIGTERM/SIGINT after closing the server.
+ * Serves one image file over NBD with Holdfast's server: the process the NBD benchmark
+ * measures against qemu-nbd and nbdkit. Two modes:
+ *
+ * - file mode (`--file IMG`): a FileExport straight on the file (the server alone);
+ * - engine mode (`--engine DATA --adopt IMG`): an Engine in DATA adopts IMG 1:1 as volume
+ *   `bench` (journaling on, ack mode journal) and serves it through engineExportRegistry —
+ *   every write goes through the journaled write path and hold queue, as users get it.
+ *
+ * In engine mode stdin takes commands so the benchmark can measure writes during a backup:
+ *   `backup-on [VOLUME]` — starts full `range`-policy backups of VOLUME (default `bench`) into
+ *                  DATA's default vault, one after another until `backup-off`; answers
+ *                  `BACKUP-ON` once the first has begun. With `--adopt-other IMG2` the volume
+ *                  `bench-other` (IMG2 adopted 1:1) lets the benchmark back up a volume nobody
+ *                  writes: the machine load of a backup without any hold on `bench`;
+ *   `backup-off` — stops the loop, waits for the running backup, answers
+ *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,"backupMs":n,"wallMs":n}`.
+ * Prints "READY …" once listening; exits on SIGTERM/SIGINT after closing everything.
  *
  *   node dist/bench/nbd-serve-file.cjs --file IMG --socket SOCK [--tcp PORT] [--name NAME] [--read-only] [--sync-io-max BYTES]
+ *   node dist/bench/nbd-serve-file.cjs --engine DATA --adopt IMG [--adopt-other IMG2] --socket SOCK
  */
+import readline from 'node:readline';
+import type { ExportRegistry } from '../../src-main/engine/block-export';
+import { Engine } from '../../src-main/engine/engine';
 import { nodeEnv } from '../../src-main/engine/env/node-env';
+import { engineExportRegistry } from '../../src-main/engine/nbd-exports';
 import { FileExport } from '../../src-main/nbd/file-export';
 import { NbdServer } from '../../src-main/nbd/server';
 import { StaticExportRegistry } from '../../src-main/nbd/static-registry';
@@ -15,30 +34,128 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+const VOLUME = 'bench';
+const OTHER = 'bench-other';
+
+interface LoopStats {
+  backups: number;
+  completed: number;
+  maxHeld: number;
+  backupMs: number;
+  wallMs: number;
+}
+
+/** Back-to-back range-policy backups while `running`; counts what happened. */
+class BackupLoop {
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private stats: LoopStats = { backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0 };
+  private began: (() => void) | null = null;
+
+  constructor(private readonly engine: Engine) {
+    engine.events.on('holds.changed', (h) => {
+      if (this.running && h.volume === VOLUME) this.stats.maxHeld = Math.max(this.stats.maxHeld, h.heldCount);
+    });
+  }
+
+  async start(volume: string): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.stats = { backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0 };
+    const t0 = Date.now();
+    const first = new Promise<void>((r) => (this.began = r));
+    this.loop = (async () => {
+      while (this.running) {
+        const t = Date.now();
+        const b = await this.engine.api['backup.start']({ volume, policy: 'range', full: true, detach: true });
+        this.stats.backups++;
+        this.began?.();
+        this.began = null;
+        for (;;) {
+          const cur = this.engine.backups.list().find((x) => x.id === b.id);
+          if (!cur || cur.state !== 'running') {
+            if (cur?.state === 'completed') this.stats.completed++;
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        this.stats.backupMs += Date.now() - t;
+      }
+      this.stats.wallMs = Date.now() - t0;
+    })();
+    this.loop.catch((e: unknown) => {
+      process.stderr.write(`nbd-serve-file: backup loop failed: ${(e as Error).message}\n`);
+      this.began?.();
+    });
+    await first;
+  }
+
+  async stop(): Promise<LoopStats> {
+    this.running = false;
+    await this.loop?.catch(() => undefined);
+    this.loop = null;
+    return this.stats;
+  }
+}
+
 async function main(): Promise<void> {
   const file = arg('file');
+  const dataDir = arg('engine');
+  const adopt = arg('adopt');
   const socket = arg('socket');
   const tcp = arg('tcp');
-  if (!file || (!socket && !tcp)) {
-    process.stderr.write('usage: nbd-serve-file --file IMG (--socket SOCK | --tcp PORT) [--name NAME] [--read-only] [--sync-io-max BYTES]\n');
+  if ((!file && !(dataDir && adopt)) || (!socket && !tcp)) {
+    process.stderr.write(
+      'usage: nbd-serve-file (--file IMG | --engine DATA --adopt IMG) (--socket SOCK | --tcp PORT) [--name NAME] [--read-only] [--sync-io-max BYTES]\n',
+    );
     process.exit(2);
   }
-  const syncIoMax = arg('sync-io-max');
-  const ex = await FileExport.open(nodeEnv, file, {
-    name: arg('name') ?? '',
-    readOnly: process.argv.includes('--read-only'),
-    ...(syncIoMax !== undefined ? { syncIoMax: Number(syncIoMax) } : {}),
-  });
-  const server = new NbdServer(new StaticExportRegistry([ex]), {
+  const closers: Array<() => Promise<void>> = [];
+  let registry: ExportRegistry;
+  let loop: BackupLoop | null = null;
+  if (dataDir && adopt) {
+    const engine = await Engine.open({ dataDir });
+    closers.push(() => engine.close());
+    const have = (n: string) => engine.manager.listVolumes().some((v) => v.name === n);
+    if (!have(VOLUME)) await engine.api['volume.adopt']({ path: adopt, name: VOLUME });
+    const other = arg('adopt-other');
+    if (other && !have(OTHER)) await engine.api['volume.adopt']({ path: other, name: OTHER });
+    const reg = engineExportRegistry(engine);
+    closers.push(async () => reg.dispose());
+    registry = reg;
+    loop = new BackupLoop(engine);
+  } else {
+    const syncIoMax = arg('sync-io-max');
+    const ex = await FileExport.open(nodeEnv, file!, {
+      name: arg('name') ?? '',
+      readOnly: process.argv.includes('--read-only'),
+      ...(syncIoMax !== undefined ? { syncIoMax: Number(syncIoMax) } : {}),
+    });
+    closers.push(() => ex.close());
+    registry = new StaticExportRegistry([ex]);
+  }
+  const server = new NbdServer(registry, {
     log: process.argv.includes('--verbose') ? (m) => process.stderr.write(`${m}\n`) : undefined,
   });
+  closers.push(() => server.close());
   if (socket) await server.listenUnix(socket);
   let port: number | undefined;
   if (tcp) port = (await server.listenTcp(Number(tcp))).port;
-  process.stdout.write(`READY ${JSON.stringify({ socket, port })}\n`);
+  process.stdout.write(`READY ${JSON.stringify({ socket, port, export: loop ? VOLUME : (arg('name') ?? '') })}\n`);
+
+  if (loop) {
+    const l = loop;
+    const rl = readline.createInterface({ input: process.stdin });
+    rl.on('line', (line) => {
+      const [cmd, volume] = line.trim().split(/\s+/);
+      if (cmd === 'backup-on') void l.start(volume ?? VOLUME).then(() => process.stdout.write('BACKUP-ON\n'));
+      else if (cmd === 'backup-off') void l.stop().then((s) => process.stdout.write(`BACKUP-OFF ${JSON.stringify(s)}\n`));
+    });
+  }
+
   const stop = async () => {
-    await server.close();
-    await ex.close();
+    await loop?.stop();
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
