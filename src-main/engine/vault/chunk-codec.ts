@@ -60,8 +60,16 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
   const encode = (plain: Buffer, nameHex: string): Buffer => {
     let flags = 0;
     let body = plain;
-    const packed = z.compress(plain, { compressionLevel: keys.level });
-    // Incompressible data (random, already compressed) is stored as is: cheaper to read back.
+    // Incompressible data (random, encrypted, already compressed) is stored as is: cheaper to
+    // write and to read back. Three 32 KiB samples decide before paying for the whole chunk.
+    const S = 32768;
+    let worthTrying = plain.length <= 4 * S;
+    for (let k = 0; !worthTrying && k < 3; k++) {
+      const at = Math.floor(((plain.length - S) * k) / 2);
+      const sample = plain.subarray(at, at + S);
+      worthTrying = z.compress(sample, { compressionLevel: keys.level }).length < S * 0.9;
+    }
+    const packed = worthTrying ? z.compress(plain, { compressionLevel: keys.level }) : plain;
     if (packed.length < plain.length - (plain.length >> 6)) {
       body = packed;
       flags |= FLAG_ZSTD;
