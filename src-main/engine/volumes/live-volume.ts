@@ -35,6 +35,8 @@ export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 const RELEASE_BATCH_BYTES = 8 << 20;
 const RELEASE_BATCH_COUNT = 256;
+/** Device I/O up to this size is done synchronously (page-cache copies); larger I/O uses the thread pool. */
+const SYNC_IO_MAX = 64 << 10;
 
 export interface MappedExtent {
   volumeOffset: number;
@@ -299,6 +301,12 @@ export class LiveVolume implements BlockExport {
   }
 
   private async deviceWrite(offset: number, data: Buffer): Promise<void> {
+    if (data.length <= SYNC_IO_MAX) {
+      // Small writes land in the page cache in a few microseconds; a thread-pool round trip
+      // costs ten times that (and is what limits queue-depth-1 writers).
+      for (const p of this.pieces(offset, data.length)) p.file.writeSync(data.subarray(p.at, p.at + p.len), p.pos);
+      return;
+    }
     const ps = [...this.pieces(offset, data.length)];
     if (ps.length === 1) return ps[0]!.file.write(data, ps[0]!.pos);
     await Promise.all(ps.map((p) => p.file.write(data.subarray(p.at, p.at + p.len), p.pos)));
@@ -315,6 +323,14 @@ export class LiveVolume implements BlockExport {
 
   private async deviceRead(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
+    if (length <= SYNC_IO_MAX) {
+      for (const p of this.pieces(offset, length)) {
+        const part = buf.subarray(p.at, p.at + p.len);
+        const n = p.file.readSync(part, p.pos);
+        if (n < part.length) part.fill(0, n);
+      }
+      return buf;
+    }
     const reads: Promise<void>[] = [];
     for (const p of this.pieces(offset, length)) {
       const part = buf.subarray(p.at, p.at + p.len);
@@ -650,12 +666,22 @@ export class LiveVolume implements BlockExport {
    * synced, the changed-block map persisted with that seq, then older journal segments dropped.
    */
   checkpoint(force = false): Promise<void> {
-    if (this.checkpointing) return this.checkpointing;
+    // A checkpoint already running computed its seq before this call: chain one more run
+    // (shared by every caller that arrives meanwhile) so nobody gets a stale checkpoint.
+    if (this.checkpointing) {
+      this.checkpointAgain ??= this.checkpointing.catch(() => undefined).then(() => {
+        this.checkpointAgain = null;
+        return this.checkpoint(force);
+      });
+      return this.checkpointAgain;
+    }
     this.checkpointing = this.doCheckpoint(force).finally(() => {
       this.checkpointing = null;
     });
     return this.checkpointing;
   }
+
+  private checkpointAgain: Promise<void> | null = null;
 
   private async doCheckpoint(force: boolean): Promise<void> {
     let needed = this.journal.lastSeq + 1;
