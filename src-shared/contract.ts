@@ -64,6 +64,7 @@ export const Volume = z.object({
   createdAt: z.string(),
   /** Name of the running backup's policy, or null. */
   backup: z.object({ id: z.string(), policy: HoldPolicy, startedAt: z.string() }).nullable(),
+  /** Complete per-volume NBD URIs (`nbd+unix:///NAME?socket=PATH`, `nbd://HOST:PORT/NAME`), unlike engine.info's raw socket path and `host:port`. */
   nbd: z.object({ socket: z.string().nullable(), tcp: z.string().nullable(), clients: z.number().int() }).nullable(),
 });
 export type Volume = z.infer<typeof Volume>;
@@ -168,6 +169,31 @@ export const operations = {
       confirm: z.string().optional(),
     }),
     z.object({ id: z.string(), target: z.string(), bytes: z.number().int() }),
+  ),
+  // Import/flash (DESIGN.md §4): an image file (raw/.img/.iso, .gz, .zst) into a volume, or a file or snapshot onto a drive, verified by read-back.
+  'image.import': op(
+    z.object({ file: z.string().min(1), volume: VolumeName, create: z.boolean().optional() }),
+    z.object({ volume: z.string(), bytes: z.number().int(), sha256: z.string() }),
+  ),
+  'image.flash': op(
+    // source: an image file path, or a snapshot id in the vault; confirm: the device's name as `drive list` shows it.
+    VaultOpt.extend({ source: z.string().min(1), device: z.string().min(1), confirm: z.string().optional() }),
+    z.object({ device: z.string(), bytes: z.number().int(), sha256: z.string(), verified: z.literal(true) }),
+  ),
+  // A drive (or image file) read directly, not mounted, into the vault; unchanged chunks are deduplicated against its earlier images.
+  'drive.image': op(
+    VaultOpt.extend({ drive: z.string().min(1) }),
+    z.object({
+      snapshotId: z.string(),
+      drive: z.string(),
+      volume: z.string(),
+      bytes: z.number().int(),
+      storedBytes: z.number().int(),
+      newChunks: z.number().int(),
+      reusedChunks: z.number().int(),
+      previous: z.string().nullable(),
+      vault: z.string(),
+    }),
   ),
   'vault.init': op(z.object({ dir: z.string().min(1), passphrase: z.string().min(1).optional() }), z.object({ dir: z.string(), encrypted: z.boolean() })),
   'vault.prune': op(

@@ -15,6 +15,7 @@ import { CellState, encodeBlockMap } from '../../src-shared/block-map';
 import { HoldfastError } from '../../src-shared/errors';
 import { BackupApp } from './backup/backup-app';
 import { BackupSession } from './backup/backup-session';
+import { ImageTransfer } from './backup/image-transfer';
 import type { ExportLease, ExportRegistry } from './block-export';
 import { Catalog, type VolumeRecord } from './catalog/catalog';
 import { DataDir } from './datadir';
@@ -63,6 +64,7 @@ export class Engine {
   private readonly bootId = readBootId();
 
   readonly backups: BackupApp;
+  readonly imageTransfer: ImageTransfer = new ImageTransfer(this);
 
   private constructor(
     readonly dataDir: DataDir,
@@ -247,7 +249,7 @@ export class Engine {
 
   private buildApi(): Api {
     const changed = (what: 'volumes.changed' | 'devices.changed') => this.events.emit(what, {});
-    const volumeOps: Omit<Api, keyof ReturnType<BackupApp['ops']>> = {
+    const volumeOps: Omit<Api, keyof ReturnType<BackupApp['ops']> | keyof ReturnType<ImageTransfer['ops']>> = {
       'engine.info': async () => ({
         version: VERSION,
         dataDir: this.dataDir.dir,
@@ -318,7 +320,7 @@ export class Engine {
         return vols.map((v) => this.holdStateOf(v));
       },
     };
-    return { ...volumeOps, ...this.backups.ops() };
+    return { ...volumeOps, ...this.backups.ops(), ...this.imageTransfer.ops() };
   }
 
   // ------------------------------------------------------------------ NBD exports

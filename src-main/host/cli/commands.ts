@@ -7,6 +7,7 @@
  * engine decides; this only translates. Commands whose operation the contract does not have
  * yet are listed too, so they answer NOT_AVAILABLE instead of "unknown command".
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Backup, Device, Drive, HoldState, Snapshot, Volume } from '../../../src-shared/contract';
 import { formatSize, parseSize } from '../../../src-shared/sizes';
@@ -50,6 +51,8 @@ export type AnySpec = CommandSpec | SpecialSpec;
 export const GLOBAL_FLAGS = ['data', 'json', 'help'];
 
 const abs = (p: string) => path.resolve(p);
+/** A path made absolute when it names one (has a slash or exists here); a bare name (a drive, a snapshot id) stays as given. */
+const localPath = (p: string) => (p.includes('/') || fs.existsSync(p) ? abs(p) : p);
 const size = (text: string | undefined, flag = 'size'): number => {
   if (text === undefined) throw new UsageError(`--${flag} SIZE is required (bytes or 64M, 2G, …).`);
   return parseSize(text);
@@ -173,8 +176,10 @@ export const COMMANDS: AnySpec[] = [
     op: 'drive.list', input: () => ({}), output: 'list', human: (r: Drive[]) => table(r, driveColumns, 'No drives found.'),
   },
   {
-    words: ['drive', 'image'], usage: 'drive image DRIVE [--vault DIR]', summary: 'Image a drive into the vault (full or incremental)', flags: ['vault', 'detach'], args: [1, 1],
-    op: 'drive.image', input: (a) => optional({ drive: a.pos[0], vault: vaultOpt(a) }), output: 'object', human: generic,
+    words: ['drive', 'image'], usage: 'drive image DRIVE [--vault DIR]', summary: 'Image a drive (not mounted) into the vault; unchanged regions are shared with its earlier images', flags: ['vault'], args: [1, 1],
+    op: 'drive.image', input: (a) => optional({ drive: localPath(a.pos[0]!), ...vaultInput(a) }), output: 'object',
+    human: (r: { snapshotId: string; drive: string; bytes: number; storedBytes: number; previous: string | null }) =>
+      `Imaged ${r.drive} (${formatSize(r.bytes)}) as snapshot ${r.snapshotId}; ${formatSize(r.storedBytes)} new in the vault${r.previous ? ` (the rest shared with ${r.previous})` : ''}.`,
   },
   {
     words: ['device', 'add'], usage: 'device add PATH [--create --size SIZE] [--confirm NAME]', summary: 'Add an image file or a drive as a device (a drive needs --confirm with its name)', flags: ['create', 'size', 'confirm'], args: [1, 1],
@@ -275,12 +280,18 @@ export const COMMANDS: AnySpec[] = [
     output: 'object', human: (r: { id: string; target: string; bytes: number }) => `Restored ${r.id} to ${r.target} (${formatSize(r.bytes)}).`,
   },
   {
-    words: ['image', 'import'], usage: 'image import FILE --volume NAME', summary: 'Write a raw/.img/.iso/.gz/.zst image into a volume', flags: ['volume'], args: [1, 1],
-    op: 'image.import', input: (a) => ({ file: abs(a.pos[0]!), volume: a.value('volume') }), output: 'object', human: generic,
+    words: ['image', 'import'], usage: 'image import FILE --volume NAME [--create]', summary: 'Write a raw/.img/.iso/.gz/.zst image into a volume (--create: a new one of the image size), verified', flags: ['volume', 'create'], args: [1, 1],
+    op: 'image.import',
+    input: (a) => {
+      if (a.value('volume') === undefined) throw new UsageError('image import needs --volume NAME.');
+      return optional({ file: abs(a.pos[0]!), volume: a.value('volume'), create: a.flag('create') });
+    },
+    output: 'object', human: (r: { volume: string; bytes: number; sha256: string }) => `Imported ${formatSize(r.bytes)} into volume ${r.volume}, verified (sha256 ${r.sha256}).`,
   },
   {
     words: ['image', 'flash'], usage: 'image flash FILE|ID DEV --confirm NAME', summary: 'Write an image or snapshot onto a drive, verified', flags: ['confirm', 'vault'], args: [2, 2],
-    op: 'image.flash', input: (a) => optional({ source: a.pos[0], device: a.pos[1], confirm: a.value('confirm'), vault: vaultOpt(a) }), output: 'object', human: generic,
+    op: 'image.flash', input: (a) => optional({ source: localPath(a.pos[0]!), device: abs(a.pos[1]!), confirm: a.value('confirm'), ...vaultInput(a) }), output: 'object',
+    human: (r: { device: string; bytes: number; sha256: string }) => `Wrote ${formatSize(r.bytes)} to ${r.device}, verified (sha256 ${r.sha256}).`,
   },
   {
     words: ['vault', 'init'], usage: 'vault init DIR [--encrypt]', summary: `Create a vault folder (--encrypt takes the passphrase from $${PASSPHRASE_ENV})`, flags: ['encrypt'], args: [1, 1],
