@@ -146,9 +146,9 @@ describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
   });
 
   it('answers NOT_AVAILABLE for commands the engine does not have yet, never faking them', () => {
-    const r = hf('image', 'import', path.join(tmp, 'x.img'), '--volume', 'alpha', '--data', data);
+    const r = hf('snapshot', 'mount', 'some-id', '--data', data);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('holdfast: image import is not available yet (NOT_AVAILABLE)\n');
+    expect(r.stderr).toBe('holdfast: snapshot mount is not available yet (NOT_AVAILABLE)\n');
     expect(r.stdout).toBe('');
   });
 
