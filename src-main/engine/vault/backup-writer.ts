@@ -120,7 +120,9 @@ class ChunkStore {
       p = (async () => {
         if (await this.vault.hasChunk(hex)) return false;
         const file = await encode();
-        this.c.storedBytes += await this.vault.writeChunk(hex, file);
+        // Read the counter after the await: `x += await …` would lose concurrent updates.
+        const stored = await this.vault.writeChunk(hex, file);
+        this.c.storedBytes += stored;
         this.c.written.add(hex);
         return true;
       })();

@@ -44,7 +44,8 @@ export async function consolidateSnapshot(vault: Vault, id: string, opts: { work
         const { digest, file } = await workers.digestEncode(region);
         const hex = digest.toString('hex');
         if (!(await vault.hasChunk(hex))) {
-          storedBytes += await vault.writeChunk(hex, file);
+          const stored = await vault.writeChunk(hex, file);
+          storedBytes += stored;
           written.add(hex);
         }
         digest.copy(digests, i * DIGEST_BYTES);
