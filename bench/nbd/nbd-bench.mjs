@@ -164,7 +164,7 @@ try {
         if (c !== 'none') {
           const st = JSON.parse(await holdfastCommand('backup-off', 'BACKUP-OFF'));
           slot[c === 'backup' ? 'backupStats' : 'otherStats'].push(st);
-          extra = ` (${st.completed} backups completed, up to ${st.maxHeld} writes held)`;
+          extra = ` (${st.completed} backups completed, up to ${st.maxHeld} writes held, event-loop delay p99 ${st.loopDelayP99Ms.toFixed(1)} ms max ${st.loopDelayMaxMs.toFixed(0)} ms)`;
         }
         const label = { none: 'no backup', backup: 'during range backup of it', other: 'during backup of another volume' }[c];
         console.error(`latency round ${round} QD${qd} ${label}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${extra}`);
@@ -211,7 +211,9 @@ for (const [id, slot] of Object.entries(latency)) {
 const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
 fs.mkdirSync(resultsDir, { recursive: true });
-fs.writeFileSync(path.join(resultsDir, 'nbd.json'), JSON.stringify({ env, results, latency }, null, 2) + '\n');
+// A one-phase run (NBD_BENCH_ONLY) is for investigation: it must not replace the full results.
+if (only) console.error(`NBD_BENCH_ONLY=${only}: bench/results/nbd.json left as it was.`);
+else fs.writeFileSync(path.join(resultsDir, 'nbd.json'), JSON.stringify({ env, results, latency }, null, 2) + '\n');
 
 const fmt = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const lines = [

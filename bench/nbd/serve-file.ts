@@ -14,12 +14,14 @@
  *                  `bench-other` (IMG2 adopted 1:1) lets the benchmark back up a volume nobody
  *                  writes: the machine load of a backup without any hold on `bench`;
  *   `backup-off` — stops the loop, waits for the running backup, answers
- *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,"backupMs":n,"wallMs":n}`.
+ *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,…,"loopDelayP99Ms":n}` (event-loop delay
+ *                  while it ran: the NBD server shares the thread with the backup's own work).
  * Prints "READY …" once listening; exits on SIGTERM/SIGINT after closing everything.
  *
  *   node dist/bench/nbd-serve-file.cjs --file IMG --socket SOCK [--tcp PORT] [--name NAME] [--read-only] [--sync-io-max BYTES]
  *   node dist/bench/nbd-serve-file.cjs --engine DATA --adopt IMG [--adopt-other IMG2] --socket SOCK
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import readline from 'node:readline';
 import type { ExportRegistry } from '../../src-main/engine/block-export';
 import { Engine } from '../../src-main/engine/engine';
@@ -43,13 +45,19 @@ interface LoopStats {
   maxHeld: number;
   backupMs: number;
   wallMs: number;
+  /** Event-loop delay while the loop ran (the NBD server shares this thread). */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
 }
+
+const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0 });
 
 /** Back-to-back range-policy backups while `running`; counts what happened. */
 class BackupLoop {
   private running = false;
   private loop: Promise<void> | null = null;
-  private stats: LoopStats = { backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0 };
+  private stats: LoopStats = LoopStatsZero();
+  private readonly delay = monitorEventLoopDelay({ resolution: 5 });
   private began: (() => void) | null = null;
 
   constructor(private readonly engine: Engine) {
@@ -61,7 +69,9 @@ class BackupLoop {
   async start(volume: string): Promise<void> {
     if (this.running) return;
     this.running = true;
-    this.stats = { backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0 };
+    this.stats = LoopStatsZero();
+    this.delay.reset();
+    this.delay.enable();
     const t0 = Date.now();
     const first = new Promise<void>((r) => (this.began = r));
     this.loop = (async () => {
@@ -94,6 +104,9 @@ class BackupLoop {
     this.running = false;
     await this.loop?.catch(() => undefined);
     this.loop = null;
+    this.delay.disable();
+    this.stats.loopDelayP99Ms = this.delay.percentile(99) / 1e6;
+    this.stats.loopDelayMaxMs = this.delay.max / 1e6;
     return this.stats;
   }
 }
