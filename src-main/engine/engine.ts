@@ -25,6 +25,7 @@ import type { Env } from './env/env';
 import { nodeEnv } from './env/node-env';
 import { EngineEvents } from './events';
 import { probeFilesystem } from './fsprobe';
+import { exportRegistryOf, type EngineExportRegistry } from './nbd-exports';
 import { DEFAULT_JOURNAL_OPTIONS, type JournalOptions } from './journal/journal';
 import { LiveVolume, type RecoveryReport } from './volumes/live-volume';
 import { VolumeManager } from './volumes/volume-manager';
@@ -53,7 +54,8 @@ export function readBootId(): string {
 export class Engine {
   readonly events = new EngineEvents();
   readonly api: Api;
-  readonly exports: ExportRegistry;
+  /** What NBD serves: live volumes by name and default-vault snapshots as `<volume>@<snapshotId>` (read-only). */
+  readonly exports: EngineExportRegistry;
   readonly recovery: RecoveryReport[] = [];
   private readonly live = new Map<number, LiveVolume>();
   private readonly sessions = new Map<number, BackupSession>();
@@ -74,7 +76,6 @@ export class Engine {
     private readonly journalOptions: JournalOptions,
   ) {
     manager.beforeChange = (volumeId, what) => this.beforeVolumeChange(volumeId, what);
-    this.exports = this.buildExportRegistry();
     this.backups = new BackupApp({
       catalog,
       events: this.events,
@@ -91,6 +92,14 @@ export class Engine {
       isBackingUp: (n) => this.sessionFor(n) !== null,
     });
     this.api = this.buildApi();
+    this.exports = exportRegistryOf({
+      volumes: this.buildExportRegistry(),
+      events: this.events,
+      backups: this.backups,
+      api: this.api,
+      env,
+      defaultVault: dataDir.defaultVault,
+    });
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -363,6 +372,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.exports.dispose();
     for (const t of this.holdTimers.values()) clearTimeout(t);
     await this.backups.abortAll('Holdfast is shutting down');
     for (const s of [...this.sessions.values()]) await s.abort('Holdfast is shutting down').catch(() => undefined);

@@ -61,7 +61,7 @@ export class BackupSession implements SnapshotSource {
       const gate = new SwitchableRule();
       await vol.beginBackup(backupId, gate, null);
       try {
-        const map = await probe((o, l) => vol.readPointInTime(o, l), vol.size());
+        const map = await probe((o, l) => readSectors(vol, o, l), vol.size());
         summary = map.describe();
         gate.target = new MetadataRule(map);
       } catch (e) {
@@ -125,6 +125,14 @@ export class BackupSession implements SnapshotSource {
       this.onFinish(this);
     }
   }
+}
+
+/** Point-in-time read of any byte range: rounded out to whole sectors, then sliced (filesystem probes read odd sizes). */
+async function readSectors(vol: LiveVolume, offset: number, length: number): Promise<Buffer> {
+  const start = Math.floor(offset / vol.sectorSize) * vol.sectorSize;
+  const end = Math.min(vol.size(), Math.ceil((offset + length) / vol.sectorSize) * vol.sectorSize);
+  const buf = await vol.readPointInTime(start, end - start);
+  return buf.subarray(offset - start, offset - start + length);
 }
 
 /** Holds every write until `target` is set (used while the metadata probe runs). */
