@@ -160,6 +160,11 @@ export const operations = {
     VaultOpt.extend({ id: z.string().min(1), format: z.enum(['raw', 'vhd']), path: z.string().min(1) }),
     z.object({ path: z.string(), bytes: z.number().int() }),
   ),
+  /** A snapshot of the default vault as a read-only NBD export named `<volume>@<id>` (needs `holdfast nbd`/`serve` running). */
+  'snapshot.mount': op(
+    z.object({ id: z.string().min(1), vault: z.string().optional() }),
+    z.object({ export: z.string(), socket: z.string().nullable(), tcp: z.string().nullable(), readOnly: z.literal(true) }),
+  ),
   'restore.start': op(
     VaultOpt.extend({
       id: z.string().min(1),

@@ -324,6 +324,23 @@ export class Engine {
         changed('devices.changed');
         return this.toVolume(rec);
       },
+      'snapshot.mount': async (i) => {
+        if (i.vault && path.resolve(i.vault) !== path.resolve(this.dataDir.defaultVault))
+          throw new HoldfastError('NOT_AVAILABLE', 'Only snapshots in the default vault can be mounted over NBD for now; restore or export from other vaults.');
+        const a = this.nbdAddress;
+        if (!a.socket && !a.tcp)
+          throw new HoldfastError('NOT_AVAILABLE', 'No NBD server is running: start `holdfast nbd` or `holdfast serve` (or the app), then mount the snapshot.');
+        await this.exports.refresh();
+        const snap = (await this.api['snapshot.list']({})).find((x) => x.id === i.id);
+        if (!snap) throw new HoldfastError('SNAPSHOT_NOT_FOUND', `There is no snapshot ${i.id} in the default vault.`);
+        const name = `${snap.volume}@${snap.id}`;
+        return {
+          export: name,
+          socket: a.socket ? `nbd+unix:///${name}?socket=${a.socket}` : null,
+          tcp: a.tcp ? `nbd://${a.tcp}/${name}` : null,
+          readOnly: true as const,
+        };
+      },
       'holds.get': async (i) => {
         const vols = i.volume ? [this.volume(i.volume)] : [...this.live.values()];
         return vols.map((v) => this.holdStateOf(v));

@@ -145,10 +145,10 @@ describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
     expectError(hf('device', 'add', path.join(tmp, 'missing.img'), '--data', data), 1, 'DEVICE_MISSING');
   });
 
-  it('answers NOT_AVAILABLE for commands the engine does not have yet, never faking them', () => {
+  it('says NOT_AVAILABLE, never faking an address, when a snapshot is mounted without an NBD server running', () => {
     const r = hf('snapshot', 'mount', 'some-id', '--data', data);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('holdfast: snapshot mount is not available yet (NOT_AVAILABLE)\n');
+    expect(r.stderr).toMatch(/^holdfast: No NBD server is running: start `holdfast nbd` or `holdfast serve`.* \(NOT_AVAILABLE\)\n$/);
     expect(r.stdout).toBe('');
   });
 
@@ -222,6 +222,15 @@ describe('holdfast CLI with a running engine', { timeout: 120_000 }, () => {
       const b = hf('backup', 'start', 'gamma', '--vault', path.join(tmp, 'vault-nbd'), '--policy', 'volume', '--json', '--data', data);
       expect(b.code, b.stderr).toBe(0);
       expect(json(b).state).toBe('completed');
+      // The default vault's snapshots are exported read-only as volume@id while the engine runs.
+      const dflt = hf('backup', 'start', 'gamma', '--policy', 'range', '--json', '--data', data);
+      expect(dflt.code, dflt.stderr).toBe(0);
+      const m = hf('snapshot', 'mount', json(dflt).snapshotId, '--json', '--data', data);
+      expect(m.code, m.stderr).toBe(0);
+      expect(json(m)).toMatchObject({ export: `gamma@${json(dflt).snapshotId}`, readOnly: true });
+      const info = spawnSync('nbdinfo', ['--json', json(m).socket]);
+      expect(info.status, String(info.stderr)).toBe(0);
+      expect(JSON.parse(String(info.stdout)).exports[0]['is_read_only']).toBe(true);
       for (let i = 0; i < 100 && !(lines(watch.o.out).length >= 2 && lines(watch.o.out).at(-1).backupFlag === false); i++) await new Promise((r) => setTimeout(r, 50));
       const seen = lines(watch.o.out);
       // Updates are coalesced (≤ 40/s per volume, last state always delivered), so a short
