@@ -8,6 +8,7 @@ import { useQuery } from '@tanstack/react-query';
 import { useApi, useClient } from './api/client-context';
 import type { ConnectionState } from './api/transport';
 import { Icon } from './components/Icon';
+import { formatCount } from './components/format';
 import { setPreferences, usePreferences } from './live/preferences';
 import { engineInfoQuery } from './queries/engine';
 import { useEngineEvents } from './queries/events';
@@ -79,9 +80,7 @@ function Sidebar({ current }: { current: string }) {
               </span>
               <span>{s.label}</span>
               {s.id === 'holds' && active && (
-                <span className="nav-badge" aria-label={`${held} writes held`}>
-                  {held.toLocaleString('en-US')}
-                </span>
+                <HeldBadge held={held} />
               )}
             </a>
           </li>
@@ -89,6 +88,17 @@ function Sidebar({ current }: { current: string }) {
       </ul>
       <SidebarFooter />
     </nav>
+  );
+}
+
+/** Writes held now across all volumes: a number on screen, a sentence for screen readers and on hover. */
+function HeldBadge({ held }: { held: number }) {
+  const text = `${formatCount(held)} ${held === 1 ? 'write' : 'writes'} held now`;
+  return (
+    <span className="nav-badge" title={text}>
+      <span aria-hidden="true">{formatCount(held)}</span>
+      <span className="sr-only">{text}</span>
+    </span>
   );
 }
 

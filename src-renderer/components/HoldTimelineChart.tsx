@@ -2,10 +2,15 @@
  * The live timeline of one volume's hold queue over the last two minutes: writes queued so far
  * and writes released so far; the shaded gap between the lines is what is held right now.
  * Draws at most ~240 points whatever the sample count (one per horizontal bucket).
+ *
+ * A pure view of what its owner read in one render: `samples` is the current backup's series
+ * and `state` the latest HoldState. The lines end at `state` and every number shown comes from
+ * it, so the chart can never disagree with the panel around it. Samples newer than `state` (the
+ * cache briefly lagging the timeline) are left out: totals only grow within a series, so those
+ * are exactly the samples with a larger total.
  */
-import { useEffect, useState } from 'react';
+import type { HoldState } from '../../src-shared/contract';
 import type { TimelineSample } from '../live/hold-timeline';
-import { useTimelineVersion } from '../live/live-context';
 import { formatCount } from './format';
 
 const W = 600;
@@ -25,23 +30,25 @@ export function downsample(samples: TimelineSample[], t0: number, t1: number, bu
   return out;
 }
 
-export function HoldTimelineChart({ volume, live }: { volume: string; live: boolean }) {
-  const timeline = useTimelineVersion();
-  const [, tick] = useState(0);
-  useEffect(() => {
-    if (!live) return;
-    const t = setInterval(() => tick((n) => n + 1), 1000); // moves the time axis, fetches nothing
-    return () => clearInterval(t);
-  }, [live]);
+/** The series up to `state`, then `state` itself at `now`. */
+export function seriesEndingAt(samples: TimelineSample[], state: HoldState, now: number): TimelineSample[] {
+  const out: TimelineSample[] = [];
+  for (const s of samples) {
+    if (s.queued > state.queuedTotal || s.released > state.releasedTotal) break;
+    out.push(s);
+  }
+  out.push({ t: Math.max(now, out.at(-1)?.t ?? now), queued: state.queuedTotal, released: state.releasedTotal, held: state.heldCount });
+  return out;
+}
 
-  const t1 = Date.now();
-  const samples = timeline.samples(volume);
+export function HoldTimelineChart({ state, samples, now, windowMs }: { state: HoldState; samples: TimelineSample[]; now: number; windowMs: number }) {
+  const volume = state.volume;
+  const series = seriesEndingAt(samples, state, now);
+  const t1 = series.at(-1)!.t;
   // The axis spans what has been seen (at least 10 s, at most the window) so a fresh backup fills the chart.
-  const span = Math.min(timeline.windowMs, Math.max(MIN_SPAN_MS, samples[0] ? t1 - samples[0].t : 0));
+  const span = Math.min(windowMs, Math.max(MIN_SPAN_MS, t1 - series[0]!.t));
   const t0 = t1 - span;
-  const points = downsample(samples, t0, t1);
-  const last = points[points.length - 1];
-  if (last && last.t < t1) points.push({ ...last, t: t1 });
+  const points = downsample(series, t0, t1);
   const base = points[0] ? Math.min(points[0].released, points[0].queued) : 0;
   const top = Math.max(1, ...points.map((p) => p.queued - base));
   const x = (t: number) => ((t - t0) / (t1 - t0)) * W;
@@ -70,13 +77,13 @@ export function HoldTimelineChart({ volume, live }: { volume: string; live: bool
       )}
       <figcaption className="timeline-legend">
         <span>
-          <span className="swatch swatch-queued" aria-hidden="true" /> Queued {last ? formatCount(last.queued) : 0}
+          <span className="swatch swatch-queued" aria-hidden="true" /> Queued {formatCount(state.queuedTotal)}
         </span>
         <span>
-          <span className="swatch swatch-released" aria-hidden="true" /> Released {last ? formatCount(last.released) : 0}
+          <span className="swatch swatch-released" aria-hidden="true" /> Released {formatCount(state.releasedTotal)}
         </span>
         <span>
-          <span className="swatch swatch-held" aria-hidden="true" /> Held now {last ? formatCount(last.held) : 0}
+          <span className="swatch swatch-held" aria-hidden="true" /> Held now {formatCount(state.heldCount)}
         </span>
         <span className="muted">last {Math.round(span / 1000)} s</span>
       </figcaption>

@@ -7,6 +7,7 @@ const PATHS: Record<string, string> = {
   snapshots: 'M4 12a8 8 0 1 0 2.3-5.6M4 4v4h4M12 8v4l3 2',
   schedules: 'M4 6h16v14H4zM4 10h16M8 3v4M16 3v4',
   settings: 'M4 7h10M18 7h2M4 17h4M12 17h8M14 5v4M8 15v4',
+  copy: 'M9 9h11v11H9zM5 15H4V4h11v1',
   shield: 'M12 3 5 6v5c0 4.5 3 8 7 10 4-2 7-5.5 7-10V6zM9 12l2 2 4-4',
 };
 

@@ -3,6 +3,7 @@ import { useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { Backup, HoldPolicy } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
+import { toHoldfastError } from '../api/transport';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { Badge, Card, EmptyState, Loading, PageHeader, ProgressBar } from '../components/Layout';
 import { formatDate, formatDuration, formatRate, formatSize, formatWhen, percent } from '../components/format';
@@ -10,6 +11,7 @@ import { POLICIES, policyName } from '../components/policies';
 import { usePreferences } from '../live/preferences';
 import { backupListQuery, backupProgressQuery, useAbortBackup, useStartBackup } from '../queries/backups';
 import { engineInfoQuery } from '../queries/engine';
+import { useInitVault } from '../queries/vaults';
 import { volumeListQuery } from '../queries/volumes';
 
 export function BackupScreen() {
@@ -34,26 +36,41 @@ export function BackupScreen() {
   );
 }
 
+/**
+ * The start form. The engine's default vault is never named in the request (the engine picks and,
+ * on first use, creates it). When the engine answers for the folder the user named — no vault
+ * there (VAULT_MISSING) or an encrypted vault that needs its passphrase (VAULT_LOCKED) — the form
+ * offers the fix in place and retries the same request.
+ */
 export function StartBackupForm() {
   const api = useApi();
   const prefs = usePreferences();
   const volumes = useQuery(volumeListQuery(api));
   const info = useQuery(engineInfoQuery(api));
   const start = useStartBackup();
+  const initVault = useInitVault();
   const [volume, setVolume] = useState('');
   const [vault, setVault] = useState<string | null>(null);
   const [policy, setPolicy] = useState<HoldPolicy>('range');
   const [full, setFull] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const vaultValue = vault ?? (prefs.vault || info.data?.defaultVault || '');
+  const defaultVault = info.data?.defaultVault ?? '';
+  const vaultValue = vault ?? (prefs.vault || defaultVault);
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     if (!volume) return setError('Choose the volume to back up.');
-    if (!vaultValue.trim()) return setError('Choose a vault folder.');
+    const chosen = vaultValue.trim();
+    if (!chosen) return setError('Choose a vault folder.');
     setError(null);
-    start.mutate({ volume, vault: vaultValue.trim(), policy, ...(full ? { full: true } : {}) });
+    initVault.reset();
+    start.mutate({ volume, ...(chosen === defaultVault ? {} : { vault: chosen }), policy, ...(full ? { full: true } : {}) });
   };
+  const retry = (extra: { passphrase?: string } = {}) => {
+    if (start.variables) start.mutate({ ...start.variables, ...extra });
+  };
+  const failure = start.error ? toHoldfastError(start.error) : null;
+  const attemptedVault = start.variables?.vault ?? defaultVault;
 
   const busy = new Set((volumes.data ?? []).filter((v) => v.backup).map((v) => v.name));
   return (
@@ -91,15 +108,58 @@ export function StartBackupForm() {
           <label className="check">
             <input type="checkbox" checked={full} onChange={(e) => setFull(e.target.checked)} /> Full backup (read every block, even if an earlier snapshot exists)
           </label>
-          <button type="submit" className="btn btn-primary btn-large" disabled={start.isPending}>
+          <button type="submit" className="btn btn-primary btn-large" disabled={start.isPending || initVault.isPending}>
             {start.isPending ? 'Starting…' : 'Start backup'}
           </button>
         </div>
         <FieldError id="backup-error" message={error} />
-        <ErrorNotice error={start.error} title="The backup did not start" />
         <ErrorNotice error={volumes.error} title="Could not list volumes" />
       </form>
+      <ErrorNotice error={start.error} title="The backup did not start" />
+      {failure?.code === 'VAULT_MISSING' && attemptedVault && (
+        <CreateVaultOffer dir={attemptedVault} pending={initVault.isPending} onCreate={() => initVault.mutate({ dir: attemptedVault }, { onSuccess: () => retry() })} />
+      )}
+      <ErrorNotice error={initVault.error} title="The vault was not created" />
+      {failure?.code === 'VAULT_LOCKED' && <UnlockVault dir={attemptedVault} onUnlock={(passphrase) => retry({ passphrase })} />}
     </Card>
+  );
+}
+
+function CreateVaultOffer({ dir, pending, onCreate }: { dir: string; pending: boolean; onCreate: () => void }) {
+  return (
+    <div className="vault-fix" role="group" aria-label="Create a vault">
+      <p>
+        There is no vault in <code>{dir}</code>. Create a new, empty vault in that folder and start this backup into it?
+      </p>
+      <button type="button" className="btn btn-primary" disabled={pending} onClick={onCreate}>
+        {pending ? 'Creating vault…' : 'Create vault here'}
+      </button>
+    </div>
+  );
+}
+
+/** The passphrase is kept only for this retry: never stored, never shown. */
+function UnlockVault({ dir, onUnlock }: { dir: string; onUnlock: (passphrase: string) => void }) {
+  const [passphrase, setPassphrase] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (!passphrase) return setError('Enter the passphrase of this vault.');
+    setError(null);
+    onUnlock(passphrase);
+  };
+  return (
+    <form className="vault-fix inline-form" onSubmit={submit} noValidate aria-label="Unlock the vault">
+      <p>
+        The vault in <code>{dir}</code> is encrypted. Enter its passphrase to start the backup.
+      </p>
+      <label htmlFor="vault-passphrase">Vault passphrase</label>
+      <input id="vault-passphrase" type="password" autoComplete="current-password" value={passphrase} onChange={(e) => setPassphrase(e.target.value)} aria-invalid={!!error} aria-describedby={error ? 'vault-passphrase-error' : undefined} />
+      <button type="submit" className="btn btn-primary">
+        Unlock and start backup
+      </button>
+      <FieldError id="vault-passphrase-error" message={error} />
+    </form>
   );
 }
 
@@ -125,7 +185,7 @@ export function BackupProgressCard({ backup }: { backup: Backup }) {
       <div className="progress-head">
         <span className="big-number">{pct.toFixed(0)}%</span>
         <span className="muted">
-          {formatSize(backup.bytesDone)} of {formatSize(backup.bytesTotal)} · {policyName(backup.policy)} policy · {backup.kind} · into <span className="mono">{backup.vault}</span>
+          {formatSize(backup.bytesDone)} of {formatSize(backup.bytesTotal)} · {policyName(backup.policy)} policy · {p ? p.kind : 'full or incremental…'} · into <span className="mono">{backup.vault}</span>
         </span>
       </div>
       <ProgressBar value={backup.bytesDone} max={backup.bytesTotal} label={`Backup of ${backup.volume}`} />

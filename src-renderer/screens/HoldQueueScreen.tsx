@@ -3,8 +3,8 @@
  * age), the journal it is held in, a live timeline of queued vs released writes and, when the
  * engine sends one, a block map. Data arrives from `holds.changed` events; nothing polls.
  */
+import { useEffect, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import type { HoldState } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
 import { BlockMap } from '../components/BlockMap';
 import { ErrorNotice } from '../components/ErrorNotice';
@@ -31,15 +31,27 @@ export function HoldQueueScreen() {
           <EmptyState>No volumes yet. Create a volume, then start a backup to see writes queue and release here.</EmptyState>
         </Card>
       )}
-      {holds.data?.map((h) => <HoldQueuePanel key={h.volume} state={h} />)}
+      {holds.data?.map((h) => <HoldQueuePanel key={h.volume} volume={h.volume} />)}
     </>
   );
 }
 
-export function HoldQueuePanel({ state: h }: { state: HoldState }) {
-  const policy = POLICIES.find((p) => p.id === h.policy);
+/**
+ * One volume's panel. Reads the latest HoldState from the query cache and the timeline in the
+ * same render (events.ts writes both in one flush), so every number on the panel — stat cards,
+ * chart legend, the chart's last point — is that one state; nothing is taken from a sample.
+ */
+export function HoldQueuePanel({ volume }: { volume: string }) {
+  const api = useApi();
+  // Reads the list the screen fetched (enabled: false = this observer never fetches on its own).
+  const { data: h } = useQuery({ ...holdListQuery(api), select: (list) => list.find((x) => x.volume === volume), enabled: false });
   const timeline = useTimelineVersion();
-  const idle = !h.backupFlag && h.heldCount === 0 && h.queuedTotal === 0 && !timeline.samples(h.volume).some((x) => x.queued > 0);
+  useSecondTick(!!h && (h.backupFlag || h.heldCount > 0)); // moves the time axis, fetches nothing
+  if (!h) return null;
+  const samples = timeline.samples(volume);
+  const now = Date.now();
+  const policy = POLICIES.find((p) => p.id === h.policy);
+  const idle = !h.backupFlag && h.heldCount === 0 && h.queuedTotal === 0 && !samples.some((x) => x.queued > 0);
   return (
     <Card
       className={`hold-panel ${h.backupFlag ? 'hold-active' : ''}`}
@@ -71,7 +83,7 @@ export function HoldQueuePanel({ state: h }: { state: HoldState }) {
         {idle ? (
           <p className="muted small">Nothing has been held on this volume since the engine started. The timeline appears when a backup holds writes.</p>
         ) : (
-          <HoldTimelineChart volume={h.volume} live={h.backupFlag || h.heldCount > 0} />
+          <HoldTimelineChart state={h} samples={samples} now={now} windowMs={timeline.windowMs} />
         )}
         <div className="hold-side">
           <div className="meter">
@@ -97,4 +109,13 @@ export function HoldQueuePanel({ state: h }: { state: HoldState }) {
       {h.blockMap ? <BlockMap map={h.blockMap} volume={h.volume} /> : h.backupFlag && <p className="muted small">The engine does not send a block map for this volume.</p>}
     </Card>
   );
+}
+
+function useSecondTick(on: boolean): void {
+  const [, tick] = useState(0);
+  useEffect(() => {
+    if (!on) return;
+    const t = setInterval(() => tick((n) => n + 1), 1000);
+    return () => clearInterval(t);
+  }, [on]);
 }

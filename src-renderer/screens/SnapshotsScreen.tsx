@@ -3,6 +3,7 @@ import { useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { Snapshot } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
+import { CopyButton } from '../components/CopyButton';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
 import { formatDate, formatSize } from '../components/format';
@@ -46,14 +47,12 @@ export function SnapshotsScreen() {
         <ErrorNotice error={snapshots.error} title="Could not read the vault" />
         {snapshots.data && snapshots.data.length === 0 && <EmptyState>This vault has no snapshots yet. Start one from Backup.</EmptyState>}
         {snapshots.data && snapshots.data.length > 0 && (
-          <table className="table">
+          <table className="table snapshots-table">
             <thead>
               <tr>
                 <th scope="col">Volume</th>
                 <th scope="col">Taken</th>
                 <th scope="col" className="num">Size</th>
-                <th scope="col" className="num">Stored</th>
-                <th scope="col">Kind</th>
                 <th scope="col">Consistency</th>
                 <th scope="col">
                   <span className="sr-only">Actions</span>
@@ -73,6 +72,21 @@ export function SnapshotsScreen() {
   );
 }
 
+/**
+ * The whole id, never cut: ids are `YYYYMMDDTHHMMSSZ-xxxxxx` and snapshots taken minutes apart
+ * differ only at the end. Selectable in one click, copyable, and in a tooltip.
+ */
+function SnapshotId({ id }: { id: string }) {
+  return (
+    <div className="snapshot-id">
+      <code className="muted" title={id}>
+        {id}
+      </code>
+      <CopyButton text={id} label={`Copy snapshot id ${id}`} compact />
+    </div>
+  );
+}
+
 function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; vault: string; onRestore: () => void }) {
   const verify = useVerifySnapshot();
   const [exporting, setExporting] = useState(false);
@@ -81,14 +95,16 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
       <tr>
         <td>
           <span className="mono strong">{s.volume}</span>
-          <div className="muted small mono" title={s.id}>
-            {s.id.slice(0, 12)}
-          </div>
+          <SnapshotId id={s.id} />
         </td>
-        <td className="nowrap">{formatDate(s.createdAt)}</td>
-        <td className="num">{formatSize(s.size)}</td>
-        <td className="num">{formatSize(s.storedBytes)}</td>
-        <td>{s.kind === 'incremental' ? 'Incremental' : 'Full'}</td>
+        <td className="nowrap">
+          {formatDate(s.createdAt)}
+          <div className="muted small">{s.kind === 'incremental' ? 'Incremental' : 'Full'}</div>
+        </td>
+        <td className="num">
+          {formatSize(s.size)}
+          <div className="muted small">{formatSize(s.storedBytes)} stored</div>
+        </td>
         <td>
           {s.policy === 'metadata' ? <Badge tone="warn">Metadata-consistent</Badge> : <Badge tone="ok">Exact</Badge>}
           <div className="muted small">{policyName(s.policy)} policy</div>
@@ -107,7 +123,7 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
       </tr>
       {(verify.data || verify.error || exporting) && (
         <tr className="row-detail">
-          <td colSpan={7}>
+          <td colSpan={5}>
             {verify.data &&
               (verify.data.ok ? (
                 <p className="notice notice-ok" role="status">

@@ -128,7 +128,7 @@ function CreateVolumeForm({ devices }: { devices: Device[] }) {
 function VolumeCard({ volume, devices }: { volume: Volume; devices: Device[] }) {
   const api = useApi();
   const info = useQuery(engineInfoQuery(api));
-  const addresses = nbdAddresses(volume.name, volume.nbd ?? info.data?.nbd);
+  const addresses = nbdAddresses(volume, info.data?.nbd);
   return (
     <Card
       className="volume-card"

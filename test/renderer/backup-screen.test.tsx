@@ -18,7 +18,7 @@ describe('Backup screen', () => {
     expect(screen.getByText('Metadata-consistent snapshot; file data may be newer.')).toBeTruthy();
   });
 
-  it('requires a volume, then starts with the chosen policy and the default vault', async () => {
+  it('requires a volume, then starts with the chosen policy into the default vault without naming its path', async () => {
     const { engine } = renderApp('backup');
     await waitFor(() => expect((screen.getByLabelText('Vault folder') as HTMLInputElement).value).toBe('/media/backup/vault'));
     fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
@@ -30,7 +30,8 @@ describe('Backup screen', () => {
     fireEvent.click(screen.getByRole('radio', { name: /Whole volume/ }));
     fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
     await screen.findByText('Backing up');
-    expect(engine.callsOf('backup.start').map((c) => c.input)).toEqual([{ volume: 'vm-disk', vault: '/media/backup/vault', policy: 'volume' }]);
+    // The engine picks (and on a fresh data dir creates) its default vault when no path is sent.
+    expect(engine.callsOf('backup.start').map((c) => c.input)).toEqual([{ volume: 'vm-disk', policy: 'volume' }]);
   });
 
   it('shows progress events (percent, MB/s, ETA, dedup) and cancels with backup.abort', async () => {
@@ -50,6 +51,75 @@ describe('Backup screen', () => {
     fireEvent.click(within(card).getByRole('button', { name: 'Cancel backup' }));
     await waitFor(() => expect(engine.callsOf('backup.abort').map((c) => c.input)).toEqual([{ id: b.id }]));
     await screen.findByText('aborted');
+  });
+
+  it('says "full or incremental" until a progress event tells the kind, then shows the kind the engine reports', async () => {
+    const engine = new FakeEngine();
+    await engine.api()['backup.start']({ volume: 'vm-disk', policy: 'range' }); // the engine's first guess: incremental
+    renderApp('backup', engine);
+    const card = (await screen.findByText('Backing up')).closest('section')!;
+    const b = engine.backups[0]!;
+    expect(b.kind).toBe('incremental');
+    expect(within(card).getByText(/full or incremental…/)).toBeTruthy();
+    expect(within(card).queryByText(/· incremental ·/)).toBeNull();
+
+    // No earlier snapshot: the backup turns out full.
+    act(() => engine.emit('backup.progress', { ...b, kind: 'full', bytesDone: b.bytesTotal / 10, mbPerSec: 200, etaSec: 30, dedupRatio: null }));
+    await within(card).findByText(/· full ·/);
+    expect(within(card).queryByText(/incremental/)).toBeNull();
+    act(() => engine.emit('backup.progress', { ...b, kind: 'incremental', bytesDone: b.bytesTotal / 5, mbPerSec: 200, etaSec: 20, dedupRatio: null }));
+    await within(card).findByText(/· incremental ·/);
+  });
+
+  it('offers to create a vault in a folder that has none, then starts the same backup there', async () => {
+    const engine = new FakeEngine();
+    engine.failNext.set('backup.start', new HoldfastError('VAULT_MISSING', 'There is no vault in /media/usb/vault. Create one with `holdfast vault init /media/usb/vault`.'));
+    renderApp('backup', engine);
+    await screen.findByRole('option', { name: /vm-disk/ });
+    fireEvent.change(screen.getByLabelText('Volume'), { target: { value: 'vm-disk' } });
+    fireEvent.change(screen.getByLabelText('Vault folder'), { target: { value: '/media/usb/vault' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
+    expect(await screen.findByText('Error code: VAULT_MISSING')).toBeTruthy();
+    expect(engine.callsOf('vault.init')).toHaveLength(0);
+
+    fireEvent.click(screen.getByRole('button', { name: 'Create vault here' }));
+    await screen.findByText('Backing up');
+    expect(engine.callsOf('vault.init').map((c) => c.input)).toEqual([{ dir: '/media/usb/vault' }]);
+    const starts = engine.callsOf('backup.start').map((c) => c.input);
+    expect(starts).toEqual([
+      { volume: 'vm-disk', vault: '/media/usb/vault', policy: 'range' },
+      { volume: 'vm-disk', vault: '/media/usb/vault', policy: 'range' },
+    ]);
+    expect(screen.queryByText('Error code: VAULT_MISSING')).toBeNull();
+  });
+
+  it('asks for the passphrase of an encrypted vault and retries with it until the vault opens', async () => {
+    const engine = new FakeEngine();
+    const locked = () => new HoldfastError('VAULT_LOCKED', 'The vault in /media/usb/secret is encrypted; give its passphrase.');
+    engine.failNext.set('backup.start', locked());
+    renderApp('backup', engine);
+    await screen.findByRole('option', { name: /vm-disk/ });
+    fireEvent.change(screen.getByLabelText('Volume'), { target: { value: 'vm-disk' } });
+    fireEvent.change(screen.getByLabelText('Vault folder'), { target: { value: '/media/usb/secret' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
+
+    fireEvent.click(await screen.findByRole('button', { name: 'Unlock and start backup' }));
+    expect(await screen.findByText('Enter the passphrase of this vault.')).toBeTruthy();
+    expect(engine.callsOf('backup.start')).toHaveLength(1);
+
+    engine.failNext.set('backup.start', locked()); // a wrong passphrase: asked again
+    fireEvent.change(screen.getByLabelText('Vault passphrase'), { target: { value: 'wrong' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Unlock and start backup' }));
+    await waitFor(() => expect(engine.callsOf('backup.start')).toHaveLength(2));
+    fireEvent.change(await screen.findByLabelText('Vault passphrase'), { target: { value: 'correct horse' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Unlock and start backup' }));
+    await screen.findByText('Backing up');
+    expect(engine.callsOf('backup.start').map((c) => c.input)).toEqual([
+      { volume: 'vm-disk', vault: '/media/usb/secret', policy: 'range' },
+      { volume: 'vm-disk', vault: '/media/usb/secret', policy: 'range', passphrase: 'wrong' },
+      { volume: 'vm-disk', vault: '/media/usb/secret', policy: 'range', passphrase: 'correct horse' },
+    ]);
+    expect(screen.queryByLabelText('Vault passphrase')).toBeNull();
   });
 
   it('shows why a backup did not start', async () => {

@@ -26,6 +26,11 @@ export function fixtureDevices(): Device[] {
   ];
 }
 
+export const NBD_SOCKET = '/home/u/.local/share/holdfast/nbd.sock';
+export const NBD_TCP = '127.0.0.1:10809';
+/** A volume's own NBD addresses are complete URIs, as the engine sends them (contract: Volume.nbd). */
+export const nbdUris = (name: string) => ({ socket: `nbd+unix:///${name}?socket=${NBD_SOCKET}`, tcp: `nbd://${NBD_TCP}/${name}` });
+
 export function fixtureVolumes(): Volume[] {
   return [
     {
@@ -34,12 +39,12 @@ export function fixtureVolumes(): Volume[] {
         { volumeOffset: 0, deviceId: 1, deviceOffset: 1 * MiB, length: 8 * GiB },
         { volumeOffset: 8 * GiB, deviceId: 2, deviceOffset: 1 * MiB, length: 2 * GiB },
       ],
-      nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809', clients: 1 },
+      nbd: { ...nbdUris('vm-disk'), clients: 1 },
     },
     {
       id: 2, name: 'photos', size: 4 * GiB, ackMode: 'device', adopted: false, createdAt: '2025-11-21T10:00:00Z', backup: null,
       extents: [{ volumeOffset: 0, deviceId: 1, deviceOffset: 8 * GiB + MiB, length: 4 * GiB }],
-      nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809', clients: 0 },
+      nbd: { ...nbdUris('photos'), clients: 0 },
     },
   ];
 }
@@ -50,8 +55,9 @@ export function idleHold(volume: string): HoldState {
 
 export function fixtureSnapshots(vault: string): Snapshot[] {
   return [
-    { id: 'a1b2c3d4e5f60718293a', volume: 'vm-disk', size: 10 * GiB, createdAt: '2025-11-24T22:00:00Z', policy: 'range', kind: 'full', parent: null, storedBytes: 3 * GiB, vault },
-    { id: 'ff00ee11dd22cc33bb44', volume: 'photos', size: 4 * GiB, createdAt: '2025-11-25T08:00:00Z', policy: 'metadata', kind: 'incremental', parent: null, storedBytes: 200 * MiB, vault },
+    { id: '20251124T220000Z-a1b2c3', volume: 'vm-disk', size: 10 * GiB, createdAt: '2025-11-24T22:00:00Z', policy: 'range', kind: 'full', parent: null, storedBytes: 3 * GiB, vault },
+    { id: '20251124T220412Z-9c4e1d', volume: 'vm-disk', size: 10 * GiB, createdAt: '2025-11-24T22:04:12Z', policy: 'range', kind: 'incremental', parent: '20251124T220000Z-a1b2c3', storedBytes: 40 * MiB, vault },
+    { id: '20251125T080000Z-ff00ee', volume: 'photos', size: 4 * GiB, createdAt: '2025-11-25T08:00:00Z', policy: 'metadata', kind: 'incremental', parent: null, storedBytes: 200 * MiB, vault },
   ];
 }
 
@@ -146,7 +152,8 @@ export class FakeEngine {
       'snapshot.verify': h('snapshot.verify', () => ({ ok: true, chunks: 768, bad: [] })),
       'snapshot.export': h('snapshot.export', (i) => ({ path: i.path, bytes: 10 * GiB })),
       'restore.start': h('restore.start', (i) => ({ id: i.id, target: i.toVolume ?? i.toFile ?? i.toDevice ?? '?', bytes: 10 * GiB })),
-      'engine.info': h('engine.info', () => ({ version: '0.1.0', dataDir: '/home/u/.local/share/holdfast', defaultVault: '/media/backup/vault', nbd: { socket: '/home/u/.local/share/holdfast/nbd.sock', tcp: '127.0.0.1:10809' } })),
+      'vault.init': h('vault.init', (i) => ({ dir: i.dir, encrypted: !!i.passphrase })),
+      'engine.info': h('engine.info', () => ({ version: '0.1.0', dataDir: '/home/u/.local/share/holdfast', defaultVault: '/media/backup/vault', nbd: { socket: NBD_SOCKET, tcp: NBD_TCP } })),
     };
     // Operations the contract gains later answer as a host does for an op the engine lacks.
     const api = impl as Record<string, unknown>;

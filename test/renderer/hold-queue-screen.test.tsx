@@ -30,8 +30,61 @@ describe('Hold queue screen', () => {
     expect(panel.getByText('Backup running · Range policy')).toBeTruthy();
     expect(heldCount('photos')).toBe('0'); // other volumes untouched
     expect(engine.callsOf('holds.get')).toHaveLength(1);
-    // The sidebar shows the total held while a backup runs.
-    expect(screen.getByLabelText('1234 writes held')).toBeTruthy();
+  });
+
+  it('labels the sidebar hold-queue badge: the number on screen, "N writes held now" for screen readers and on hover', async () => {
+    const { engine } = renderApp('holds');
+    await screen.findByTestId('held-count-vm-disk');
+    act(() => {
+      engine.emit('holds.changed', holding('vm-disk', 1234));
+      engine.emit('holds.changed', holding('photos', 2));
+    });
+    const link = await screen.findByRole('link', { name: 'Hold queue 1,236 writes held now' });
+    const badge = link.querySelector('.nav-badge')!;
+    expect(badge.getAttribute('title')).toBe('1,236 writes held now');
+    expect(badge.querySelector('[aria-hidden="true"]')!.textContent).toBe('1,236');
+  });
+
+  it('every number on a panel comes from the latest hold state, even when the timeline has a newer sample', async () => {
+    const { engine, timeline } = renderApp('holds');
+    await screen.findByTestId('held-count-vm-disk');
+    const state = holding('vm-disk', 10, { queuedTotal: 10, releasedTotal: 0 });
+    act(() => engine.emit('holds.changed', state));
+    await waitFor(() => expect(heldCount('vm-disk')).toBe('10'));
+    // The timeline is one event ahead of the state the panel renders (a sample the cache has not caught up with).
+    act(() => timeline.record([{ ...state, heldCount: 11, queuedTotal: 11 }]));
+    const panel = within(screen.getByTestId('held-count-vm-disk').closest('section')!);
+    expect(panel.getByText('10 / 0')).toBeTruthy();
+    expect(panel.getByText(/Queued 10$/)).toBeTruthy();
+    expect(panel.getByText(/Released 0$/)).toBeTruthy();
+    expect(panel.getByText(/Held now 10$/)).toBeTruthy();
+    expect(panel.queryByText(/11/)).toBeNull();
+  });
+
+  it('starts a new timeline when a new backup begins: no line from the last backup, no stale scale', async () => {
+    const { engine } = renderApp('holds');
+    await screen.findByTestId('held-count-vm-disk');
+    const panel = () => within(screen.getByTestId('held-count-vm-disk').closest('section')!);
+    // First backup: 95 writes queued, all released by its end.
+    for (const [q, r] of [[30, 0], [95, 0], [95, 60], [95, 95]] as const) {
+      act(() => engine.emit('holds.changed', holding('vm-disk', q - r, { queuedTotal: q, releasedTotal: r })));
+      await waitFor(() => expect(panel().getByText(`${q} / ${r}`)).toBeTruthy());
+    }
+    await waitFor(() => expect(panel().getByText('+95 writes')).toBeTruthy());
+    act(() => engine.emit('holds.changed', { ...idleHold('vm-disk'), queuedTotal: 95, releasedTotal: 95 }));
+    await waitFor(() => expect(panel().getByText('No backup · writes flow through')).toBeTruthy());
+    // Second backup: the engine restarts the totals at 0.
+    for (const [q, r] of [[2, 0], [5, 0]] as const) {
+      act(() => engine.emit('holds.changed', holding('vm-disk', q - r, { queuedTotal: q, releasedTotal: r })));
+      await waitFor(() => expect(panel().getByText(`${q} / ${r}`)).toBeTruthy());
+    }
+    expect(panel().queryByText('+95 writes')).toBeNull();
+    expect(panel().getByText('+5 writes')).toBeTruthy();
+    // Both lines stay inside the chart: nothing is drawn from the old totals (which would fall below the baseline).
+    const chart = screen.getByRole('img', { name: /Timeline of queued and released writes for vm-disk/ });
+    const ys = [...chart.querySelectorAll('polyline')].flatMap((l) => l.getAttribute('points')!.split(' ').map((xy) => Number(xy.split(',')[1])));
+    expect(ys.length).toBeGreaterThan(0);
+    for (const y of ys) expect(y).toBeGreaterThanOrEqual(0), expect(y).toBeLessThanOrEqual(150);
   });
 
   it('coalesces a burst of 20,000 events into a few cache writes and keeps the latest state', async () => {
@@ -40,7 +93,9 @@ describe('Hold queue screen', () => {
     act(() => {
       for (let i = 1; i <= 20_000; i++) engine.emit('holds.changed', holding('vm-disk', i % 500, { queuedTotal: i, releasedTotal: i - (i % 500) }));
     });
-    await waitFor(() => expect(heldCount('vm-disk')).toBe(String(20_000 % 500)));
+    // 20,000 % 500 = 0 held, as before the burst: wait for the totals, which only the last event has.
+    await screen.findByText('20,000 / 20,000');
+    expect(heldCount('vm-disk')).toBe(String(20_000 % 500));
     expect(timeline.sampleCount('vm-disk')).toBeLessThanOrEqual(3);
     expect(screen.getByText(/Queued 20,000/)).toBeTruthy();
     expect(engine.callsOf('holds.get')).toHaveLength(1);
@@ -90,5 +145,28 @@ describe('HoldTimeline', () => {
     expect(s[0]!.queued).toBe(9_900);
     now += 200_000;
     expect(t.samples('v')).toHaveLength(0);
+  });
+
+  it('begins a new series when the totals reset or backupFlag rises, and keeps only the current one', () => {
+    let now = 0;
+    const t = new HoldTimeline(120_000, 100, () => now);
+    const rec = (q: number, r: number, flag = true) => {
+      now += 100;
+      t.record([holding('v', q - r, { queuedTotal: q, releasedTotal: r, backupFlag: flag })]);
+    };
+    rec(10, 0);
+    rec(95, 95);
+    expect(t.seriesCount('v')).toBe(1);
+    rec(0, 0); // totals reset: a new backup (its start and the old end coalesced into one frame)
+    rec(4, 0);
+    expect(t.seriesCount('v')).toBe(2);
+    expect(t.samples('v').map((s) => s.queued)).toEqual([0, 4]);
+    rec(4, 4, false); // backup ended, totals kept
+    rec(4, 4, true); // next backup seen before its totals reset
+    expect(t.seriesCount('v')).toBe(3);
+    expect(t.samples('v').map((s) => [s.queued, s.released])).toEqual([[4, 4]]);
+    rec(1, 0);
+    expect(t.seriesCount('v')).toBe(4);
+    expect(t.samples('v').map((s) => s.queued)).toEqual([1]);
   });
 });

@@ -7,7 +7,7 @@ afterEach(cleanup);
 
 async function openWizard() {
   const r = renderApp('snapshots');
-  fireEvent.click(await screen.findByRole('button', { name: 'Restore snapshot a1b2c3d4e5f60718293a' }));
+  fireEvent.click(await screen.findByRole('button', { name: 'Restore snapshot 20251124T220000Z-a1b2c3' }));
   return { ...r, dialog: within(screen.getByRole('dialog')) };
 }
 
@@ -20,16 +20,30 @@ describe('Snapshots & restore screen', () => {
     expect(engine.callsOf('snapshot.list').map((c) => c.input)).toEqual([{ vault: '/media/backup/vault' }]);
   });
 
+  it('shows each snapshot id whole, so snapshots minutes apart are told apart, with a tooltip and a copy button', async () => {
+    const writes: string[] = [];
+    Object.defineProperty(navigator, 'clipboard', { configurable: true, value: { writeText: async (t: string) => void writes.push(t) } });
+    renderApp('snapshots');
+    for (const id of ['20251124T220000Z-a1b2c3', '20251124T220412Z-9c4e1d']) {
+      const shown = await screen.findByText(id, { selector: 'code' });
+      expect(shown.getAttribute('title')).toBe(id);
+    }
+    expect(screen.queryByText('20251124T220')).toBeNull();
+    fireEvent.click(screen.getByRole('button', { name: 'Copy snapshot id 20251124T220412Z-9c4e1d' }));
+    await screen.findByText('Copied');
+    expect(writes).toEqual(['20251124T220412Z-9c4e1d']);
+  });
+
   it('verifies a snapshot and exports it as VHD', async () => {
     const { engine } = renderApp('snapshots');
-    fireEvent.click(await screen.findByRole('button', { name: 'Verify snapshot a1b2c3d4e5f60718293a' }));
+    fireEvent.click(await screen.findByRole('button', { name: 'Verify snapshot 20251124T220000Z-a1b2c3' }));
     expect(await screen.findByText('Verified: all 768 chunks decode and match their digests.')).toBeTruthy();
-    fireEvent.click(screen.getByRole('button', { name: 'Export snapshot a1b2c3d4e5f60718293a' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Export snapshot 20251124T220000Z-a1b2c3' }));
     fireEvent.change(screen.getByLabelText('Format'), { target: { value: 'vhd' } });
     fireEvent.change(screen.getByLabelText('Save to'), { target: { value: '/tmp/vm.vhd' } });
     fireEvent.click(screen.getByRole('button', { name: 'Export' }));
     expect(await screen.findByText(/Exported 10.0 GiB to/)).toBeTruthy();
-    expect(engine.callsOf('snapshot.export').map((c) => c.input)).toEqual([{ id: 'a1b2c3d4e5f60718293a', format: 'vhd', path: '/tmp/vm.vhd', vault: '/media/backup/vault' }]);
+    expect(engine.callsOf('snapshot.export').map((c) => c.input)).toEqual([{ id: '20251124T220000Z-a1b2c3', format: 'vhd', path: '/tmp/vm.vhd', vault: '/media/backup/vault' }]);
   });
 
   it('restore wizard: overwriting an existing volume needs its name typed exactly', async () => {
@@ -54,7 +68,7 @@ describe('Snapshots & restore screen', () => {
     expect(go.disabled).toBe(false);
     fireEvent.click(go);
     expect(await dialog.findByText(/Restored 10.0 GiB to/)).toBeTruthy();
-    expect(engine.callsOf('restore.start').map((c) => c.input)).toEqual([{ id: 'a1b2c3d4e5f60718293a', vault: '/media/backup/vault', toVolume: 'vm-disk', confirm: 'vm-disk' }]);
+    expect(engine.callsOf('restore.start').map((c) => c.input)).toEqual([{ id: '20251124T220000Z-a1b2c3', vault: '/media/backup/vault', toVolume: 'vm-disk', confirm: 'vm-disk' }]);
   });
 
   it('restore wizard: the system disk and mounted drives cannot be picked; a drive needs its name typed', async () => {
@@ -69,7 +83,7 @@ describe('Snapshots & restore screen', () => {
     expect(go.disabled).toBe(true);
     fireEvent.change(dialog.getByLabelText(/to confirm/), { target: { value: 'sdb' } });
     fireEvent.click(go);
-    await waitFor(() => expect(engine.callsOf('restore.start').map((c) => c.input)).toEqual([{ id: 'a1b2c3d4e5f60718293a', vault: '/media/backup/vault', toDevice: '/dev/sdb', confirm: 'sdb' }]));
+    await waitFor(() => expect(engine.callsOf('restore.start').map((c) => c.input)).toEqual([{ id: '20251124T220000Z-a1b2c3', vault: '/media/backup/vault', toDevice: '/dev/sdb', confirm: 'sdb' }]));
   });
 
   it('restore wizard: a new volume needs no typed confirmation but a free, valid name', async () => {
@@ -82,6 +96,6 @@ describe('Snapshots & restore screen', () => {
     fireEvent.click(dialog.getByRole('button', { name: 'Next' }));
     expect(dialog.queryByLabelText(/to confirm/)).toBeNull();
     fireEvent.click(await dialog.findByRole('button', { name: 'Restore' }));
-    await waitFor(() => expect(engine.callsOf('restore.start').map((c) => c.input)).toEqual([{ id: 'a1b2c3d4e5f60718293a', vault: '/media/backup/vault', toVolume: 'vm-disk-restored' }]));
+    await waitFor(() => expect(engine.callsOf('restore.start').map((c) => c.input)).toEqual([{ id: '20251124T220000Z-a1b2c3', vault: '/media/backup/vault', toVolume: 'vm-disk-restored' }]));
   });
 });

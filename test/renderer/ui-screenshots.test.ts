@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeBlockMap } from '../../src-shared/block-map';
 import type { EventName, EventPayload, OpName } from '../../src-shared/contract';
-import { toErrorPayload } from '../../src-shared/errors';
+import { HoldfastError, toErrorPayload } from '../../src-shared/errors';
 import { FakeEngine, idleHold } from './fake-engine';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -168,8 +168,17 @@ describe.skipIf(!existsSync(CHROMIUM))('built UI in Chromium', () => {
       await page.getByText('1.42×').waitFor();
       await shot('backup');
 
+      // A folder with no vault: the engine says VAULT_MISSING and the screen offers to create one there.
+      engine.failNext.set('backup.start', new HoldfastError('VAULT_MISSING', 'There is no vault in /media/usb/vault. Is the drive plugged in? Create one with `holdfast vault init /media/usb/vault`.'));
+      await page.getByLabel('Volume', { exact: true }).selectOption('photos');
+      await page.getByLabel('Vault folder').fill('/media/usb/vault');
+      await page.getByRole('button', { name: 'Start backup' }).click();
+      await page.getByRole('button', { name: 'Create vault here' }).waitFor();
+      await page.getByRole('button', { name: 'Create vault here' }).scrollIntoViewIfNeeded();
+      await shot('backup-vault-missing');
+
       await page.getByRole('link', { name: 'Snapshots & restore' }).click();
-      await page.getByRole('button', { name: 'Restore snapshot a1b2c3d4e5f60718293a' }).click();
+      await page.getByRole('button', { name: 'Restore snapshot 20251124T220000Z-a1b2c3' }).click();
       await page.getByRole('radio', { name: /existing volume/ }).check();
       await page.getByLabel('Volume to overwrite').selectOption('vm-disk');
       await page.getByRole('button', { name: 'Next' }).click();

@@ -23,6 +23,22 @@ describe('Volumes screen', () => {
     expect(vm.getByText('1 NBD client(s)')).toBeTruthy();
   });
 
+  it("shows a volume's own NBD URIs as the engine sends them, each once and not wrapped again", async () => {
+    renderApp('volumes');
+    await screen.findByText('vm-disk', { selector: '.card-head .mono' });
+    const shown = [...card('vm-disk').querySelectorAll('code.addr')].map((c) => c.textContent);
+    expect(shown).toEqual(['nbd+unix:///vm-disk?socket=/home/u/.local/share/holdfast/nbd.sock', 'nbd://127.0.0.1:10809/vm-disk']);
+  });
+
+  it("builds a volume's NBD URIs from the engine's raw socket path and host:port when the volume has none", async () => {
+    const engine = new FakeEngine();
+    engine.volumes[1]!.nbd = null;
+    renderApp('volumes', engine);
+    await screen.findByText('photos', { selector: '.card-head .mono' });
+    const shown = [...card('photos').querySelectorAll('code.addr')].map((c) => c.textContent);
+    expect(shown).toEqual(['nbd+unix:///photos?socket=/home/u/.local/share/holdfast/nbd.sock', 'nbd://127.0.0.1:10809/photos']);
+  });
+
   it('validates name and size before calling volume.create, then creates and lists the volume', async () => {
     const { engine } = renderApp('volumes');
     await screen.findByText('vm-disk', { selector: '.card-head .mono' });
