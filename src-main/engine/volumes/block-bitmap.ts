@@ -5,6 +5,12 @@
  */
 import { invariant } from '../../../src-shared/errors';
 
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, v) => {
+  let n = 0;
+  for (let x = v; x; x &= x - 1) n++;
+  return n;
+});
+
 export class BlockBitmap {
   readonly bits: Uint8Array;
   readonly blocks: number;
@@ -60,13 +66,8 @@ export class BlockBitmap {
 
   count(): number {
     let n = 0;
-    for (const byte of this.bits) {
-      let v = byte;
-      while (v) {
-        v &= v - 1;
-        n++;
-      }
-    }
+    const b = this.bits;
+    for (let i = 0; i < b.length; i++) n += POPCOUNT[b[i]!]!;
     return n;
   }
 
