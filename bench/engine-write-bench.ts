@@ -41,6 +41,21 @@ function plainWriter(fd: number): Writer {
     new Promise((res, rej) => fs.write(fd, buf, 0, buf.length, offset, (e) => (e ? rej(e) : res())));
 }
 
+/** Heap bytes per queued write, excluding its data (all entries share one data buffer). */
+function heldWriteMemory(): number {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc to measure memory per held write');
+  const data = Buffer.alloc(4096);
+  gc();
+  const m0 = process.memoryUsage();
+  const q = new HoldQueue();
+  for (let i = 0; i < 100_000; i++) q.push(new HeldWrite(i + 1, ((i * 7919) % 262144) * 4096, 4096, data, 0));
+  gc();
+  const m1 = process.memoryUsage();
+  if (q.count !== 100_000) throw new Error('queue lost entries');
+  return (m1.heapUsed - m0.heapUsed + m1.arrayBuffers - m0.arrayBuffers) / 100_000;
+}
+
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-bench-'));
   const image = path.join(dir, 'disk.img');
@@ -100,15 +115,7 @@ async function main() {
   for (const w of entries) q.remove(w, null);
   const holdSeconds = (performance.now() - t0) / 1000;
 
-  // Memory per held write (excluding its data): shared data buffer, 100k distinct blocks.
-  global.gc?.();
-  const before = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
-  const q2 = new HoldQueue();
-  for (let i = 0; i < 100_000; i++) q2.push(new HeldWrite(i + 1, (i * 7919 % 262144) * 4096, 4096, data, 0));
-  global.gc?.();
-  const after = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
-  const bytesPerHeld = (after - before) / 100_000;
-  void q2;
+  const bytesPerHeld = heldWriteMemory();
 
   // End-to-end: 100k held 4 KiB writes released to the device after end().
   const s = await BackupSession.begin(volume, 'bench-backup', 'volume', async () => ({ isMetadata: () => true, describe: () => '' }));
