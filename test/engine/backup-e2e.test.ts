@@ -4,18 +4,14 @@
  * volume and range policies and both ack modes; incrementals, restore to a new volume,
  * verify, abort and the "already running" error.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { Engine } from '../../src-main/engine/engine';
-import { tempDir } from './helpers';
+import { useTempDirs } from './helpers';
 
 const VOL = 16 << 20;
 const WRITE_SPAN = 2 << 20;
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const mk = useTempDirs();
 
 /** Write i covers blocks [b, b+n) with 4 KiB blocks stamped (i, block). */
 function stamp(id: number, firstBlock: number, blocks: number): Buffer {
@@ -69,8 +65,7 @@ function maxOwner(img: Buffer): number {
 }
 
 async function setup(ack: 'journal' | 'device') {
-  const d = tempDir();
-  dirs.push(d);
+  const d = mk();
   const e = await Engine.open({ dataDir: path.join(d, 'data') });
   await e.api['device.add']({ path: path.join(d, 'disk.img'), create: true, size: 128 << 20 });
   await e.api['volume.create']({ name: 'live', size: VOL, ack });

@@ -1,19 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { Engine } from '../../src-main/engine/engine';
 import { HoldfastError } from '../../src-shared/errors';
-import { pattern, tempDir } from './helpers';
+import { pattern, useTempDirs } from './helpers';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const mk = useTempDirs();
 
 describe('Engine facade', () => {
   it('creates devices and volumes, writes through the journal, and reopens with the same state', async () => {
-    const d = tempDir();
-    dirs.push(d);
+    const d = mk();
     const e = await Engine.open({ dataDir: path.join(d, 'data') });
     const dev = await e.api['device.add']({ path: path.join(d, 'disk.img'), create: true, size: 64 << 20 });
     expect(dev.kind).toBe('image');
@@ -45,8 +40,7 @@ describe('Engine facade', () => {
   });
 
   it('rejects bad volume input with codes and leaves the catalog unchanged', async () => {
-    const d = tempDir();
-    dirs.push(d);
+    const d = mk();
     const e = await Engine.open({ dataDir: path.join(d, 'data') });
     await expect(e.api['volume.create']({ name: 'x', size: 4096 })).rejects.toBeInstanceOf(HoldfastError);
     await e.api['device.add']({ path: path.join(d, 'disk.img'), create: true, size: 16 << 20 });

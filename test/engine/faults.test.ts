@@ -1,19 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { FaultyEnv } from '../../src-main/engine/env/faulty-env';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
-import { noProbe, openTestVolume, pattern, readImage, tempDir } from './helpers';
+import { noProbe, openTestVolume, pattern, readImage, useTempDirs } from './helpers';
 
-const dirs: string[] = [];
-const mk = () => {
-  const d = tempDir();
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const mk = useTempDirs();
 
 describe('faults injected through the Env', () => {
   it('an EIO on the device fails that write with IO_ERROR and the volume keeps working', async () => {

@@ -1,20 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import path from 'node:path';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { RecordType } from '../../src-main/engine/journal/format';
 import { VolumeJournal } from '../../src-main/engine/journal/journal';
-import { tempDir } from './helpers';
+import { useTempDirs } from './helpers';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const mk = useTempDirs();
 
 describe('journal segments', () => {
   it('keeps records that a crash left behind a persisted checkpoint, and everything after them', async () => {
-    const d = tempDir();
-    dirs.push(d);
+    const d = mk();
     const env = new NodeEnv();
     const opts = { segmentBytes: 200, capacity: 1 << 20 };
     const { journal } = await VolumeJournal.open(d, env, opts);
@@ -33,8 +28,7 @@ describe('journal segments', () => {
   });
 
   it('drops whole segments only at or below the checkpoint and keeps appending in order', async () => {
-    const d = tempDir();
-    dirs.push(d);
+    const d = mk();
     const env = new NodeEnv();
     const opts = { segmentBytes: 200, capacity: 1 << 20 };
     const { journal } = await VolumeJournal.open(d, env, opts);
@@ -52,6 +46,5 @@ describe('journal segments', () => {
     expect(seqs).toEqual(expect.arrayContaining([7, 8, 9, 10, 11, 12, 13]));
     expect(Math.min(...seqs)).toBeLessThanOrEqual(7);
     await r.journal.close();
-    void path;
   });
 });

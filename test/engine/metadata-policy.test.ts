@@ -2,22 +2,18 @@
  * The metadata hold policy (claim 10) on a real ext4 volume: during a backup only writes
  * that touch filesystem metadata wait; file data writes go straight through.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Engine } from '../../src-main/engine/engine';
-import { pattern, readImage, tempDir } from './helpers';
+import { pattern, readImage, useTempDirs } from './helpers';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const mk = useTempDirs();
 
 describe('metadata policy', () => {
   it('holds inode-table writes and lets file data writes through on ext4', async () => {
-    const d = tempDir();
-    dirs.push(d);
+    const d = mk();
     const tree = path.join(d, 'tree');
     fs.mkdirSync(tree);
     fs.writeFileSync(path.join(tree, 'data.bin'), Buffer.alloc(256 << 10, 0x61));

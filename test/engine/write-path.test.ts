@@ -1,18 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HoldfastError } from '../../src-shared/errors';
-import { noProbe, openTestVolume, pattern, readImage, tempDir } from './helpers';
+import { noProbe, openTestVolume, pattern, readImage, useTempDirs } from './helpers';
 
-const dirs: string[] = [];
-const mk = () => {
-  const d = tempDir();
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const mk = useTempDirs();
 
 async function expectCode(p: Promise<unknown>, code: string) {
   await expect(p).rejects.toBeInstanceOf(HoldfastError);

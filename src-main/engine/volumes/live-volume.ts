@@ -106,6 +106,7 @@ export class LiveVolume implements BlockExport {
   private releasing: Promise<void> | null = null;
   private checkpointing: Promise<void> | null = null;
   private closed = false;
+  /** A release that failed on the device; thrown by the end/abort that waits for the release. */
   private lastError: Error | null = null;
   /** Called on every hold-queue change; the engine coalesces before emitting events. */
   onHoldChange: (() => void) | null = null;
@@ -541,12 +542,11 @@ export class LiveVolume implements BlockExport {
 
   /** Completion message (claim 6): journal BACKUP_END, clear the flag, release every held write in arrival order. */
   async endBackup(id: string, snapshotId: string): Promise<void> {
-    const b = this.requireBackup(id);
+    this.requireBackup(id);
     const prep = this.journal.prepareAppend();
     if (prep) await prep;
     this.journal.appendBackup(RecordType.BACKUP_END, { backupId: id, snapshotId });
     this.parentSnapshotId = snapshotId;
-    void b;
     this.backup = null;
     await this.releaseAll();
   }
