@@ -22,7 +22,7 @@ export class EngineEvents {
 
   on<N extends EventName>(name: N, listener: (payload: EventPayload<N>) => void): Disposable {
     const wrapped: AnyEventListener = (n, p) => {
-      if (n === name) listener(p as unknown as EventPayload<N>);
+      if ((n as EventName) === name) listener(p as unknown as EventPayload<N>);
     };
     return this.onAny(wrapped);
   }
