@@ -78,8 +78,9 @@ describe('Hold queue screen', () => {
       act(() => engine.emit('holds.changed', holding('vm-disk', q - r, { queuedTotal: q, releasedTotal: r })));
       await waitFor(() => expect(panel().getByText(`${q} / ${r}`)).toBeTruthy());
     }
+    // The timeline redraws on the next animation frame, after the stat cards.
+    await waitFor(() => expect(panel().getByText('+5 writes')).toBeTruthy());
     expect(panel().queryByText('+95 writes')).toBeNull();
-    expect(panel().getByText('+5 writes')).toBeTruthy();
     // Both lines stay inside the chart: nothing is drawn from the old totals (which would fall below the baseline).
     const chart = screen.getByRole('img', { name: /Timeline of queued and released writes for vm-disk/ });
     const ys = [...chart.querySelectorAll('polyline')].flatMap((l) => l.getAttribute('points')!.split(' ').map((xy) => Number(xy.split(',')[1])));
