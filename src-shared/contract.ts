@@ -93,6 +93,10 @@ export const HoldState = z.object({
 });
 export type HoldState = z.infer<typeof HoldState>;
 
+/** A volume's acknowledged writes per second over the last sampling interval (write, write-zeroes, trim). */
+export const VolumeWriteRate = z.object({ volume: z.string(), writesPerSec: z.number().nonnegative(), bytesPerSec: z.number().nonnegative() });
+export type VolumeWriteRate = z.infer<typeof VolumeWriteRate>;
+
 export const BackupState = z.enum(['running', 'completed', 'failed', 'aborted']);
 export const Backup = z.object({
   id: z.string(),
@@ -230,6 +234,8 @@ export type Api = { [N in OpName]: (input: OpInput<N>) => Promise<OpOutput<N>> }
 // ---------- events ----------
 export const events = {
   'holds.changed': HoldState,
+  /** About once a second, every live volume's write rate; sent while some volume writes and once more when all went idle. */
+  'volumes.stats': z.object({ intervalMs: z.number().int().nonnegative(), volumes: z.array(VolumeWriteRate) }),
   'backup.progress': Backup.extend({ mbPerSec: z.number(), etaSec: z.number().nullable(), dedupRatio: z.number().nullable() }),
   'volumes.changed': z.object({}),
   'devices.changed': z.object({}),

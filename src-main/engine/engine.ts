@@ -24,16 +24,18 @@ import { listDrives } from './devices/drives';
 import type { Env } from './env/env';
 import { nodeEnv } from './env/node-env';
 import { EngineEvents } from './events';
+import { EventPacer } from './event-pacer';
 import { probeFilesystem } from './fsprobe';
 import { exportRegistryOf, type EngineExportRegistry } from './nbd-exports';
 import { DEFAULT_JOURNAL_OPTIONS, type JournalOptions } from './journal/journal';
 import { LiveVolume, type RecoveryReport } from './volumes/live-volume';
 import { VolumeManager } from './volumes/volume-manager';
+import { WriteRateSampler } from './volumes/write-rate';
 
 export const VERSION = '0.1.0';
-// Hold-queue state is sampled at most every 20 ms per volume (≤ 50/s); hosts coalesce further
-// per client, so a panel gets a steady ~30 updates/s even with timer jitter.
-const HOLD_EVENT_INTERVAL_MS = 20;
+// Hold-queue state is sampled at most every 25 ms per volume (≤ 40/s) on a fixed grid (see
+// event-pacer.ts), so a panel gets ~40 updates/s under write load; hosts only guard bursts per client.
+export const HOLD_EVENT_INTERVAL_MS = 25;
 
 export interface EngineOptions {
   dataDir: string;
@@ -41,6 +43,8 @@ export interface EngineOptions {
   journal?: Partial<JournalOptions>;
   /** better-sqlite3 binding built for Electron's ABI, when running inside Electron. */
   nativeBinding?: string;
+  /** Period of the `volumes.stats` write-rate event (default 1 s). */
+  writeRateIntervalMs?: number;
 }
 
 export function readBootId(): string {
@@ -60,7 +64,10 @@ export class Engine {
   private readonly live = new Map<number, LiveVolume>();
   private readonly sessions = new Map<number, BackupSession>();
   private readonly leases = new Map<number, Set<{ revoke: () => void }>>();
-  private readonly holdTimers = new Map<number, NodeJS.Timeout>();
+  private readonly holdEvents = new EventPacer<LiveVolume>(HOLD_EVENT_INTERVAL_MS, (vol) => {
+    if (!vol.isClosed && !this.closed) this.events.emit('holds.changed', this.holdStateOf(vol));
+  });
+  private writeRates: WriteRateSampler | null = null;
   private nbdAddress: { socket: string | null; tcp: string | null } = { socket: null, tcp: null };
   private closed = false;
   private readonly bootId = readBootId();
@@ -113,6 +120,8 @@ export class Engine {
       await manager.openDevices();
       const engine = new Engine(dataDir, catalog, manager, env, { ...DEFAULT_JOURNAL_OPTIONS, ...opts.journal });
       for (const rec of catalog.listVolumes()) await engine.openVolume(rec);
+      engine.writeRates = new WriteRateSampler(() => engine.live.values(), (st) => engine.events.emit('volumes.stats', st), () => env.monotonic(), opts.writeRateIntervalMs);
+      engine.writeRates.start();
       return engine;
     } catch (e) {
       catalog?.close();
@@ -226,13 +235,7 @@ export class Engine {
   }
 
   private scheduleHoldEvent(vol: LiveVolume): void {
-    if (this.holdTimers.has(vol.id) || this.closed) return;
-    const t = setTimeout(() => {
-      this.holdTimers.delete(vol.id);
-      if (!vol.isClosed) this.events.emit('holds.changed', this.holdStateOf(vol));
-    }, HOLD_EVENT_INTERVAL_MS);
-    t.unref?.();
-    this.holdTimers.set(vol.id, t);
+    if (!this.closed) this.holdEvents.changed(vol);
   }
 
   // ------------------------------------------------------------------ contract
@@ -311,6 +314,7 @@ export class Engine {
         const vol = this.live.get(rec.id);
         await this.manager.deleteVolume(i.name);
         if (vol) await vol.close();
+        if (vol) this.holdEvents.forget(vol);
         this.live.delete(rec.id);
         await this.env.rmdir(this.journalDirFor(rec.id));
         changed('volumes.changed');
@@ -390,7 +394,8 @@ export class Engine {
     if (this.closed) return;
     this.closed = true;
     this.exports.dispose();
-    for (const t of this.holdTimers.values()) clearTimeout(t);
+    this.holdEvents.dispose();
+    this.writeRates?.dispose();
     await this.backups.abortAll('Holdfast is shutting down');
     for (const s of [...this.sessions.values()]) await s.abort('Holdfast is shutting down').catch(() => undefined);
     for (const v of this.live.values()) await v.close().catch(() => undefined);

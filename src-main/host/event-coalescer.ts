@@ -1,12 +1,14 @@
 /**
- * Per-client event forwarding with rate limiting for the chatty event: `holds.changed` is
- * emitted on every held/released write (tens of thousands per second), but a screen or a
- * terminal needs at most ~30 updates per second per volume. Invariants: for each volume the
- * client receives at most one `holds.changed` per interval, and the last state emitted is
- * always delivered (trailing edge), so the client never ends on a stale view. Other events
- * pass through at once, in order.
+ * Per-client event forwarding with rate limiting for the chatty event: `holds.changed`. The
+ * engine already paces it (≤ 40/s per volume, src-main/engine/engine.ts); this per-client stage
+ * is the guard for whatever else feeds a client (a ControlClient relaying another engine, bursts
+ * after a stalled event loop). Invariants: for each volume the client receives `holds.changed`
+ * at most once per interval, on a fixed grid (src-main/engine/event-pacer.ts) so timer lag never
+ * accumulates, and the last state emitted is always delivered (trailing edge), so the client
+ * never ends on a stale view. Other events pass through at once, in order.
  */
 import type { EventName, EventPayload } from '../../src-shared/contract';
+import { EventPacer, type Timers } from '../engine/event-pacer';
 
 export type EventSink = (event: EventName, payload: unknown) => void;
 
@@ -16,24 +18,29 @@ export interface Coalescer {
   dispose(): void;
 }
 
-/** Per client at most 40 hold-queue updates a second: comfortably above the 30/s a smooth panel needs, even with timer jitter. */
-export const HOLDS_MIN_INTERVAL_MS = 25;
+/**
+ * Per client at most 50 hold-queue updates a second per volume. Shorter than the engine's 25 ms
+ * sampling period on purpose: the engine's samples (40/s) pass straight through, each in its own
+ * slot; a sample that arrives early because the previous one was late waits a few ms and is never
+ * replaced. (At 25 ms here, both stages at 40/s beat against each other and every late sample
+ * cost one update.)
+ */
+export const HOLDS_MIN_INTERVAL_MS = 20;
 
-export function createCoalescer(sink: EventSink, intervalMs = HOLDS_MIN_INTERVAL_MS): Coalescer {
-  const lastSent = new Map<string, number>();
+export function createCoalescer(sink: EventSink, intervalMs = HOLDS_MIN_INTERVAL_MS, timers?: Timers): Coalescer {
   const pending = new Map<string, unknown>();
-  const timers = new Map<string, NodeJS.Timeout>();
+  const pacer = new EventPacer<string>(
+    intervalMs,
+    (volume) => {
+      if (!pending.has(volume)) return;
+      const payload = pending.get(volume);
+      pending.delete(volume);
+      sink('holds.changed', payload);
+    },
+    { fireWhenDue: true, timers },
+  );
+
   let disposed = false;
-
-  const flush = (volume: string) => {
-    timers.delete(volume);
-    if (disposed || !pending.has(volume)) return;
-    const payload = pending.get(volume);
-    pending.delete(volume);
-    lastSent.set(volume, Date.now());
-    sink('holds.changed', payload);
-  };
-
   return {
     push(event, payload) {
       if (disposed) return;
@@ -42,23 +49,12 @@ export function createCoalescer(sink: EventSink, intervalMs = HOLDS_MIN_INTERVAL
         return;
       }
       const volume = (payload as EventPayload<'holds.changed'>).volume;
-      const since = Date.now() - (lastSent.get(volume) ?? 0);
-      if (since >= intervalMs && !timers.has(volume)) {
-        lastSent.set(volume, Date.now());
-        sink(event, payload);
-        return;
-      }
       pending.set(volume, payload);
-      if (!timers.has(volume)) {
-        const t = setTimeout(() => flush(volume), Math.max(0, intervalMs - since));
-        t.unref?.();
-        timers.set(volume, t);
-      }
+      pacer.changed(volume);
     },
     dispose() {
       disposed = true;
-      for (const t of timers.values()) clearTimeout(t);
-      timers.clear();
+      pacer.dispose();
       pending.clear();
     },
   };

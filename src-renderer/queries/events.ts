@@ -6,7 +6,7 @@
  */
 import { useEffect } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
-import type { EventPayload, HoldState } from '../../src-shared/contract';
+import { events, type EventPayload, type HoldState } from '../../src-shared/contract';
 import { useClient } from '../api/client-context';
 import { createFrameBatcher } from '../live/frame-batcher';
 import { useTimeline } from '../live/live-context';
@@ -15,7 +15,7 @@ import { deviceKeys } from './devices';
 import { driveKeys } from './drives';
 import { mergeHoldStates } from './holds';
 import { snapshotKeys } from './snapshots';
-import { volumeKeys } from './volumes';
+import { applyVolumeStats, volumeKeys } from './volumes';
 
 export function useEngineEvents(): void {
   const client = useClient();
@@ -46,6 +46,11 @@ export function useEngineEvents(): void {
         case 'backup.progress':
           progress.push(m.payload.id, m.payload as EventPayload<'backup.progress'>);
           break;
+        case 'volumes.stats': {
+          const stats = events['volumes.stats'].safeParse(m.payload);
+          if (stats.success) applyVolumeStats(qc, stats.data);
+          break;
+        }
         case 'volumes.changed':
           void qc.invalidateQueries({ queryKey: volumeKeys.all });
           break;

@@ -1,7 +1,7 @@
 /** Volumes: list with extent map and NBD addresses; create, grow and delete with validation. */
 import { useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { VOLUME_NAME_RE, type Device, type Volume } from '../../src-shared/contract';
+import { VOLUME_NAME_RE, type Device, type Volume, type VolumeWriteRate } from '../../src-shared/contract';
 import { parseSize } from '../../src-shared/sizes';
 import { useApi } from '../api/client-context';
 import { toHoldfastError } from '../api/transport';
@@ -9,11 +9,11 @@ import { CopyButton } from '../components/CopyButton';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { ExtentMap } from '../components/ExtentMap';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
-import { formatDate, formatSize } from '../components/format';
+import { formatCount, formatDate, formatSize } from '../components/format';
 import { nbdAddresses } from '../components/nbd-address';
 import { deviceListQuery } from '../queries/devices';
 import { engineInfoQuery } from '../queries/engine';
-import { useCreateVolume, useDeleteVolume, useGrowVolume, volumeListQuery } from '../queries/volumes';
+import { useCreateVolume, useDeleteVolume, useGrowVolume, volumeListQuery, volumeRatesQuery } from '../queries/volumes';
 
 /** Client-side checks mirror the contract so most mistakes are caught before a round trip. */
 export function checkVolumeName(name: string): string | null {
@@ -128,6 +128,7 @@ function CreateVolumeForm({ devices }: { devices: Device[] }) {
 function VolumeCard({ volume, devices }: { volume: Volume; devices: Device[] }) {
   const api = useApi();
   const info = useQuery(engineInfoQuery(api));
+  const rates = useQuery(volumeRatesQuery());
   const addresses = nbdAddresses(volume, info.data?.nbd);
   return (
     <Card
@@ -139,6 +140,7 @@ function VolumeCard({ volume, devices }: { volume: Volume; devices: Device[] }) 
       }
       actions={
         <>
+          <WriteRate name={volume.name} rate={rates.data?.[volume.name]} />
           {volume.backup && <Badge tone="info">Backing up · {volume.backup.policy} policy</Badge>}
           {volume.adopted && <Badge tone="muted">Adopted</Badge>}
           <Badge tone="muted">ack: {volume.ackMode}</Badge>
@@ -169,6 +171,16 @@ function VolumeCard({ volume, devices }: { volume: Volume; devices: Device[] }) 
         </div>
       </div>
     </Card>
+  );
+}
+
+/** Acknowledged writes per second, from the engine's once-a-second `volumes.stats`; "Idle" when none. */
+export function WriteRate({ name, rate }: { name: string; rate: VolumeWriteRate | undefined }) {
+  const active = !!rate && (rate.writesPerSec > 0 || rate.bytesPerSec > 0);
+  return (
+    <span className={`write-rate ${active ? 'active' : 'idle'}`} data-testid={`write-rate-${name}`} aria-label={`Write rate of ${name}`}>
+      {active ? `${formatCount(Math.round(rate.writesPerSec))} writes/s · ${formatSize(Math.round(rate.bytesPerSec))}/s` : 'Idle'}
+    </span>
   );
 }
 

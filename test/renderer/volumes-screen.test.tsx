@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { act, cleanup, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import { HoldfastError } from '../../src-shared/errors';
 import { renderApp } from './render-app';
 import { FakeEngine } from './fake-engine';
@@ -37,6 +37,31 @@ describe('Volumes screen', () => {
     await screen.findByText('photos', { selector: '.card-head .mono' });
     const shown = [...card('photos').querySelectorAll('code.addr')].map((c) => c.textContent);
     expect(shown).toEqual(['nbd+unix:///photos?socket=/home/u/.local/share/holdfast/nbd.sock', 'nbd://127.0.0.1:10809/photos']);
+  });
+
+  it('shows each volume\'s live write rate from volumes.stats events, idle when zero', async () => {
+    const { engine } = renderApp('volumes');
+    await screen.findByText('vm-disk', { selector: '.card-head .mono' });
+    expect(within(card('vm-disk')).getByTestId('write-rate-vm-disk').textContent).toBe('Idle');
+    act(() =>
+      engine.emit('volumes.stats', {
+        intervalMs: 1000,
+        volumes: [
+          { volume: 'vm-disk', writesPerSec: 312.4, bytesPerSec: 1.2 * 1024 ** 2 },
+          { volume: 'photos', writesPerSec: 0, bytesPerSec: 0 },
+        ],
+      }),
+    );
+    const rate = (name: string) => within(card(name)).getByTestId(`write-rate-${name}`).textContent;
+    await waitFor(() => expect(rate('vm-disk')).toBe('312 writes/s · 1.20 MiB/s'));
+    expect(within(card('photos')).getByTestId('write-rate-photos').textContent).toBe('Idle');
+    // A list refresh (an NBD client connecting) does not blank the rate.
+    act(() => engine.emit('volumes.changed', {}));
+    await waitFor(() => expect(engine.callsOf('volume.list').length).toBeGreaterThan(1));
+    await screen.findByText('vm-disk', { selector: '.card-head .mono' });
+    expect(rate('vm-disk')).toBe('312 writes/s · 1.20 MiB/s');
+    act(() => engine.emit('volumes.stats', { intervalMs: 1000, volumes: [{ volume: 'vm-disk', writesPerSec: 0, bytesPerSec: 0 }, { volume: 'photos', writesPerSec: 0, bytesPerSec: 0 }] }));
+    await waitFor(() => expect(rate('vm-disk')).toBe('Idle'));
   });
 
   it('validates name and size before calling volume.create, then creates and lists the volume', async () => {

@@ -110,6 +110,13 @@ export class LiveVolume implements BlockExport {
   private lastError: Error | null = null;
   /** Called on every hold-queue change; the engine coalesces before emitting events. */
   onHoldChange: (() => void) | null = null;
+  /**
+   * Writes (write, write-zeroes, trim) acknowledged since open, and their bytes: two number
+   * increments per write, nothing allocated. The engine samples them once a second for the
+   * live write rate.
+   */
+  writesAcked = 0;
+  bytesAcked = 0;
 
   private constructor(
     private readonly cfg: LiveVolumeConfig,
@@ -365,12 +372,16 @@ export class LiveVolume implements BlockExport {
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
     await this.submit(offset, data.length, data, opts?.fua === true);
+    this.writesAcked++;
+    this.bytesAcked += data.length;
   }
 
   async writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
     this.checkRange(offset, length);
     if (length === 0) return;
     await this.submit(offset, length, null, opts?.fua === true);
+    this.writesAcked++;
+    this.bytesAcked += length;
   }
 
   /** Trim reads back as zeroes afterwards (safe for every client and for backups). */
