@@ -127,6 +127,72 @@ export const Snapshot = z.object({
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
+// ---------- schedules ----------
+export const TIME_OF_DAY_RE = /^([01]\d|2[0-3]):[0-5]\d$/;
+export const TimeOfDay = z.string().regex(TIME_OF_DAY_RE, 'Times are HH:MM on a 24-hour clock, for example 02:30 or 18:00.');
+const minutePastHour = z.number().int('Minutes past the hour are a whole number 0–59.').min(0, 'Minutes past the hour are 0–59.').max(59, 'Minutes past the hour are 0–59.');
+const weekday = z.number().int().min(0, 'Weekdays are 0 (Sunday) to 6 (Saturday).').max(6, 'Weekdays are 0 (Sunday) to 6 (Saturday).');
+/** When a schedule runs, in the engine's local time: every hour at :MM, every day at HH:MM, or one weekday (0 = Sunday) at HH:MM. */
+export const ScheduleFrequency = z.discriminatedUnion('every', [
+  z.object({ every: z.literal('hour'), minute: minutePastHour }),
+  z.object({ every: z.literal('day'), at: TimeOfDay }),
+  z.object({ every: z.literal('week'), weekday, at: TimeOfDay }),
+]);
+export type ScheduleFrequency = z.infer<typeof ScheduleFrequency>;
+/** What a schedule backs up: a volume (through backup.start) or a drive/image file (through drive.image). */
+export const ScheduleTarget = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('volume'), volume: VolumeName }),
+  z.object({ kind: z.literal('drive'), drive: z.string().min(1, 'Name the drive, e.g. sdb or /dev/sdb.') }),
+]);
+export type ScheduleTarget = z.infer<typeof ScheduleTarget>;
+const keep = z.number().int('Retention counts are whole numbers.').nonnegative('Retention counts cannot be negative.').max(10_000);
+/** Applied after every successful run, to this target's snapshots only (as `vault prune`). Empty: keep everything. */
+export const Retention = z.object({ keepLast: keep.optional(), keepDaily: keep.optional(), keepWeekly: keep.optional(), keepMonthly: keep.optional() });
+export type Retention = z.infer<typeof Retention>;
+export const ScheduleRun = z.object({
+  trigger: z.enum(['time', 'catch-up', 'plug-in', 'manual']),
+  status: z.enum(['running', 'completed', 'failed', 'skipped']),
+  startedAt: z.string(),
+  endedAt: z.string().nullable(),
+  /** The backup (or drive image) this run started; null when it was skipped or failed before one began. */
+  backupId: z.string().nullable(),
+  snapshotId: z.string().nullable(),
+  /** Snapshots the retention removed after this run. */
+  pruned: z.number().int().nullable(),
+  /** Why it failed or was skipped (or what went wrong pruning after a good backup). */
+  error: z.string().nullable(),
+});
+export type ScheduleRun = z.infer<typeof ScheduleRun>;
+export const Schedule = z.object({
+  id: z.number().int(),
+  target: ScheduleTarget,
+  frequency: ScheduleFrequency.nullable(),
+  /** Also run when the vault folder appears after being absent (the backup drive is plugged in). */
+  onPlugIn: z.boolean(),
+  vault: z.string(),
+  policy: HoldPolicy,
+  retention: Retention,
+  enabled: z.boolean(),
+  createdAt: z.string(),
+  /** Next time-based run (ISO); null when disabled or plug-in only. */
+  nextRunAt: z.string().nullable(),
+  /** Whether the vault folder is reachable now. */
+  vaultPresent: z.boolean(),
+  lastRun: ScheduleRun.nullable(),
+});
+export type Schedule = z.infer<typeof Schedule>;
+const ScheduleFields = z.object({
+  target: ScheduleTarget,
+  frequency: ScheduleFrequency.nullable().optional(),
+  onPlugIn: z.boolean().optional(),
+  /** Default: the data directory's vault. */
+  vault: z.string().min(1).optional(),
+  policy: HoldPolicy.optional(),
+  retention: Retention.optional(),
+  enabled: z.boolean().optional(),
+});
+export const SCHEDULE_NEEDS_WHEN = 'Say when to back up: hourly, daily or weekly, and/or when the backup drive is plugged in.';
+
 // ---------- operations ----------
 const op = <I extends z.ZodType, O extends z.ZodType>(input: I, output: O) => ({ input, output });
 const Ok = z.object({ ok: z.literal(true) });
@@ -217,6 +283,13 @@ export const operations = {
     z.object({ kept: z.array(z.object({ id: z.string(), volume: z.string(), reasons: z.array(z.string()) })), removed: z.array(z.object({ id: z.string(), volume: z.string(), createdAt: z.string() })), dryRun: z.boolean() }),
   ),
   'vault.gc': op(VaultOpt.extend({ dryRun: z.boolean().optional() }), z.object({ removedChunks: z.number().int(), freedBytes: z.number().int(), keptChunks: z.number().int() })),
+  // Schedules (issue 6): automatic backups per volume or drive, with retention. Run by the engine host that owns the data directory (serve, nbd, the app).
+  'schedule.list': op(z.object({}), z.array(Schedule)),
+  'schedule.create': op(ScheduleFields.refine((s) => !!s.frequency || s.onPlugIn === true, { message: SCHEDULE_NEEDS_WHEN, path: ['frequency'] }), Schedule),
+  'schedule.update': op(ScheduleFields.partial().extend({ id: z.number().int().positive() }), Schedule),
+  'schedule.delete': op(z.object({ id: z.number().int().positive() }), Ok),
+  /** Starts the schedule's backup now; `wait` resolves when the run has ended (the CLI), otherwise at once with the run `running`. */
+  'schedule.runNow': op(z.object({ id: z.number().int().positive(), wait: z.boolean().optional() }), Schedule),
   'engine.info': op(
     z.object({}),
     z.object({ version: z.string(), dataDir: z.string(), defaultVault: z.string(), nbd: z.object({ socket: z.string().nullable(), tcp: z.string().nullable() }) }),
@@ -240,6 +313,9 @@ export const events = {
   'volumes.changed': z.object({}),
   'devices.changed': z.object({}),
   'snapshots.changed': z.object({ vault: z.string() }),
+  'schedules.changed': z.object({}),
+  /** A schedule's run ended (completed, failed or skipped); a run that started a backup also produced `backup.progress` events. */
+  'schedule.finished': z.object({ scheduleId: z.number().int(), target: z.string(), run: ScheduleRun }),
 } as const;
 export type Events = typeof events;
 export type EventName = keyof Events;

@@ -29,6 +29,8 @@ import { probeFilesystem } from './fsprobe';
 import { exportRegistryOf, type EngineExportRegistry } from './nbd-exports';
 import { DEFAULT_JOURNAL_OPTIONS, type JournalOptions } from './journal/journal';
 import { LiveVolume, type RecoveryReport } from './volumes/live-volume';
+import { schedulerHostOf } from './schedule/engine-host';
+import { Scheduler } from './schedule/scheduler';
 import { VolumeManager } from './volumes/volume-manager';
 import { WriteRateSampler } from './volumes/write-rate';
 
@@ -74,6 +76,8 @@ export class Engine {
 
   readonly backups: BackupApp;
   readonly imageTransfer: ImageTransfer = new ImageTransfer(this);
+  /** Schedules: answers schedule.* at once; runs them only after startScheduler() (hosts that own the data dir for long). */
+  readonly scheduler: Scheduler;
 
   private constructor(
     readonly dataDir: DataDir,
@@ -98,6 +102,10 @@ export class Engine {
       revokeExports: (n) => this.revokeExports(n),
       isBackingUp: (n) => this.sessionFor(n) !== null,
     });
+    this.scheduler = new Scheduler(
+      schedulerHostOf({ catalog, events: this.events, env, defaultVault: dataDir.defaultVault, api: () => this.api, isBackingUp: (n) => this.sessionFor(n) !== null }),
+      { clock: { now: () => env.now(), every: (ms, fn) => { const t = setInterval(fn, ms); t.unref?.(); return () => clearInterval(t); } } },
+    );
     this.api = this.buildApi();
     this.exports = exportRegistryOf({
       volumes: this.buildExportRegistry(),
@@ -132,6 +140,11 @@ export class Engine {
 
   get dataDirPath(): string {
     return this.dataDir.dir;
+  }
+
+  /** Hosts that keep the engine running (serve, nbd, the app) start the schedules; one-shot CLI commands do not. */
+  startScheduler(): void {
+    this.scheduler.start();
   }
 
   /** Hosts tell the engine where NBD listens, so volumes can show their address. */
@@ -261,7 +274,7 @@ export class Engine {
 
   private buildApi(): Api {
     const changed = (what: 'volumes.changed' | 'devices.changed') => this.events.emit(what, {});
-    const volumeOps: Omit<Api, keyof ReturnType<BackupApp['ops']> | keyof ReturnType<ImageTransfer['ops']>> = {
+    const volumeOps: Omit<Api, keyof ReturnType<BackupApp['ops']> | keyof ReturnType<ImageTransfer['ops']> | keyof ReturnType<Scheduler['ops']>> = {
       'engine.info': async () => ({
         version: VERSION,
         dataDir: this.dataDir.dir,
@@ -350,7 +363,7 @@ export class Engine {
         return vols.map((v) => this.holdStateOf(v));
       },
     };
-    return { ...volumeOps, ...this.backups.ops(), ...this.imageTransfer.ops() };
+    return { ...volumeOps, ...this.backups.ops(), ...this.imageTransfer.ops(), ...this.scheduler.ops() };
   }
 
   // ------------------------------------------------------------------ NBD exports
@@ -396,7 +409,10 @@ export class Engine {
     this.exports.dispose();
     this.holdEvents.dispose();
     this.writeRates?.dispose();
+    this.scheduler.stop();
     await this.backups.abortAll('Holdfast is shutting down');
+    // Scheduled runs record how they ended (their backups were just aborted); a drive image is not waited for long.
+    await Promise.race([this.scheduler.idle(), new Promise((r) => setTimeout(r, 5_000).unref?.())]);
     for (const s of [...this.sessions.values()]) await s.abort('Holdfast is shutting down').catch(() => undefined);
     for (const v of this.live.values()) await v.close().catch(() => undefined);
     this.live.clear();

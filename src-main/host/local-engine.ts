@@ -14,6 +14,8 @@ export interface LocalEngine {
   readonly events: EventSource;
   readonly dataDirPath: string;
   readonly exports: ExportRegistry;
+  /** Begins running schedules (catching up missed ones): only hosts that keep the engine open call it, never a one-shot CLI command. */
+  startScheduler(): void;
   /** Tells the engine where NBD listens so volumes and engine.info show the address. */
   setNbdAddress(a: { socket: string | null; tcp: string | null }): void;
   close(): Promise<void>;

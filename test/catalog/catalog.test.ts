@@ -27,7 +27,7 @@ describe('Catalog', () => {
     c.close();
     const raw = new Database(dbPath, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(raw.prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name").pluck().all()).toEqual(['backups', 'devices', 'extents', 'settings', 'volumes']);
+    expect(raw.prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name").pluck().all()).toEqual(['backups', 'devices', 'extents', 'schedules', 'settings', 'volumes']);
     raw.close();
   });
 

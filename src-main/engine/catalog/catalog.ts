@@ -15,6 +15,7 @@ import Database from 'better-sqlite3';
 import type { AckMode, Backup, Extent } from '../../../src-shared/contract';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations';
+import { ScheduleStore } from './schedule-store';
 
 export type DeviceKind = 'image' | 'adopted-image' | 'block';
 
@@ -185,6 +186,12 @@ export class Catalog {
       throw e;
     }
   }
+
+  /** Schedules (migration 2), in the same database and transactions. */
+  get schedules(): ScheduleStore {
+    return (this.scheduleStore ??= new ScheduleStore(this.db));
+  }
+  private scheduleStore: ScheduleStore | null = null;
 
   get schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;

@@ -54,6 +54,37 @@ export const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
+  // 2: schedules (issue 6). A volume schedule follows its volume by id (renames keep it; deleting
+  // the volume deletes its schedules); a drive schedule names the drive's path. Frequency is
+  // three columns (every, minute of the hour or of the day, weekday) so SQLite checks its shape.
+  `
+  CREATE TABLE schedules (
+    id            INTEGER PRIMARY KEY,
+    target_kind   TEXT NOT NULL CHECK (target_kind IN ('volume', 'drive')),
+    volume_id     INTEGER REFERENCES volumes(id) ON DELETE CASCADE,
+    drive         TEXT,
+    every         TEXT CHECK (every IN ('hour', 'day', 'week')),
+    at_minute     INTEGER CHECK (at_minute BETWEEN 0 AND 1439),
+    weekday       INTEGER CHECK (weekday BETWEEN 0 AND 6),
+    on_plug_in    INTEGER NOT NULL DEFAULT 0 CHECK (on_plug_in IN (0, 1)),
+    vault         TEXT NOT NULL,
+    policy        TEXT NOT NULL CHECK (policy IN ('volume', 'range', 'metadata')),
+    keep_last     INTEGER CHECK (keep_last >= 0),
+    keep_daily    INTEGER CHECK (keep_daily >= 0),
+    keep_weekly   INTEGER CHECK (keep_weekly >= 0),
+    keep_monthly  INTEGER CHECK (keep_monthly >= 0),
+    enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    created_at    TEXT NOT NULL,
+    next_due_at   TEXT,
+    last_run      TEXT,
+    CHECK ((target_kind = 'volume') = (volume_id IS NOT NULL AND drive IS NULL)),
+    CHECK ((target_kind = 'drive') = (drive IS NOT NULL AND volume_id IS NULL)),
+    CHECK (every IS NOT NULL OR on_plug_in = 1),
+    CHECK ((every IS NULL) = (at_minute IS NULL)),
+    CHECK ((every = 'week') = (weekday IS NOT NULL))
+  );
+  CREATE INDEX schedules_by_volume ON schedules(volume_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -30,9 +30,13 @@ export const VALUE_FLAGS = new Set([
   'keep-daily',
   'keep-weekly',
   'keep-monthly',
+  'every',
+  'at',
+  'day',
+  'drive',
 ]);
 export const REPEATABLE_FLAGS = new Set(['device']);
-export const BOOLEAN_FLAGS = new Set(['json', 'help', 'create', 'full', 'no-open', 'watch', 'detach', 'encrypt', 'dry-run']);
+export const BOOLEAN_FLAGS = new Set(['json', 'help', 'create', 'full', 'no-open', 'watch', 'detach', 'encrypt', 'dry-run', 'when-plugged-in', 'disabled']);
 
 export interface ParsedArgs {
   positionals: string[];

@@ -13,6 +13,7 @@ import type { Backup, Device, Drive, HoldState, Snapshot, Volume } from '../../.
 import { formatSize, parseSize } from '../../../src-shared/sizes';
 import { UsageError, type ParsedArgs } from './argv';
 import { formatAge, keyValues, orDash, table, yesNo } from './format';
+import { SCHEDULE_COMMANDS } from './schedule-commands';
 
 export interface CmdArgs {
   pos: string[];
@@ -32,6 +33,8 @@ export interface CommandSpec {
   input(a: CmdArgs): unknown;
   output: 'list' | 'object';
   human(result: any, a: CmdArgs): string;
+  /** Turns a result that reports a failure (a scheduled run that failed) into the command's error. */
+  check?(result: any): void;
   /** Long work: waits for the backup/restore to finish unless --detach. */
   long?: 'backup';
 }
@@ -319,6 +322,7 @@ export const COMMANDS: AnySpec[] = [
     op: 'vault.gc', input: (a) => optional({ dryRun: a.flag('dry-run'), ...vaultInput(a) }), output: 'object',
     human: (r: { removedChunks: number; freedBytes: number; keptChunks: number }) => `Removed ${r.removedChunks} chunks (${formatSize(r.freedBytes)}); ${r.keptChunks} chunks in use.`,
   },
+  ...SCHEDULE_COMMANDS,
 ];
 
 export const NOUNS = [...new Set(COMMANDS.map((c) => c.words[0]!))];

@@ -55,6 +55,8 @@ export async function runEngineHost(opts: EngineHostOptions): Promise<void> {
     if (opts.nbdSocket) opts.stderr(`NBD: nbd+unix:///VOLUME?socket=${opts.nbdSocket}`);
     if (tcp) opts.stderr(`NBD: nbd://${tcp}/VOLUME`);
     opts.stderr(`Control socket: ${control.path} (data ${engine.dataDirPath}). Stop with Ctrl-C.`);
+    // Scheduled backups run while this host owns the data directory; missed ones catch up now.
+    engine.startScheduler();
   } catch (e) {
     await closeAll();
     throw e;

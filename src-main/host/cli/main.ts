@@ -107,6 +107,7 @@ async function runOp(spec: CommandSpec, a: CmdArgs, dataDir: string, json: boole
       return EXIT_OK;
     }
     const result = await session.call(spec.op, input);
+    spec.check?.(result);
     printResult(result, spec.output, json, () => spec.human(result, a));
     return EXIT_OK;
   } catch (e) {

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Backup } from '../../../src-shared/contract';
+import type { Backup, EventPayload } from '../../../src-shared/contract';
 import { HoldfastError, toErrorPayload } from '../../../src-shared/errors';
 import { NbdServer } from '../../nbd/server';
 import { ControlServer } from '../control/server';
@@ -162,6 +162,14 @@ function createTray(eng: LocalEngine): void {
   // Tell the user when a backup ends, even with the window hidden.
   const reported = new Set<string>();
   eng.events.onAny((name, payload) => {
+    if (name === 'schedule.finished') {
+      // A scheduled run that became a backup is reported by its backup.progress below; this covers runs that never did (skipped, or failed before starting).
+      const f = payload as EventPayload<'schedule.finished'>;
+      if (f.run.backupId !== null || f.run.status === 'completed' || !Notification.isSupported()) return;
+      const title = f.run.status === 'skipped' ? `Scheduled backup of ${f.target} skipped` : `Scheduled backup of ${f.target} failed`;
+      new Notification({ title, body: f.run.error ?? '' }).show();
+      return;
+    }
     if (name !== 'backup.progress') return;
     const b = payload as Backup;
     if (b.state === 'running' || reported.has(b.id)) return;
@@ -192,6 +200,8 @@ async function start(): Promise<void> {
   engine.setNbdAddress({ socket, tcp });
   createTray(engine);
   win = createWindow(engine);
+  // Scheduled backups run while the app runs (also with the window closed, in the tray); missed ones catch up now.
+  engine.startScheduler();
 }
 
 async function shutdown(): Promise<void> {
