@@ -29,8 +29,14 @@ class FileSource implements SnapshotSource {
   }
   async read(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
-    await new Promise<void>((res, rej) => fs.read(this.fd, buf, 0, length, offset, (e) => (e ? rej(e) : res())));
+    await this.readInto(offset, buf);
     return buf;
+  }
+  // Like the engine's volumes (LiveVolume.deviceReadInto): small reads are a synchronous
+  // page-cache copy, larger ones go to the thread pool.
+  async readInto(offset: number, buf: Buffer): Promise<void> {
+    if (buf.length <= 64 * 1024) fs.readSync(this.fd, buf, 0, buf.length, offset);
+    else await new Promise<void>((res, rej) => fs.read(this.fd, buf, 0, buf.length, offset, (e) => (e ? rej(e) : res())));
   }
   rangeCopied(): void {}
   urgentRanges() {

@@ -410,7 +410,7 @@ export class Engine {
     this.holdEvents.dispose();
     this.writeRates?.dispose();
     this.scheduler.stop();
-    await this.backups.abortAll('Holdfast is shutting down');
+    await this.backups.close('Holdfast is shutting down');
     // Scheduled runs record how they ended (their backups were just aborted); a drive image is not waited for long.
     await Promise.race([this.scheduler.idle(), new Promise((r) => setTimeout(r, 5_000).unref?.())]);
     for (const s of [...this.sessions.values()]) await s.abort('Holdfast is shutting down').catch(() => undefined);

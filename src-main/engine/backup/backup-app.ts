@@ -21,7 +21,9 @@ import { VAULT_CONFIG_FILE, type SnapshotManifest } from '../vault/format';
 import { collectGarbage, pruneSnapshots, verifySnapshot } from '../vault/maintenance';
 import { exportSnapshot, restoreSnapshot } from '../vault/restore';
 import { SnapshotExport } from '../vault/snapshot-export';
+import type { ChunkWorkers } from '../vault/chunk-workers';
 import { Vault } from '../vault/vault';
+import { ChunkWorkerPools } from '../vault/worker-pools';
 import type { BackupSession } from './backup-session';
 import type { LiveVolume } from '../volumes/live-volume';
 
@@ -52,6 +54,7 @@ const PROGRESS_INTERVAL_MS = 250;
 export class BackupApp {
   private readonly running = new Map<string, Running>();
   private readonly vaults = new Map<string, Vault>();
+  private readonly pools = new ChunkWorkerPools();
 
   constructor(private readonly host: BackupHost) {}
 
@@ -126,7 +129,9 @@ export class BackupApp {
     const controller = new AbortController();
     const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null };
     this.running.set(id, run);
+    const lease = this.pools.lease(vault);
     run.done = runBackup(session, vault, {
+      workers: lease.workers,
       full: i.full,
       signal: controller.signal,
       onProgress: (p) => {
@@ -149,6 +154,7 @@ export class BackupApp {
         return session.abort(record.error).catch(() => undefined);
       })
       .finally(() => {
+        lease.release();
         record.endedAt = new Date().toISOString();
         this.save(record, vol.id);
         this.running.delete(id);
@@ -190,6 +196,22 @@ export class BackupApp {
     await Promise.all([...this.running.values()].map((r) => r.done));
   }
 
+  /** Shutdown: aborts running backups, then ends the worker pools. */
+  async close(reason: string): Promise<void> {
+    await this.abortAll(reason);
+    await this.pools.close();
+  }
+
+  /** Runs fn with the vault's long-lived worker pool. */
+  private async withWorkers<T>(vault: Vault, fn: (workers: ChunkWorkers) => Promise<T>): Promise<T> {
+    const lease = this.pools.lease(vault);
+    try {
+      return await fn(lease.workers);
+    } finally {
+      lease.release();
+    }
+  }
+
   async restore(i: OpInput<'restore.start'>): Promise<OpOutput<'restore.start'>> {
     const vault = await this.vault(i.vault, i.passphrase);
     const m = await vault.getManifest(i.id);
@@ -211,7 +233,9 @@ export class BackupApp {
         if (vol.size() < m.size) throw new HoldfastError('DEVICE_TOO_SMALL', `Volume ${vol.name} (${vol.size()} bytes) is smaller than snapshot ${m.id} (${m.size} bytes); grow it first or restore to a new volume.`);
         this.host.revokeExports(vol.name); // its NBD clients are disconnected first
       } else vol = await this.host.createVolume(i.toVolume, m.size);
-      await restoreSnapshot(vault, m.id, { size: vol.size(), sparse: false, write: (o, b) => vol.write(o, b), flush: () => vol.flush() });
+      await this.withWorkers(vault, (workers) =>
+        restoreSnapshot(vault, m.id, { size: vol.size(), sparse: false, write: (o, b) => vol.write(o, b), flush: () => vol.flush() }, { workers }),
+      );
       this.host.events.emit('volumes.changed', {});
       return { id: m.id, target: `volume:${vol.name}`, bytes: m.size };
     }
@@ -222,7 +246,9 @@ export class BackupApp {
     if (probed.size < m.size) throw new HoldfastError('DEVICE_TOO_SMALL', `${dev} (${probed.size} bytes) is smaller than snapshot ${m.id} (${m.size} bytes).`);
     const file = await this.host.env.open(dev);
     try {
-      await restoreSnapshot(vault, m.id, { size: probed.size, sparse: false, write: (o, b) => file.write(b, o), flush: () => file.datasync() });
+      await this.withWorkers(vault, (workers) =>
+        restoreSnapshot(vault, m.id, { size: probed.size, sparse: false, write: (o, b) => file.write(b, o), flush: () => file.datasync() }, { workers }),
+      );
     } finally {
       await file.close();
     }

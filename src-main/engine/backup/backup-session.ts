@@ -96,6 +96,11 @@ export class BackupSession implements SnapshotSource {
     return this.vol.readPointInTime(offset, length);
   }
 
+  readInto(offset: number, target: Buffer): Promise<void> {
+    this.requireRunning();
+    return this.vol.readPointInTimeInto(offset, target);
+  }
+
   rangeCopied(offset: number, length: number): void {
     if (this._state !== 'running') return;
     this.vol.rangeCopied(offset, length);

@@ -35,6 +35,12 @@ export class DriveSource implements SnapshotSource {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
+    await this.readInto(offset, buf);
+    return buf;
+  }
+
+  async readInto(offset: number, buf: Buffer): Promise<void> {
+    const length = buf.length;
     let done = 0;
     while (done < length) {
       let n: number;
@@ -47,7 +53,6 @@ export class DriveSource implements SnapshotSource {
       if (n === 0) throw new HoldfastError('IO_ERROR', `${this.file.path} ended at byte ${offset + done}, before its size ${this.size}; was it removed or resized while being imaged?`);
       done += n;
     }
-    return buf;
   }
 
   rangeCopied(): void {}

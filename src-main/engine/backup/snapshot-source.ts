@@ -25,6 +25,8 @@ export interface SnapshotSource {
   readonly changed: { granularity: number; parentSnapshotId: string | null; isChanged(block: number): boolean; count(): number } | null;
   /** Reads the volume as it was at begin(). Valid for ranges not yet reported copied. */
   read(offset: number, length: number): Promise<Buffer>;
+  /** read() into the caller's buffer (target.length bytes), sparing a chunk-sized allocation per read. */
+  readInto?(offset: number, target: Buffer): Promise<void>;
   /** Range policy: these bytes are in the vault's hands; held writes wholly inside copied ranges are released. */
   rangeCopied(offset: number, length: number): void;
   /** Ranges that have held writes waiting on them, to copy first so the queue stays short. */

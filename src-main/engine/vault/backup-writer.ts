@@ -14,7 +14,7 @@
 import crypto from 'node:crypto';
 import { HoldfastError, invariant, toErrorPayload } from '../../../src-shared/errors';
 import type { SnapshotSource } from '../backup/snapshot-source';
-import { ChunkWorkers } from './chunk-workers';
+import { ChunkWorkers, type ChunkSlot } from './chunk-workers';
 import { consolidateSnapshot, needsConsolidation } from './consolidate';
 import {
   DIGEST_BYTES,
@@ -89,28 +89,57 @@ class TaskWindow {
   }
 }
 
+type SlotPool = ReturnType<ChunkWorkers['slots']>;
+
+/** Runs task in the window; the slot goes back to the pool when the task ends, or at once if the window refuses the task. */
+async function addWithSlot(window: TaskWindow, pool: SlotPool, slot: ChunkSlot, task: () => Promise<void>): Promise<void> {
+  let started = false;
+  try {
+    await window.add(async () => {
+      started = true;
+      try {
+        await task();
+      } finally {
+        pool.release(slot);
+      }
+    });
+  } finally {
+    if (!started) pool.release(slot);
+  }
+}
+
+/** Reads source bytes [offset, offset + target.length) into target. */
+async function readInto(source: SnapshotSource, offset: number, target: Buffer): Promise<void> {
+  if (source.readInto) return source.readInto(offset, target);
+  const buf = await source.read(offset, target.length);
+  invariant(buf.length === target.length, 'source reads are whole');
+  buf.copy(target);
+}
+
 /** Stores one chunk unless the vault already has it; concurrent callers with the same digest share one write. */
 class ChunkStore {
   private readonly pending = new Map<string, Promise<boolean>>();
   constructor(
     private readonly vault: Vault,
-    private readonly workers: ChunkWorkers,
+    readonly workers: ChunkWorkers,
     private readonly c: Counters,
   ) {}
 
-  /** buf is handed over (transferred to a worker). Returns the digest. */
-  async put(buf: Buffer): Promise<Buffer> {
-    const { digest, buf: back } = await this.workers.digest(buf);
+  /** The pool's shared chunk buffers: at most `count` chunks of `bytes` in flight. */
+  slots(count: number, bytes: number) {
+    return this.workers.slots(count, bytes);
+  }
+
+  /** Stores slot.input[0, len) whose digest is known; the slot stays the caller's. */
+  async putSlot(slot: ChunkSlot, len: number, digest: Buffer): Promise<void> {
     const hex = digest.toString('hex');
-    await this.putKnown(hex, () => this.workers.encode(back, hex));
-    return digest;
+    await this.putKnown(hex, async () => slot.output.subarray(0, await this.workers.slotEncode(slot, len, hex)));
   }
 
   /** For content that is new almost surely (delta chunks): hash and encode in one trip. */
-  async putNew(buf: Buffer): Promise<Buffer> {
-    const { digest, file } = await this.workers.digestEncode(buf);
-    const hex = digest.toString('hex');
-    await this.putKnown(hex, async () => file);
+  async putNewSlot(slot: ChunkSlot, len: number): Promise<Buffer> {
+    const { digest, outLen } = await this.workers.slotDigestEncode(slot, len);
+    await this.putKnown(digest.toString('hex'), async () => slot.output.subarray(0, outLen));
     return digest;
   }
 
@@ -269,6 +298,7 @@ async function backupFull(
   const done = new Uint8Array(n);
   const meter = new ProgressMeter(vault, source.size, c, 'full', opts.onProgress);
   const window = new TaskWindow(inFlight);
+  const slots = store.slots(inFlight, cs);
   let next = 0;
   const pick = (): number => {
     for (const r of source.urgentRanges()) {
@@ -286,19 +316,26 @@ async function backupFull(
     done[i] = 1;
     const off = i * cs;
     const len = Math.min(cs, source.size - off);
-    const buf = await source.read(off, len);
-    invariant(buf.length === len, 'source reads are whole');
+    const slot = await slots.acquire();
+    try {
+      await readInto(source, off, slot.input.subarray(0, len));
+    } catch (e) {
+      slots.release(slot);
+      throw e;
+    }
     source.rangeCopied(off, len);
     c.readBytes += len;
     meter.bytesDone += len;
-    if (vault.codec.isZero(buf)) {
-      c.zeroChunks++;
-      ZERO_DIGEST.copy(digests, i * DIGEST_BYTES);
-    } else
-      await window.add(async () => {
-        const d = await store.put(buf);
-        d.copy(digests, i * DIGEST_BYTES);
-      });
+    await addWithSlot(window, slots, slot, async () => {
+      const r = await store.workers.slotDigest(slot, len, true);
+      if (r.zero) {
+        c.zeroChunks++;
+        ZERO_DIGEST.copy(digests, i * DIGEST_BYTES);
+      } else {
+        await store.putSlot(slot, len, r.digest);
+        r.digest.copy(digests, i * DIGEST_BYTES);
+      }
+    });
     meter.tick();
   }
   await window.drain();
@@ -378,19 +415,23 @@ async function backupChanged(
   const entryChunk: number[] = [];
   const entrySlot: number[] = [];
   const chunkDigests: Buffer[] = [];
-  let pack = Buffer.allocUnsafe(vault.chunkSize);
+  const pool = store.slots(inFlight, vault.chunkSize);
+  // The delta chunk being filled (a pool slot), and how many blocks it has.
+  let pack: ChunkSlot | null = null;
   let slots = 0;
   const flush = async () => {
-    if (!slots) return;
+    if (!pack || !slots) return;
     const idx = chunkDigests.length;
     chunkDigests.push(ZERO_DIGEST);
-    const buf = slots === perChunk ? pack : Buffer.from(pack.subarray(0, slots * bs));
-    pack = Buffer.allocUnsafe(vault.chunkSize);
+    const slot = pack;
+    const len = slots * bs;
+    pack = null;
     slots = 0;
-    await window.add(async () => {
-      chunkDigests[idx] = await store.putNew(buf);
+    await addWithSlot(window, pool, slot, async () => {
+      chunkDigests[idx] = await store.putNewSlot(slot, len);
     });
   };
+  const scratch = Buffer.allocUnsafe(vault.chunkSize); // runs are read here, one at a time
 
   const done = new Uint8Array(runs.length);
   const runStarts = Uint32Array.from(runs.map((r) => r.first));
@@ -411,35 +452,41 @@ async function backupChanged(
     while (next < runs.length && done[next]) next++;
     return next;
   };
-  for (let count = 0; count < runs.length; count++) {
-    checkAbort(opts.signal);
-    const k = pick();
-    invariant(k < runs.length && !done[k], 'each run is read once');
-    done[k] = 1;
-    const r = runs[k]!;
-    const buf = await source.read(r.first * bs, r.count * bs);
-    invariant(buf.length === r.count * bs, 'source reads are whole');
-    source.rangeCopied(r.first * bs, r.count * bs);
-    for (let j = 0; j < r.count; j++) {
-      const b = r.first + j;
-      if (!isChanged(b)) continue; // read through a small gap
-      const blk = buf.subarray(j * bs, (j + 1) * bs);
-      c.readBytes += bs;
-      meter.bytesDone += bs;
-      entryBlock.push(b);
-      if (vault.codec.isZero(blk)) {
-        entryChunk.push(ZERO_BLOCK_REF);
-        entrySlot.push(0);
-        continue;
+  try {
+    for (let count = 0; count < runs.length; count++) {
+      checkAbort(opts.signal);
+      const k = pick();
+      invariant(k < runs.length && !done[k], 'each run is read once');
+      done[k] = 1;
+      const r = runs[k]!;
+      invariant(r.count * bs <= scratch.length, 'a run is at most one chunk long');
+      const buf = scratch.subarray(0, r.count * bs);
+      await readInto(source, r.first * bs, buf);
+      source.rangeCopied(r.first * bs, r.count * bs);
+      for (let j = 0; j < r.count; j++) {
+        const b = r.first + j;
+        if (!isChanged(b)) continue; // read through a small gap
+        const blk = buf.subarray(j * bs, (j + 1) * bs);
+        c.readBytes += bs;
+        meter.bytesDone += bs;
+        entryBlock.push(b);
+        if (vault.codec.isZero(blk)) {
+          entryChunk.push(ZERO_BLOCK_REF);
+          entrySlot.push(0);
+          continue;
+        }
+        pack ??= await pool.acquire();
+        entryChunk.push(chunkDigests.length);
+        entrySlot.push(slots);
+        blk.copy(pack.input, slots * bs);
+        if (++slots === perChunk) await flush();
       }
-      entryChunk.push(chunkDigests.length);
-      entrySlot.push(slots);
-      blk.copy(pack, slots * bs);
-      if (++slots === perChunk) await flush();
+      meter.tick();
     }
-    meter.tick();
+    await flush();
+  } finally {
+    if (pack) pool.release(pack); // only after a failure: flush() hands every filled slot on
   }
-  await flush();
   await window.drain();
   meter.tick(true);
   // Urgent-first reading can break block order; the index wants entries sorted by block.

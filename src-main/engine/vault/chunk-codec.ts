@@ -22,6 +22,12 @@ export interface ChunkCodec {
   digest(plain: Buffer): Buffer;
   encode(plain: Buffer, nameHex: string): Buffer;
   /**
+   * encode() into `out` (at least plain.length + 64 bytes); returns the encoded length. The
+   * bytes are the same encode() would produce (up to the random nonce), but no chunk-sized
+   * buffer is allocated on the way when the low-level zstd binding is available.
+   */
+  encodeInto(plain: Buffer, nameHex: string, out: Buffer): number;
+  /**
    * Throws an Error with `corrupt = true` when the file does not decode to a plaintext named
    * nameHex. `verifyName` false is for objects (indexes) whose name is not their digest.
    */
@@ -29,9 +35,17 @@ export interface ChunkCodec {
   isZero(buf: Buffer): boolean;
 }
 
+/** The part of zstd-napi's low-level binding encodeInto uses: compress into a caller's buffer. */
+interface ZstdBinding {
+  CCtx: new () => { compress2(dst: Uint8Array, src: Uint8Array): number; setParameter(p: number, v: number): void };
+  CParameter: { compressionLevel: number };
+}
+
 interface CodecDeps {
   crypto: typeof crypto;
   zstd: { compress(b: Buffer, p?: { compressionLevel?: number }): Buffer; decompress(b: Buffer): Buffer };
+  /** Optional: without it encodeInto is encode() plus a copy. */
+  zstdBinding?: ZstdBinding | null;
   keys: CodecKeys;
 }
 
@@ -57,11 +71,9 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     return true;
   };
 
-  const encode = (plain: Buffer, nameHex: string): Buffer => {
-    let flags = 0;
-    let body = plain;
-    // Incompressible data (random, encrypted, already compressed) is stored as is: cheaper to
-    // write and to read back. Three 32 KiB samples decide before paying for the whole chunk.
+  // Incompressible data (random, encrypted, already compressed) is stored as is: cheaper to
+  // write and to read back. Three 32 KiB samples decide before paying for the whole chunk.
+  const worthCompressing = (plain: Buffer): boolean => {
     const S = 32768;
     let worthTrying = plain.length <= 4 * S;
     for (let k = 0; !worthTrying && k < 3; k++) {
@@ -69,7 +81,13 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
       const sample = plain.subarray(at, at + S);
       worthTrying = z.compress(sample, { compressionLevel: keys.level }).length < S * 0.9;
     }
-    const packed = worthTrying ? z.compress(plain, { compressionLevel: keys.level }) : plain;
+    return worthTrying;
+  };
+
+  const encode = (plain: Buffer, nameHex: string): Buffer => {
+    let flags = 0;
+    let body = plain;
+    const packed = worthCompressing(plain) ? z.compress(plain, { compressionLevel: keys.level }) : plain;
     if (packed.length < plain.length - (plain.length >> 6)) {
       body = packed;
       flags |= FLAG_ZSTD;
@@ -87,6 +105,61 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     const ct = cipher.update(body);
     const fin = cipher.final();
     return Buffer.concat([header, nonce, ct, fin, cipher.getAuthTag()]);
+  };
+
+  const zb = deps.zstdBinding ?? null;
+  let cctx: InstanceType<ZstdBinding['CCtx']> | null = null;
+  // Compressed bodies of encrypted chunks wait here for the cipher (one buffer, reused).
+  let sealScratch: Buffer | null = null;
+  const PIECE = 1 << 16; // the cipher runs over pieces this big, so its outputs come from small, reused allocations
+
+  const encodeInto = (plain: Buffer, nameHex: string, out: Buffer): number => {
+    if (!zb) {
+      const file = encode(plain, nameHex);
+      if (file.length > out.length) throw new Error('encoded chunk larger than its buffer');
+      file.copy(out);
+      return file.length;
+    }
+    if (out.length < plain.length + 8 + NONCE + TAG) throw new Error('encode buffer too small');
+    if (!cctx) {
+      cctx = new zb.CCtx();
+      cctx.setParameter(zb.CParameter.compressionLevel, keys.level);
+    }
+    // Stored compressed only when that saves more than 1/64 (as encode): zstd fails on a smaller destination.
+    const limit = plain.length - (plain.length >> 6) - 1;
+    const bodyAt = keys.encKey ? 8 + NONCE : 8;
+    let dest: Buffer;
+    if (keys.encKey) {
+      if (!sealScratch || sealScratch.length < limit) sealScratch = Buffer.allocUnsafe(Math.max(limit, 1));
+      dest = sealScratch.subarray(0, limit);
+    } else dest = out.subarray(bodyAt, bodyAt + limit);
+    let n = -1;
+    if (limit > 0 && worthCompressing(plain)) {
+      try {
+        n = cctx.compress2(dest, plain);
+      } catch {
+        n = -1; // does not compress well enough
+      }
+    }
+    const flags = n >= 0 ? FLAG_ZSTD : 0;
+    MAGIC.copy(out, 0);
+    out.fill(0, 4, 8);
+    if (!keys.encKey) {
+      out[4] = flags;
+      if (n < 0) plain.copy(out, 8);
+      return 8 + (n >= 0 ? n : plain.length);
+    }
+    const body = n >= 0 ? dest.subarray(0, n) : plain;
+    out[4] = flags | FLAG_ENCRYPTED;
+    const nonce = c.randomBytes(NONCE);
+    nonce.copy(out, 8);
+    const cipher = c.createCipheriv('aes-256-gcm', keys.encKey, nonce);
+    cipher.setAAD(Buffer.from(nameHex, 'utf8'));
+    let at = bodyAt;
+    for (let o = 0; o < body.length; o += PIECE) at += cipher.update(body.subarray(o, Math.min(body.length, o + PIECE))).copy(out, at);
+    at += cipher.final().copy(out, at);
+    at += cipher.getAuthTag().copy(out, at);
+    return at;
   };
 
   const decode = (file: Buffer, nameHex: string, verifyName = true): Buffer => {
@@ -117,7 +190,7 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     return plain;
   };
 
-  return { digest, encode, decode, isZero };
+  return { digest, encode, encodeInto, decode, isZero };
 }
 
 /** The codec on the calling thread. */

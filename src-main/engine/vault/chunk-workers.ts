@@ -1,23 +1,38 @@
 /**
  * A small pool of worker threads that hash, compress, encrypt and decode chunks, so the main
- * thread only does I/O and both cores work during a backup or restore. Buffers are transferred,
- * not copied: a buffer handed to the pool must not be used by the caller afterwards.
+ * thread only does I/O and both cores work during a backup or restore. Two ways to hand data
+ * over:
+ *
+ * - transfer: a Buffer's memory moves to the worker and the result comes back in a fresh one
+ *   (restore, verify, consolidation); a buffer handed over must not be used afterwards;
+ * - slots (backups): a fixed set of SharedArrayBuffer-backed input/output buffers, allocated
+ *   once per pool. The caller reads a chunk straight into a slot's input, the worker checks it
+ *   for zeroes, hashes it and encodes it into the slot's output. No chunk-sized allocation
+ *   happens on the calling thread, which keeps the garbage collector (and its pauses) away
+ *   from the thread that also serves NBD writes.
+ *
+ * On Linux the workers run at a lower scheduling priority (nice is per thread there), so a
+ * backup saturating both cores still lets the engine's own thread answer writes promptly.
  *
  * Invariant: every task settles exactly once (result, or error — also when a worker dies or the
- * pool is closed); close() terminates every worker this pool started.
+ * pool is closed); close() terminates every worker this pool started. A slot is owned by one
+ * holder between acquire() and release(); the pool never touches a slot no task names.
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { HoldfastError } from '../../../src-shared/errors';
+import { HoldfastError, invariant } from '../../../src-shared/errors';
 import { makeChunkCodec, type CodecKeys } from './chunk-codec';
 
-type Op = 'digest' | 'encode' | 'digestEncode' | 'decode';
+type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDigestEncode';
 
 interface Task {
   id: number;
   op: Op;
-  buf: Buffer;
+  buf: Buffer | null;
+  slot?: number;
+  len?: number;
   name?: string;
+  zeroCheck?: boolean;
   resolve: (r: WorkerReply) => void;
   reject: (e: Error) => void;
 }
@@ -27,6 +42,8 @@ interface WorkerReply {
   digest?: Uint8Array;
   out?: Uint8Array;
   buf?: Uint8Array;
+  zero?: boolean;
+  outLen?: number;
   error?: string;
   corrupt?: boolean;
 }
@@ -35,15 +52,42 @@ const WORKER_SOURCE = (factory: string) => `
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
 const zstd = require(workerData.zstdPath);
+const zstdBinding = workerData.zstdBindingPath ? require(workerData.zstdBindingPath) : null;
 const keys = {
   encKey: workerData.encKey ? Buffer.from(workerData.encKey) : null,
   idKey: workerData.idKey ? Buffer.from(workerData.idKey) : null,
   level: workerData.level,
 };
-const codec = (${factory})({ crypto, zstd, keys });
+const codec = (${factory})({ crypto, zstd, zstdBinding, keys });
 const own = (b) => (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : Buffer.from(b));
+if (workerData.nice !== null) {
+  try { require('node:os').setPriority(workerData.nice); } catch {}
+}
+let slots = null;
+const slotIn = (m) => Buffer.from(slots.input, m.slot * slots.inputBytes, m.len);
+const slotOut = (m) => Buffer.from(slots.output, m.slot * slots.outputBytes, slots.outputBytes);
 parentPort.on('message', (m) => {
   try {
+    if (m.op === 'slots') {
+      slots = m;
+      return;
+    }
+    if (m.op === 'slotDigest') {
+      const buf = slotIn(m);
+      if (m.zeroCheck && codec.isZero(buf)) parentPort.postMessage({ id: m.id, zero: true });
+      else parentPort.postMessage({ id: m.id, zero: false, digest: codec.digest(buf) });
+      return;
+    }
+    if (m.op === 'slotEncode') {
+      parentPort.postMessage({ id: m.id, outLen: codec.encodeInto(slotIn(m), m.name, slotOut(m)) });
+      return;
+    }
+    if (m.op === 'slotDigestEncode') {
+      const buf = slotIn(m);
+      const digest = codec.digest(buf);
+      parentPort.postMessage({ id: m.id, digest, outLen: codec.encodeInto(buf, digest.toString('hex'), slotOut(m)) });
+      return;
+    }
     const buf = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
     if (m.op === 'digest') {
       const digest = codec.digest(buf);
@@ -70,12 +114,70 @@ function zstdPath(): string {
   return require.resolve('zstd-napi');
 }
 
+/** zstd-napi's low-level binding (compress into a given buffer), or null if this build lacks it. */
+function zstdBindingPath(): string | null {
+  try {
+    return require.resolve('zstd-napi/binding');
+  } catch {
+    return null;
+  }
+}
+
 /** A buffer that owns its whole ArrayBuffer, so it can be transferred without taking neighbours along. */
 function transferable(b: Buffer): Buffer {
   return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer) ? b : Buffer.from(b);
 }
 
 const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+/** Nice value for the workers: per thread on Linux only (elsewhere it would lower the whole app). */
+const WORKER_NICE = process.platform === 'linux' ? 10 : null;
+
+/** Worst-case growth of an encoded chunk over its plaintext (header, nonce, tag; stored raw when zstd does not help). */
+const ENCODE_OVERHEAD = 64;
+
+/** One shared input/output buffer pair; see ChunkWorkers.slots(). */
+export interface ChunkSlot {
+  readonly index: number;
+  /** Where the caller puts a chunk's plaintext (at most the pool's slot size). */
+  readonly input: Buffer;
+  /** Where the worker puts the encoded chunk file; valid for `outLen` bytes after an encode. */
+  readonly output: Buffer;
+}
+
+class SlotSet {
+  readonly all: ChunkSlot[] = [];
+  private readonly free: ChunkSlot[] = [];
+  private readonly waiters: ((s: ChunkSlot) => void)[] = [];
+  constructor(
+    count: number,
+    readonly inputBytes: number,
+    readonly outputBytes: number,
+    readonly input: SharedArrayBuffer,
+    readonly output: SharedArrayBuffer,
+  ) {
+    for (let i = 0; i < count; i++) {
+      const slot = {
+        index: i,
+        input: Buffer.from(input, i * inputBytes, inputBytes),
+        output: Buffer.from(output, i * outputBytes, outputBytes),
+      };
+      this.all.push(slot);
+      this.free.push(slot);
+    }
+  }
+  acquire(): Promise<ChunkSlot> {
+    const s = this.free.pop();
+    if (s) return Promise.resolve(s);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+  release(s: ChunkSlot): void {
+    invariant(this.all[s.index] === s && !this.free.includes(s), 'a slot is released once, by its holder');
+    const w = this.waiters.shift();
+    if (w) w(s);
+    else this.free.push(s);
+  }
+}
 
 export class ChunkWorkers {
   private readonly workers: Worker[] = [];
@@ -84,13 +186,14 @@ export class ChunkWorkers {
   private readonly running = new Map<Worker, Task>();
   private nextId = 1;
   private closed = false;
+  private slotSet: SlotSet | null = null;
 
   constructor(keys: CodecKeys, count = Math.max(1, Math.min(4, os.availableParallelism()))) {
     const source = WORKER_SOURCE(makeChunkCodec.toString());
     for (let i = 0; i < count; i++) {
       const w = new Worker(source, {
         eval: true,
-        workerData: { zstdPath: zstdPath(), encKey: keys.encKey, idKey: keys.idKey, level: keys.level },
+        workerData: { zstdPath: zstdPath(), zstdBindingPath: zstdBindingPath(), encKey: keys.encKey, idKey: keys.idKey, level: keys.level, nice: WORKER_NICE },
       });
       w.on('message', (r: WorkerReply) => this.settle(w, r));
       w.on('error', (e) => this.fail(w, e));
@@ -102,6 +205,40 @@ export class ChunkWorkers {
 
   get size(): number {
     return this.workers.length;
+  }
+
+  /**
+   * Sets up `count` slots of `bytes` each (once per pool; later calls must ask for the same or
+   * less). Memory: count × (2 × bytes + overhead), shared with the workers, allocated lazily by
+   * the OS as it is first touched.
+   */
+  slots(count: number, bytes: number): { acquire(): Promise<ChunkSlot>; release(s: ChunkSlot): void } {
+    if (this.slotSet) {
+      invariant(this.slotSet.all.length >= count && this.slotSet.inputBytes >= bytes, 'a pool has one slot set');
+      return this.slotSet;
+    }
+    const outputBytes = bytes + ENCODE_OVERHEAD;
+    const set = new SlotSet(count, bytes, outputBytes, new SharedArrayBuffer(count * bytes), new SharedArrayBuffer(count * outputBytes));
+    for (const w of this.workers) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: bytes, outputBytes });
+    this.slotSet = set;
+    return set;
+  }
+
+  /** Zero check (when asked) and digest of slot.input[0, len). */
+  async slotDigest(slot: ChunkSlot, len: number, zeroCheck: boolean): Promise<{ zero: true } | { zero: false; digest: Buffer }> {
+    const r = await this.runSlot('slotDigest', slot, len, undefined, zeroCheck);
+    return r.zero ? { zero: true } : { zero: false, digest: asBuffer(r.digest!) };
+  }
+
+  /** Encodes slot.input[0, len) as chunk `name` into slot.output; returns the encoded length. */
+  async slotEncode(slot: ChunkSlot, len: number, name: string): Promise<number> {
+    return (await this.runSlot('slotEncode', slot, len, name)).outLen!;
+  }
+
+  /** Digest and encode in one trip (content that is new almost surely). */
+  async slotDigestEncode(slot: ChunkSlot, len: number): Promise<{ digest: Buffer; outLen: number }> {
+    const r = await this.runSlot('slotDigestEncode', slot, len);
+    return { digest: asBuffer(r.digest!), outLen: r.outLen! };
   }
 
   /** Digest of plain; the buffer comes back (it travelled to the worker and returns). */
@@ -139,12 +276,22 @@ export class ChunkWorkers {
     });
   }
 
+  private runSlot(op: Op, slot: ChunkSlot, len: number, name?: string, zeroCheck?: boolean): Promise<WorkerReply> {
+    if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
+    invariant(this.slotSet?.all[slot.index] === slot && len <= this.slotSet.inputBytes, 'slot tasks name a slot of this pool');
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, resolve, reject });
+      this.pump();
+    });
+  }
+
   private pump(): void {
     while (this.idle.length && this.queue.length) {
       const w = this.idle.pop()!;
       const t = this.queue.shift()!;
       this.running.set(w, t);
-      w.postMessage({ id: t.id, op: t.op, buf: t.buf, name: t.name }, [t.buf.buffer as ArrayBuffer]);
+      if (t.buf) w.postMessage({ id: t.id, op: t.op, buf: t.buf, name: t.name }, [t.buf.buffer as ArrayBuffer]);
+      else w.postMessage({ id: t.id, op: t.op, slot: t.slot, len: t.len, name: t.name, zeroCheck: t.zeroCheck });
     }
   }
 

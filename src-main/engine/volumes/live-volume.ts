@@ -331,13 +331,20 @@ export class LiveVolume implements BlockExport {
 
   private async deviceRead(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
+    await this.deviceReadInto(offset, buf);
+    return buf;
+  }
+
+  /** Reads buf.length bytes at offset into buf (the caller's memory: no allocation here). */
+  private async deviceReadInto(offset: number, buf: Buffer): Promise<void> {
+    const length = buf.length;
     if (length <= SYNC_IO_MAX) {
       for (const p of this.pieces(offset, length)) {
         const part = buf.subarray(p.at, p.at + p.len);
         const n = p.file.readSync(part, p.pos);
         if (n < part.length) part.fill(0, n);
       }
-      return buf;
+      return;
     }
     const reads: Promise<void>[] = [];
     for (const p of this.pieces(offset, length)) {
@@ -349,7 +356,6 @@ export class LiveVolume implements BlockExport {
       );
     }
     await Promise.all(reads);
-    return buf;
   }
 
   private deviceSync(deviceId: number): GroupSync {
@@ -522,6 +528,13 @@ export class LiveVolume implements BlockExport {
     this.checkRange(offset, length);
     invariant(this.backup !== null, 'point-in-time reads need a running backup');
     return this.deviceRead(offset, length);
+  }
+
+  /** readPointInTime into the caller's buffer (target.length bytes at offset). */
+  readPointInTimeInto(offset: number, target: Buffer): Promise<void> {
+    this.checkRange(offset, target.length);
+    invariant(this.backup !== null, 'point-in-time reads need a running backup');
+    return this.deviceReadInto(offset, target);
   }
 
   /** Changed-since-parent map frozen at begin(), and the snapshot it is relative to. */

@@ -1,0 +1,116 @@
+/**
+ * The chunk codec's encodeInto (no chunk-sized allocation) against encode(), and the worker
+ * pool's shared slots and long-lived per-vault pools.
+ */
+import crypto from 'node:crypto';
+import { createRequire } from 'node:module';
+import * as zstd from 'zstd-napi';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeChunkCodec, type CodecKeys } from '../../src-main/engine/vault/chunk-codec';
+import { ChunkWorkers } from '../../src-main/engine/vault/chunk-workers';
+import { ChunkWorkerPools } from '../../src-main/engine/vault/worker-pools';
+import type { Vault } from '../../src-main/engine/vault/vault';
+
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding');
+const MiB = 1 << 20;
+
+const plain: CodecKeys = { encKey: null, idKey: null, level: 3 };
+const sealed: CodecKeys = { encKey: crypto.randomBytes(32), idKey: crypto.randomBytes(32), level: 3 };
+
+function samples(): Record<string, Buffer> {
+  const text = Buffer.alloc(MiB, 'Holdfast keeps every acknowledged write. ');
+  const random = crypto.randomBytes(MiB);
+  const mixed = Buffer.concat([text.subarray(0, MiB / 2), random.subarray(0, MiB / 2)]);
+  return { text, random, mixed, tiny: Buffer.from('x'), zeros: Buffer.alloc(4096) };
+}
+
+describe('encodeInto', () => {
+  for (const [label, keys] of [
+    ['plain vault', plain],
+    ['encrypted vault', sealed],
+  ] as const) {
+    for (const withBinding of [true, false]) {
+      it(`${label}, ${withBinding ? 'zstd binding' : 'no binding'}: decodes to the plaintext and compresses like encode()`, () => {
+        const codec = makeChunkCodec({ crypto, zstd, zstdBinding: withBinding ? zstdBinding : null, keys });
+        for (const [name, data] of Object.entries(samples())) {
+          const hex = codec.digest(data).toString('hex');
+          const out = Buffer.alloc(data.length + 64, 0xee);
+          const n = codec.encodeInto(data, hex, out);
+          const file = out.subarray(0, n);
+          expect(codec.decode(Buffer.from(file), hex).equals(data), name).toBe(true);
+          const reference = codec.encode(data, hex);
+          expect(file[4], `${name}: same flags as encode()`).toBe(reference[4]);
+          expect(Math.abs(n - reference.length), `${name}: same size as encode()`).toBeLessThanOrEqual(n > 4096 ? 64 : 0);
+          if (name === 'text') expect(n).toBeLessThan(data.length / 10);
+          if (name === 'random') expect(n).toBeGreaterThanOrEqual(data.length);
+        }
+      });
+    }
+  }
+
+  it('refuses a destination too small to hold a stored chunk', () => {
+    const codec = makeChunkCodec({ crypto, zstd, zstdBinding, keys: plain });
+    expect(() => codec.encodeInto(crypto.randomBytes(4096), 'x', Buffer.alloc(4096))).toThrow(/too small/);
+  });
+});
+
+describe('chunk worker slots', () => {
+  let pool: ChunkWorkers | null = null;
+  afterEach(async () => {
+    await pool?.close();
+    pool = null;
+  });
+
+  it('zero-checks, digests and encodes in place; slots are handed out one holder at a time', async () => {
+    pool = new ChunkWorkers(sealed, 2);
+    const slots = pool.slots(2, MiB);
+    const local = makeChunkCodec({ crypto, zstd, keys: sealed });
+    const a = await slots.acquire();
+    const b = await slots.acquire();
+    let third = false;
+    const waiting = slots.acquire().then((s) => ((third = true), s));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(third, 'a third holder waits while both slots are taken').toBe(false);
+
+    a.input.fill(0, 0, MiB);
+    expect(await pool.slotDigest(a, MiB, true)).toEqual({ zero: true });
+    const data = samples().mixed;
+    data.copy(b.input);
+    const d = await pool.slotDigest(b, data.length, true);
+    expect(d.zero).toBe(false);
+    const hex = (d as { digest: Buffer }).digest.toString('hex');
+    expect(hex).toBe(local.digest(data).toString('hex'));
+    const n = await pool.slotEncode(b, data.length, hex);
+    expect(local.decode(Buffer.from(b.output.subarray(0, n)), hex).equals(data)).toBe(true);
+    const both = await pool.slotDigestEncode(b, data.length);
+    expect(both.digest.toString('hex')).toBe(hex);
+    expect(local.decode(Buffer.from(b.output.subarray(0, both.outLen)), hex).equals(data)).toBe(true);
+
+    slots.release(a);
+    expect((await waiting).index).toBe(a.index);
+    expect(() => slots.release(b) ?? slots.release(b)).toThrow(/released once/);
+  });
+});
+
+describe('ChunkWorkerPools', () => {
+  it('reuses one pool per vault while leased, and closes it after it has been idle', async () => {
+    const pools = new ChunkWorkerPools(50);
+    const vault = { keys: plain } as unknown as Vault;
+    const l1 = pools.lease(vault);
+    const l2 = pools.lease(vault);
+    expect(l2.workers).toBe(l1.workers);
+    l1.release();
+    l2.release();
+    expect(() => l2.release()).toThrow(/returned once/);
+    const again = pools.lease(vault);
+    expect(again.workers, 'a lease within the idle time gets the same pool').toBe(l1.workers);
+    again.release();
+    await new Promise((r) => setTimeout(r, 150));
+    const fresh = pools.lease(vault);
+    expect(fresh.workers, 'an idle pool is retired').not.toBe(l1.workers);
+    await expect(l1.workers.digest(Buffer.from('x'))).rejects.toMatchObject({ code: 'CANCELLED' });
+    fresh.release();
+    await pools.close();
+    expect(() => pools.lease(vault)).toThrow(/shutting down/);
+  });
+});
