@@ -43,6 +43,14 @@ describe('encodeInto', () => {
           expect(Math.abs(n - reference.length), `${name}: same size as encode()`).toBeLessThanOrEqual(n > 4096 ? 64 : 0);
           if (name === 'text') expect(n).toBeLessThan(data.length / 10);
           if (name === 'random') expect(n).toBeGreaterThanOrEqual(data.length);
+
+          const back = Buffer.alloc(data.length + 7, 0xcc);
+          expect(codec.decodeInto(file, hex, back), `${name}: decodeInto length`).toBe(data.length);
+          expect(back.subarray(0, data.length).equals(data), `${name}: decodeInto bytes`).toBe(true);
+          const flipped = Buffer.from(file);
+          flipped[Math.floor(flipped.length / 2)]! ^= 0x10;
+          expect(() => codec.decodeInto(flipped, hex, back), `${name}: a flipped bit is found`).toThrow(/damaged/);
+          if (data.length > 1) expect(() => codec.decodeInto(file, hex, Buffer.alloc(data.length - 1)), `${name}: too small`).toThrow(/damaged/);
         }
       });
     }
@@ -85,6 +93,22 @@ describe('chunk worker slots', () => {
     const both = await pool.slotDigestEncode(b, data.length);
     expect(both.digest.toString('hex')).toBe(hex);
     expect(local.decode(Buffer.from(b.output.subarray(0, both.outLen)), hex).equals(data)).toBe(true);
+
+    // Decode in place: the encoded file sits in the output half, the plaintext lands in the input half.
+    const file = Buffer.from(b.output.subarray(0, both.outLen));
+    b.input.fill(0xaa);
+    const dec = await pool.slotDecode(b, file.length, hex, 64 * 1024);
+    expect(dec.length).toBe(data.length);
+    expect(b.input.subarray(0, data.length).equals(data)).toBe(true);
+    expect([...dec.zeroPieces!]).toEqual(new Array(16).fill(0));
+    b.output[20]! ^= 1;
+    await expect(pool.slotDecode(b, file.length, hex)).rejects.toMatchObject({ code: 'VAULT_CORRUPT' });
+
+    a.input.fill(0);
+    a.input.fill(7, 3 * 65536, 3 * 65536 + 1);
+    const sparse = await pool.slotDigestEncode(a, MiB);
+    const z = await pool.slotDecode(a, sparse.outLen, sparse.digest.toString('hex'), 64 * 1024);
+    expect([...z.zeroPieces!].map((v, k) => (v ? -1 : k)).filter((k) => k >= 0), 'only the piece with a byte set is not zero').toEqual([3]);
 
     slots.release(a);
     expect((await waiting).index).toBe(a.index);

@@ -32,12 +32,15 @@ export interface ChunkCodec {
    * nameHex. `verifyName` false is for objects (indexes) whose name is not their digest.
    */
   decode(file: Buffer, nameHex: string, verifyName?: boolean): Buffer;
+  /** decode() into `out`; returns the plaintext length. Same checks and errors as decode(). */
+  decodeInto(file: Buffer, nameHex: string, out: Buffer): number;
   isZero(buf: Buffer): boolean;
 }
 
 /** The part of zstd-napi's low-level binding encodeInto uses: compress into a caller's buffer. */
 interface ZstdBinding {
   CCtx: new () => { compress2(dst: Uint8Array, src: Uint8Array): number; setParameter(p: number, v: number): void };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
   CParameter: { compressionLevel: number };
 }
 
@@ -165,6 +168,7 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
   const decode = (file: Buffer, nameHex: string, verifyName = true): Buffer => {
     if (file.length < 8 || !file.subarray(0, 4).equals(MAGIC)) throw corrupt(nameHex, 'bad header');
     const flags = file[4]!;
+    if (flags & ~(FLAG_ZSTD | FLAG_ENCRYPTED)) throw corrupt(nameHex, 'unknown flags');
     let body = file.subarray(8);
     if (flags & FLAG_ENCRYPTED) {
       if (!keys.encKey) throw corrupt(nameHex, 'encrypted chunk in an unencrypted vault');
@@ -190,7 +194,66 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     return plain;
   };
 
-  return { digest, encode, encodeInto, decode, isZero };
+  let dctx: InstanceType<ZstdBinding['DCtx']> | null = null;
+  let openScratch: Buffer | null = null; // decrypted, still compressed bodies (one buffer, reused)
+
+  const decodeInto = (file: Buffer, nameHex: string, out: Buffer): number => {
+    if (!zb) {
+      const plain = decode(file, nameHex);
+      if (plain.length > out.length) throw corrupt(nameHex, 'larger than a chunk');
+      plain.copy(out);
+      return plain.length;
+    }
+    if (file.length < 8 || !file.subarray(0, 4).equals(MAGIC)) throw corrupt(nameHex, 'bad header');
+    const flags = file[4]!;
+    if (flags & ~(FLAG_ZSTD | FLAG_ENCRYPTED)) throw corrupt(nameHex, 'unknown flags');
+    let body = file.subarray(8);
+    if (flags & FLAG_ENCRYPTED) {
+      if (!keys.encKey) throw corrupt(nameHex, 'encrypted chunk in an unencrypted vault');
+      if (body.length < NONCE + TAG) throw corrupt(nameHex, 'truncated');
+      const d = c.createDecipheriv('aes-256-gcm', keys.encKey, body.subarray(0, NONCE));
+      d.setAAD(Buffer.from(nameHex, 'utf8'));
+      d.setAuthTag(body.subarray(body.length - TAG));
+      const sealedBody = body.subarray(NONCE, body.length - TAG);
+      let into: Buffer;
+      if (flags & FLAG_ZSTD) {
+        if (!openScratch || openScratch.length < sealedBody.length) openScratch = Buffer.allocUnsafe(Math.max(sealedBody.length, 1));
+        into = openScratch;
+      } else {
+        if (sealedBody.length > out.length) throw corrupt(nameHex, 'larger than a chunk');
+        into = out;
+      }
+      let at = 0;
+      try {
+        for (let o = 0; o < sealedBody.length; o += PIECE) at += d.update(sealedBody.subarray(o, Math.min(sealedBody.length, o + PIECE))).copy(into, at);
+        at += d.final().copy(into, at);
+      } catch {
+        throw corrupt(nameHex, 'authentication failed');
+      }
+      body = into.subarray(0, at);
+      if (!(flags & FLAG_ZSTD)) return verified(out, at, nameHex);
+    }
+    let n: number;
+    if (flags & FLAG_ZSTD) {
+      dctx ??= new zb.DCtx();
+      try {
+        n = dctx.decompress(out, body);
+      } catch {
+        throw corrupt(nameHex, 'does not decompress');
+      }
+    } else {
+      if (body.length > out.length) throw corrupt(nameHex, 'larger than a chunk');
+      n = body.copy(out);
+    }
+    return verified(out, n, nameHex);
+  };
+
+  const verified = (out: Buffer, n: number, nameHex: string): number => {
+    if (digest(out.subarray(0, n)).toString('hex') !== nameHex) throw corrupt(nameHex, 'content does not match its name');
+    return n;
+  };
+
+  return { digest, encode, encodeInto, decode, decodeInto, isZero };
 }
 
 /** The codec on the calling thread. */

@@ -23,7 +23,7 @@ import { Worker } from 'node:worker_threads';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import { makeChunkCodec, type CodecKeys } from './chunk-codec';
 
-type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDigestEncode';
+type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDigestEncode' | 'slotDecode';
 
 interface Task {
   id: number;
@@ -33,6 +33,7 @@ interface Task {
   len?: number;
   name?: string;
   zeroCheck?: boolean;
+  zeroGrain?: number;
   resolve: (r: WorkerReply) => void;
   reject: (e: Error) => void;
 }
@@ -44,6 +45,7 @@ interface WorkerReply {
   buf?: Uint8Array;
   zero?: boolean;
   outLen?: number;
+  zeroPieces?: Uint8Array | null;
   error?: string;
   corrupt?: boolean;
 }
@@ -86,6 +88,17 @@ parentPort.on('message', (m) => {
       const buf = slotIn(m);
       const digest = codec.digest(buf);
       parentPort.postMessage({ id: m.id, digest, outLen: codec.encodeInto(buf, digest.toString('hex'), slotOut(m)) });
+      return;
+    }
+    if (m.op === 'slotDecode') {
+      const plain = Buffer.from(slots.input, m.slot * slots.inputBytes, slots.inputBytes);
+      const n = codec.decodeInto(slotOut(m).subarray(0, m.len), m.name, plain);
+      let zeroPieces = null;
+      if (m.zeroGrain) {
+        zeroPieces = new Uint8Array(Math.ceil(n / m.zeroGrain));
+        for (let k = 0; k < zeroPieces.length; k++) zeroPieces[k] = codec.isZero(plain.subarray(k * m.zeroGrain, Math.min(n, (k + 1) * m.zeroGrain))) ? 1 : 0;
+      }
+      parentPort.postMessage({ id: m.id, outLen: n, zeroPieces });
       return;
     }
     const buf = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
@@ -241,6 +254,17 @@ export class ChunkWorkers {
     return { digest: asBuffer(r.digest!), outLen: r.outLen! };
   }
 
+  /**
+   * Decodes the chunk file in slot.output[0, fileLen) into slot.input and checks it is chunk
+   * `name`; returns the plaintext length and, when zeroGrain is given, which zeroGrain-sized
+   * pieces of it are all zero (1) — for sparse restores.
+   */
+  async slotDecode(slot: ChunkSlot, fileLen: number, name: string, zeroGrain = 0): Promise<{ length: number; zeroPieces: Uint8Array | null }> {
+    invariant(fileLen <= slot.output.length, 'a chunk file fits its slot');
+    const r = await this.runSlot('slotDecode', slot, fileLen, name, undefined, zeroGrain);
+    return { length: r.outLen!, zeroPieces: r.zeroPieces ?? null };
+  }
+
   /** Digest of plain; the buffer comes back (it travelled to the worker and returns). */
   async digest(plain: Buffer): Promise<{ digest: Buffer; buf: Buffer }> {
     const r = await this.run('digest', plain);
@@ -276,11 +300,11 @@ export class ChunkWorkers {
     });
   }
 
-  private runSlot(op: Op, slot: ChunkSlot, len: number, name?: string, zeroCheck?: boolean): Promise<WorkerReply> {
+  private runSlot(op: Op, slot: ChunkSlot, len: number, name?: string, zeroCheck?: boolean, zeroGrain?: number): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
-    invariant(this.slotSet?.all[slot.index] === slot && len <= this.slotSet.inputBytes, 'slot tasks name a slot of this pool');
+    invariant(this.slotSet?.all[slot.index] === slot && len <= (op === 'slotDecode' ? this.slotSet.outputBytes : this.slotSet.inputBytes), 'slot tasks name a slot of this pool and fit it');
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, resolve, reject });
+      this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, zeroGrain, resolve, reject });
       this.pump();
     });
   }
@@ -291,7 +315,7 @@ export class ChunkWorkers {
       const t = this.queue.shift()!;
       this.running.set(w, t);
       if (t.buf) w.postMessage({ id: t.id, op: t.op, buf: t.buf, name: t.name }, [t.buf.buffer as ArrayBuffer]);
-      else w.postMessage({ id: t.id, op: t.op, slot: t.slot, len: t.len, name: t.name, zeroCheck: t.zeroCheck });
+      else w.postMessage({ id: t.id, op: t.op, slot: t.slot, len: t.len, name: t.name, zeroCheck: t.zeroCheck, zeroGrain: t.zeroGrain });
     }
   }
 
