@@ -8,6 +8,7 @@ import { useQuery } from '@tanstack/react-query';
 import { useApi, useClient } from './api/client-context';
 import type { ConnectionState } from './api/transport';
 import { Icon } from './components/Icon';
+import { Toasts } from './components/Toasts';
 import { formatCount } from './components/format';
 import { setPreferences, usePreferences } from './live/preferences';
 import { engineInfoQuery } from './queries/engine';
@@ -54,6 +55,7 @@ export function App() {
       <main id="main" className="content" tabIndex={-1}>
         <Screen />
       </main>
+      <Toasts />
     </div>
   );
 }

@@ -14,6 +14,8 @@ import { applyBackupProgress, backupKeys, type BackupProgress } from './backups'
 import { deviceKeys } from './devices';
 import { driveKeys } from './drives';
 import { mergeHoldStates } from './holds';
+import { pushNotice } from '../live/notices';
+import { scheduleKeys } from './schedules';
 import { snapshotKeys } from './snapshots';
 import { applyVolumeStats, volumeKeys } from './volumes';
 
@@ -31,6 +33,7 @@ export function useEngineEvents(): void {
       for (const p of batch.values()) {
         applyBackupProgress(qc, p);
         if (p.state !== 'running') {
+          noticeBackupEnded(p);
           void qc.invalidateQueries({ queryKey: backupKeys.list() });
           void qc.invalidateQueries({ queryKey: volumeKeys.all });
           void qc.invalidateQueries({ queryKey: snapshotKeys.all });
@@ -53,11 +56,23 @@ export function useEngineEvents(): void {
         }
         case 'volumes.changed':
           void qc.invalidateQueries({ queryKey: volumeKeys.all });
+          void qc.invalidateQueries({ queryKey: scheduleKeys.all }); // a renamed or deleted volume changes its schedules
           break;
         case 'devices.changed':
           void qc.invalidateQueries({ queryKey: deviceKeys.all });
           void qc.invalidateQueries({ queryKey: driveKeys.all });
           break;
+        case 'schedules.changed':
+          void qc.invalidateQueries({ queryKey: scheduleKeys.all });
+          break;
+        case 'schedule.finished': {
+          void qc.invalidateQueries({ queryKey: scheduleKeys.all });
+          // A run that became a backup is announced by its backup.progress; these never got that far.
+          const { run, target } = m.payload;
+          if (run.backupId === null && run.status !== 'completed')
+            pushNotice({ key: `schedule:${m.payload.scheduleId}:${run.startedAt}`, tone: run.status === 'skipped' ? 'warn' : 'error', title: `Scheduled backup of ${target} ${run.status === 'skipped' ? 'skipped' : 'failed'}`, body: run.error ?? '' });
+          break;
+        }
         case 'snapshots.changed':
           void qc.invalidateQueries({ queryKey: snapshotKeys.all });
           break;
@@ -79,4 +94,12 @@ export function useEngineEvents(): void {
       progress.dispose();
     };
   }, [client, qc, timeline]);
+}
+
+/** A backup (started by hand, by a schedule, or a drive image) ended: say so wherever the person is looking. */
+function noticeBackupEnded(p: BackupProgress): void {
+  const key = `backup:${p.id}`;
+  if (p.state === 'completed') pushNotice({ key, tone: 'ok', title: `Backup of ${p.volume} finished`, body: p.snapshotId ? `Snapshot ${p.snapshotId} is in ${p.vault}.` : '' });
+  else if (p.state === 'failed') pushNotice({ key, tone: 'error', title: `Backup of ${p.volume} failed`, body: p.error ?? '' });
+  else if (p.state === 'aborted') pushNotice({ key, tone: 'warn', title: `Backup of ${p.volume} cancelled`, body: p.error ?? '' });
 }

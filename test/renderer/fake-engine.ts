@@ -3,7 +3,7 @@
  * volumes, backups, snapshots and hold states; records every call; emits events to subscribers
  * the way a host would. Failures are HoldfastErrors, as the real transports deliver them.
  */
-import { OP_NAMES, type Api, type Backup, type Device, type Drive, type EventName, type EventPayload, type HoldState, type OpName, type Snapshot, type Volume } from '../../src-shared/contract';
+import { OP_NAMES, type Api, type Backup, type Device, type Drive, type EventName, type EventPayload, type HoldState, type OpName, type Schedule, type Snapshot, type Volume } from '../../src-shared/contract';
 import type { EventMessage } from '../../src-shared/bridge';
 import { HoldfastError } from '../../src-shared/errors';
 import type { Client } from '../../src-renderer/api/transport';
@@ -70,6 +70,7 @@ export class FakeEngine {
   holds: HoldState[] = this.volumes.map((v) => idleHold(v.name));
   backups: Backup[] = [];
   snapshots = fixtureSnapshots('/media/backup/vault');
+  schedules: Schedule[] = [];
   calls: Call[] = [];
   /** Next call of this op fails with this error (once). */
   failNext = new Map<OpName, HoldfastError>();
@@ -153,6 +154,35 @@ export class FakeEngine {
       'snapshot.export': h('snapshot.export', (i) => ({ path: i.path, bytes: 10 * GiB })),
       'restore.start': h('restore.start', (i) => ({ id: i.id, target: i.toVolume ?? i.toFile ?? i.toDevice ?? '?', bytes: 10 * GiB })),
       'vault.init': h('vault.init', (i) => ({ dir: i.dir, encrypted: !!i.passphrase })),
+      'schedule.list': h('schedule.list', () => this.schedules),
+      'schedule.create': h('schedule.create', (i) => {
+        if (i.target.kind === 'volume' && !this.volumes.some((v) => v.name === (i.target as { volume: string }).volume)) throw new HoldfastError('NOT_FOUND', `There is no volume "${i.target.volume}".`);
+        const s: Schedule = {
+          id: Math.max(0, ...this.schedules.map((x) => x.id)) + 1,
+          target: i.target.kind === 'drive' && !i.target.drive.includes('/') ? { kind: 'drive', drive: `/dev/${i.target.drive}` } : i.target,
+          frequency: i.frequency ?? null, onPlugIn: i.onPlugIn ?? false, vault: i.vault ?? '/media/backup/vault', policy: i.policy ?? 'range', retention: i.retention ?? {},
+          enabled: i.enabled ?? true, createdAt: new Date().toISOString(), nextRunAt: i.frequency && i.enabled !== false ? '2025-11-26T02:30:00.000Z' : null, vaultPresent: true, lastRun: null,
+        };
+        this.schedules.push(s);
+        return s;
+      }),
+      'schedule.update': h('schedule.update', (i) => {
+        const s = this.schedules.find((x) => x.id === i.id);
+        if (!s) throw new HoldfastError('NOT_FOUND', `There is no schedule ${i.id}.`);
+        const { id: _id, ...rest } = i;
+        Object.assign(s, Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)));
+        s.nextRunAt = s.enabled && s.frequency ? '2025-11-26T02:30:00.000Z' : null;
+        return s;
+      }),
+      'schedule.delete': h('schedule.delete', (i) => {
+        this.schedules = this.schedules.filter((x) => x.id !== i.id);
+        return { ok: true as const };
+      }),
+      'schedule.runNow': h('schedule.runNow', (i) => {
+        const s = this.schedules.find((x) => x.id === i.id)!;
+        s.lastRun = { trigger: 'manual', status: 'running', startedAt: new Date().toISOString(), endedAt: null, backupId: null, snapshotId: null, pruned: null, error: null };
+        return s;
+      }),
       'engine.info': h('engine.info', () => ({ version: '0.1.0', dataDir: '/home/u/.local/share/holdfast', defaultVault: '/media/backup/vault', nbd: { socket: NBD_SOCKET, tcp: NBD_TCP } })),
     };
     // Operations the contract gains later answer as a host does for an op the engine lacks.

@@ -18,10 +18,10 @@ describe('App shell, Schedules and Settings', () => {
     expect(nav.querySelector('[aria-current="page"]')!.textContent).toContain('Volumes');
   });
 
-  it('says plainly that schedules are not available yet and offers no form to fill', async () => {
+  it('offers a form to schedule backups (the Schedules screen has its own tests)', async () => {
     renderApp('schedules');
-    expect(await screen.findByText('Not available yet')).toBeTruthy();
-    expect(screen.getByRole('main').querySelector('input, select, button')).toBeNull();
+    expect(await screen.findByRole('heading', { level: 2, name: 'New schedule' })).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Create schedule' })).toBeTruthy();
   });
 
   it('shows the data directory and switches the theme', async () => {

@@ -114,7 +114,7 @@ describe.skipIf(!existsSync(CHROMIUM))('built UI in Chromium', () => {
       const screens = [
         ['volumes', 'Volumes', 'nbd://127.0.0.1:10809/vm-disk'],
         ['snapshots', 'Snapshots & restore', 'Metadata-consistent'],
-        ['schedules', 'Schedules', 'Not available yet'],
+        ['schedules', 'Schedules', 'New schedule'],
         ['settings', 'Settings', '/home/u/.local/share/holdfast'],
       ] as const;
       for (const [hash, heading, shows] of screens) {
