@@ -227,7 +227,7 @@ export const operations = {
   'snapshot.list': op(VaultOpt, z.array(Snapshot)),
   'snapshot.verify': op(VaultOpt.extend({ id: z.string().min(1) }), z.object({ ok: z.boolean(), chunks: z.number().int(), bad: z.array(z.string()) })),
   'snapshot.export': op(
-    VaultOpt.extend({ id: z.string().min(1), format: z.enum(['raw', 'vhd']), path: z.string().min(1) }),
+    VaultOpt.extend({ id: z.string().min(1), format: z.enum(['raw', 'vhd', 'qcow2']), path: z.string().min(1) }),
     z.object({ path: z.string(), bytes: z.number().int() }),
   ),
   /** A snapshot of the default vault as a read-only NBD export named `<volume>@<id>` (needs `holdfast nbd`/`serve` running). */

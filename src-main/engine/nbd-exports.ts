@@ -9,7 +9,7 @@
  * (id, volume, size), re-read at start and on every `snapshots.changed` event, and a snapshot
  * lease opens its SnapshotExport lazily: size() comes from the catalogue, the first read waits
  * for the snapshot's indexes. One SnapshotExport per snapshot is shared by all its leases and
- * dropped with the last one.
+ * closed with the last one (until then it is a registered vault reader: gc keeps its chunks).
  *
  * Invariants: a snapshot name is listed/openable iff the last catalogue read saw its manifest
  * (names are unambiguous: neither volume names nor snapshot ids may contain '@'); every write
@@ -23,6 +23,7 @@ import type { AllocationExtent, BlockExport, ExportLease, ExportRegistry } from 
 import type { Engine } from './engine';
 import type { Disposable } from './events';
 import { VAULT_CONFIG_FILE } from './vault/format';
+import type { SnapshotExport } from './vault/snapshot-export';
 
 /** What the registry needs: the engine's volume registry and its vault side. */
 export interface ExportSources {
@@ -50,7 +51,7 @@ type SnapshotEntry = Pick<Snapshot, 'id' | 'volume' | 'size' | 'createdAt'>;
 
 /** The shared, lazily opened reader of one snapshot plus the leases that use it. */
 interface OpenSnapshot {
-  inner: Promise<BlockExport> | null;
+  inner: Promise<SnapshotExport> | null;
   leases: Set<SnapshotLease>;
 }
 
@@ -202,7 +203,11 @@ export function exportRegistryOf(engine: ExportSources): EngineExportRegistry {
     };
     const lease = new SnapshotLease(entry, inner, (l) => {
       shared.leases.delete(l);
-      if (shared.leases.size === 0 && open.get(name) === shared) open.delete(name);
+      if (shared.leases.size === 0 && open.get(name) === shared) {
+        open.delete(name);
+        // The snapshot stays a registered vault reader (gc keeps its chunks) only while leased.
+        void shared.inner?.then((e) => e.close(), () => undefined);
+      }
     });
     shared.leases.add(lease);
     return lease;

@@ -148,7 +148,7 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
 
 function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) {
   const exp = useExportSnapshot();
-  const [format, setFormat] = useState<'raw' | 'vhd'>('raw');
+  const [format, setFormat] = useState<'raw' | 'vhd' | 'qcow2'>('raw');
   const [path, setPath] = useState('');
   const [error, setError] = useState<string | null>(null);
   const id = `export-${snapshot.id}`;
@@ -161,12 +161,13 @@ function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) 
   return (
     <form className="inline-form" onSubmit={submit} noValidate>
       <label htmlFor={`${id}-format`}>Format</label>
-      <select id={`${id}-format`} value={format} onChange={(e) => setFormat(e.target.value as 'raw' | 'vhd')}>
+      <select id={`${id}-format`} value={format} onChange={(e) => setFormat(e.target.value as 'raw' | 'vhd' | 'qcow2')}>
         <option value="raw">Raw image (.img)</option>
         <option value="vhd">VHD, fixed (Windows mounts it)</option>
+        <option value="qcow2">qcow2, sparse (QEMU/KVM, Proxmox)</option>
       </select>
       <label htmlFor={`${id}-path`}>Save to</label>
-      <input id={`${id}-path`} className="mono grow" value={path} onChange={(e) => setPath(e.target.value)} placeholder={`/srv/export/${snapshot.volume}.${format === 'vhd' ? 'vhd' : 'img'}`} />
+      <input id={`${id}-path`} className="mono grow" value={path} onChange={(e) => setPath(e.target.value)} placeholder={`/srv/export/${snapshot.volume}.${format === 'raw' ? 'img' : format}`} />
       <button type="submit" className="btn btn-small btn-primary" disabled={exp.isPending}>
         {exp.isPending ? 'Exporting…' : 'Export'}
       </button>

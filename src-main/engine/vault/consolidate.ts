@@ -4,7 +4,9 @@
  * pruned. The snapshot keeps its id and content; only its representation changes.
  *
  * Invariant: the new index is durable before the manifest is replaced by rename; a crash
- * leaves either the old incremental manifest or the new full one, never neither.
+ * leaves either the old incremental manifest or the new full one, never neither. Nothing is
+ * deleted here: the old index and the chunks only it names go with gc, which keeps them while a
+ * reader that opened the old chain (a restore started before the rewrite) still pins them.
  */
 import { HoldfastError } from '../../../src-shared/errors';
 import { ChunkWorkers } from './chunk-workers';
@@ -21,8 +23,10 @@ export async function consolidateSnapshot(vault: Vault, id: string, opts: { work
   vault.assertWritable();
   const release = opts.registered ? null : await vault.beginWrite(`consolidate-${id}`);
   const workers = opts.workers ?? new ChunkWorkers(vault.keys);
+  let opened: SnapshotReader | null = null;
   try {
-    const reader = await SnapshotReader.open(vault, id, { pool: workers });
+    // As a registered reader it keeps prune from removing the snapshot or its chain meanwhile.
+    const reader = (opened = await SnapshotReader.open(vault, id, { pool: workers, purpose: 'consolidate' }));
     const m = reader.manifest;
     if (m.kind === 'full') return m;
     const digests = Buffer.alloc(reader.regions * DIGEST_BYTES);
@@ -74,6 +78,7 @@ export async function consolidateSnapshot(vault: Vault, id: string, opts: { work
       { kind: 'full', size: m.size, chunkSize: reader.chunkSize, blockSize: reader.blockSize, digests },
     );
   } finally {
+    await opened?.close();
     if (!opts.workers) await workers.close();
     await release?.();
   }

@@ -13,11 +13,18 @@
  * it reads, so at least one sees the other: either gc stops (at most the deletion already past
  * its check, which the backup has not looked at yet, because it is still waiting), or the
  * backup waits until gc is done. So a backup never reuses a chunk gc is about to delete.
- * Markers of processes that died are ignored.
+ * Markers of processes that died are ignored (and gc removes them).
+ *
+ * Readers (restore, export, verify, consolidation, a mounted snapshot) are registered in
+ * `readers/` with the chain they loaded (vault.ts). prune keeps every snapshot a live reader's
+ * chain contains (reason "in use"), re-checking right before each deletion — except a mount's,
+ * which prune preempts (the engine drops its NBD clients); gc treats the indexes
+ * live readers pinned as roots, also for readers that register while it sweeps, and never deletes
+ * a pinned index. So a restore that started before a prune + gc finishes with the right bytes.
  */
 import { HoldfastError } from '../../../src-shared/errors';
 import { ChunkWorkers } from './chunk-workers';
-import { DIGEST_BYTES, digestAt, type SnapshotManifest } from './format';
+import { DIGEST_BYTES, digestAt, type SnapshotIndex, type SnapshotManifest } from './format';
 import { SnapshotReader } from './snapshot-reader';
 import { vaultIoError, type Vault } from './vault';
 import path from 'node:path';
@@ -35,7 +42,7 @@ export interface VerifyResult {
 export async function verifySnapshot(vault: Vault, id: string, opts: { workers?: ChunkWorkers } = {}): Promise<VerifyResult> {
   let reader: SnapshotReader;
   try {
-    reader = await SnapshotReader.open(vault, id);
+    reader = await SnapshotReader.open(vault, id, { purpose: 'verify' });
   } catch (e) {
     if (e instanceof HoldfastError && e.code === 'VAULT_CORRUPT') {
       const which = (e.details?.index as string | undefined) ?? `index:${id}`;
@@ -63,6 +70,7 @@ export async function verifySnapshot(vault: Vault, id: string, opts: { workers?:
     };
     await Promise.all(Array.from({ length: workers.size * 2 }, lane));
   } finally {
+    await reader.close();
     if (!opts.workers) await workers.close();
   }
   bad.sort();
@@ -145,8 +153,19 @@ export async function pruneSnapshots(vault: Vault, p: RetentionPolicy): Promise<
   if (!dryRun) vault.assertWritable();
   const snaps = await vault.listSnapshots(p.volume);
   const kept = selectKept(snaps, p);
-  const removed = snaps.filter((s) => !kept.has(s.id));
-  if (!dryRun) for (const s of removed) await vault.deleteSnapshot(s);
+  const inUse = async () => new Set([...(await vault.openedReaders()).values()].flatMap((r) => (r.preemptible ? [] : r.chain.map((l) => l.id))));
+  let busy = await inUse();
+  const removed: SnapshotManifest[] = [];
+  for (const s of snaps) {
+    if (kept.has(s.id)) continue;
+    if (!dryRun && removed.length) busy = await inUse(); // a restore may have started meanwhile
+    if (busy.has(s.id)) {
+      kept.set(s.id, ['in use (being restored, exported, verified or consolidated)']);
+      continue;
+    }
+    if (!dryRun) await vault.deleteSnapshot(s);
+    removed.push(s);
+  }
   return {
     kept: snaps.filter((s) => kept.has(s.id)).map((s) => ({ id: s.id, volume: s.volume, reasons: kept.get(s.id)! })),
     removed: removed.map((s) => ({ id: s.id, volume: s.volume, createdAt: s.createdAt })),
@@ -178,17 +197,48 @@ export async function collectGarbage(vault: Vault, opts: { dryRun?: boolean } = 
   try {
     if ((await vault.liveBackups()).length)
       throw new HoldfastError('BACKUP_RUNNING', `A backup is writing to the vault ${vault.dir}; run gc when it has finished.`);
-    // Mark: every chunk and index any manifest reaches.
+    // Mark: every chunk and index any live reader pinned or any manifest reaches. Readers first:
+    // one that opens after this read can only load snapshots whose manifests the mark below sees.
     const referenced = new Set<string>();
     const indexes = new Set<string>();
-    for (const m of await vault.listSnapshots()) {
-      indexes.add(m.index.file);
-      const ix = await vault.readIndex(m); // a damaged index stops gc: we could not know what it needs
+    const mark = (ix: SnapshotIndex) => {
       const n = ix.digests.length / DIGEST_BYTES;
       for (let i = 0; i < n; i++) {
         const d = digestAt(ix.digests, i);
         if (d.some((x) => x !== 0)) referenced.add(d.toString('hex'));
       }
+    };
+    const pinned = new Set<string>();
+    const markReaders = async () => {
+      for (const [name, r] of await vault.openedReaders({ removeStale: true })) {
+        if (pinned.has(name)) continue;
+        for (const link of r.chain) {
+          if (indexes.has(link.index.file)) continue;
+          let ix: SnapshotIndex;
+          try {
+            ix = await vault.readIndex(link);
+          } catch (e) {
+            throw new HoldfastError('IN_USE', `A ${r.purpose} of snapshot ${r.snapshot} (pid ${r.pid}) needs an index gc cannot read (${(e as Error).message}); run gc when it has finished.`);
+          }
+          indexes.add(link.index.file);
+          mark(ix);
+        }
+        pinned.add(name);
+      }
+    };
+    await markReaders();
+    for (const m of await vault.listSnapshots()) {
+      if (indexes.has(m.index.file)) continue;
+      let ix: SnapshotIndex;
+      try {
+        ix = await vault.readIndex(m); // a damaged index stops gc: we could not know what it needs
+      } catch (e) {
+        // Pruned meanwhile (manifest gone): nothing needs it, or a reader pinned it and markReaders keeps it.
+        if (e instanceof HoldfastError && e.code === 'VAULT_CORRUPT' && (await vault.getManifest(m.id).then(() => false, (g) => g instanceof HoldfastError && g.code === 'SNAPSHOT_NOT_FOUND'))) continue;
+        throw e;
+      }
+      indexes.add(m.index.file);
+      mark(ix);
     }
     // Sweep.
     const res: GcResult = { removedChunks: 0, freedBytes: 0, keptChunks: 0, removedFiles: 0, interrupted: false };
@@ -200,6 +250,11 @@ export async function collectGarbage(vault: Vault, opts: { dryRun?: boolean } = 
       if ((await vault.liveBackups()).length) {
         res.interrupted = true;
         return res;
+      }
+      await markReaders();
+      if (referenced.has(hex)) {
+        res.keptChunks++;
+        continue;
       }
       const st = await env.stat(vault.chunkPath(hex));
       if (!opts.dryRun) {
@@ -213,6 +268,7 @@ export async function collectGarbage(vault: Vault, opts: { dryRun?: boolean } = 
       res.interrupted = true;
       return res;
     }
+    await markReaders();
     for (const n of await env.readdir(path.join(vault.dir, 'indexes'))) {
       if (indexes.has(n)) continue;
       if (!opts.dryRun) await env.unlink(path.join(vault.dir, 'indexes', n));

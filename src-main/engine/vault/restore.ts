@@ -6,7 +6,8 @@
  * Invariants: bytes are written only after every chunk they came from matched its digest; a
  * sparse target (fresh file or volume, reads zero where never written) gets no writes for zero
  * ranges, any other target gets explicit zeroes; an export appears at its path only complete
- * (written to a temp name, then renamed).
+ * (written to a temp name, then renamed). While it runs, a restore is a registered vault reader
+ * (SnapshotReader.open), so prune and gc leave the snapshot, its indexes and its chunks alone.
  */
 import path from 'node:path';
 import { HoldfastError } from '../../../src-shared/errors';
@@ -15,6 +16,7 @@ import type { SnapshotManifest } from './format';
 import { SnapshotReader } from './snapshot-reader';
 import { vaultIoError, type Vault } from './vault';
 import { vhdFixedFooter } from './vhd';
+import { Qcow2Writer } from './qcow2-writer';
 
 export interface RestoreTarget {
   size: number;
@@ -42,9 +44,10 @@ const SPARSE_GRAIN = 64 * 1024;
 
 export async function restoreSnapshot(vault: Vault, id: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<SnapshotManifest> {
   const workers = opts.workers ?? new ChunkWorkers(vault.keys);
+  let opened: SnapshotReader | null = null; // registered as a vault reader until closed (gc/prune keep its chunks)
   try {
     // Base chunks are used once in a sequential pass; the cache only has to hold delta chunks.
-    const reader = await SnapshotReader.open(vault, id, { pool: workers, cacheBytes: 16 * 1024 * 1024 });
+    const reader = (opened = await SnapshotReader.open(vault, id, { pool: workers, cacheBytes: 16 * 1024 * 1024, purpose: 'restore' }));
     const m = reader.manifest;
     if (target.size < m.size)
       throw new HoldfastError(
@@ -85,6 +88,7 @@ export async function restoreSnapshot(vault: Vault, id: string, target: RestoreT
     await target.flush();
     return m;
   } finally {
+    await opened?.close();
     if (!opts.workers) await workers.close();
   }
 }
@@ -111,33 +115,37 @@ async function openFreshFile(vault: Vault, p: string, size: number) {
   return f;
 }
 
+export type ExportFormat = 'raw' | 'vhd' | 'qcow2';
+
 /**
- * Writes the snapshot as a raw image or a fixed VHD (raw + footer) at outPath. The file is
- * built under a temp name beside it and renamed when complete and durable.
+ * Writes the snapshot as a raw image, a fixed VHD (raw + footer) or a sparse qcow2 (qcow2-writer.ts)
+ * at outPath. The file is built under a temp name beside it and renamed when complete and durable.
  */
 export async function exportSnapshot(
   vault: Vault,
   id: string,
-  format: 'raw' | 'vhd',
+  format: ExportFormat,
   outPath: string,
   opts: RestoreOptions = {},
 ): Promise<{ path: string; bytes: number }> {
   const m = await vault.getManifest(id);
-  if (format !== 'raw' && format !== 'vhd') throw new HoldfastError('INVALID_ARGUMENT', `Unknown export format "${String(format)}"; use raw or vhd.`);
+  if (format !== 'raw' && format !== 'vhd' && format !== 'qcow2')
+    throw new HoldfastError('INVALID_ARGUMENT', `Unknown export format "${String(format)}"; use raw, vhd or qcow2.`);
   if (format === 'vhd' && m.size % 512 !== 0) throw new HoldfastError('INVALID_SIZE', 'A VHD needs a size that is a multiple of 512 bytes.');
   const tmp = path.join(path.dirname(outPath), `.${path.basename(outPath)}.partial-${process.pid}`);
   const env = vault.env;
   let file: Awaited<ReturnType<typeof openFreshFile>> | null = null;
   try {
-    file = await openFreshFile(vault, tmp, m.size);
+    file = await openFreshFile(vault, tmp, format === 'qcow2' ? 0 : m.size);
     const f = file;
+    const qcow2 = format === 'qcow2' ? new Qcow2Writer(f, m.size, (b) => vault.codec.isZero(b)) : null;
     await restoreSnapshot(
       vault,
       id,
-      { size: m.size, sparse: true, write: (o, b) => f.write(b, o), flush: () => f.datasync() },
+      qcow2 ?? { size: m.size, sparse: true, write: (o, b) => f.write(b, o), flush: () => f.datasync() },
       opts,
     );
-    let bytes = m.size;
+    let bytes = qcow2 ? qcow2.bytes : m.size;
     if (format === 'vhd') {
       const footer = vhdFixedFooter(m.size, env.now());
       await f.write(footer, m.size);

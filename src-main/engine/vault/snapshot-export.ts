@@ -1,7 +1,9 @@
 /**
  * A snapshot as a read-only BlockExport (for `snapshot mount` over NBD): reads resolve through
  * the snapshot's index chain; a few materialised regions are cached so small sequential reads
- * do not rebuild a region each time. Every write-type request fails with READ_ONLY.
+ * do not rebuild a region each time. Every write-type request fails with READ_ONLY. While open
+ * it is a registered, preemptible vault reader: prune may remove its snapshot (the engine then
+ * disconnects its clients), but gc keeps every chunk it reads until close().
  */
 import { HoldfastError } from '../../../src-shared/errors';
 import type { AllocationExtent, BlockExport } from '../block-export';
@@ -24,7 +26,13 @@ export class SnapshotExport implements BlockExport {
   }
 
   static async open(vault: Vault, id: string, opts: { pool?: ChunkWorkers } = {}): Promise<SnapshotExport> {
-    return new SnapshotExport(await SnapshotReader.open(vault, id, { pool: opts.pool, cacheBytes: 32 * 1024 * 1024 }));
+    return new SnapshotExport(await SnapshotReader.open(vault, id, { pool: opts.pool, cacheBytes: 32 * 1024 * 1024, purpose: 'mount', preemptible: true }));
+  }
+
+  /** Releases the snapshot for prune and gc (the export must not be read afterwards). */
+  async close(): Promise<void> {
+    this.regions.clear();
+    await this.reader.close();
   }
 
   size(): number {

@@ -10,11 +10,15 @@
  *
  * Invariant: readRegion(i) returns exactly the bytes the volume held in region i at the
  * snapshot's begin(), and every chunk it used decoded to a plaintext matching its name.
+ *
+ * An open reader is registered with the vault (readers/, before the chain is read; the chain it
+ * loaded is pinned right after) until close(), so prune, consolidation and gc running meanwhile
+ * leave everything it reads in place (vault.ts "readers"). Every open() needs its close().
  */
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import type { ChunkWorkers } from './chunk-workers';
 import { DIGEST_BYTES, ZERO_BLOCK_REF, digestAt, regionCount, type DeltaIndex, type FullIndex, type SnapshotManifest } from './format';
-import type { Vault } from './vault';
+import type { ReaderLease, Vault } from './vault';
 
 export interface BlockPatch {
   /** Block position inside the region. */
@@ -54,6 +58,7 @@ export class SnapshotReader {
     private readonly layers: DeltaIndex[],
     private readonly pool: ChunkWorkers | null,
     cacheBytes: number,
+    private readonly lease: ReaderLease,
   ) {
     this.size = manifest.size;
     this.chunkSize = base.chunkSize;
@@ -62,17 +67,37 @@ export class SnapshotReader {
     this.cacheLimit = Math.max(4, Math.floor(cacheBytes / this.chunkSize));
   }
 
-  static async open(vault: Vault, id: string, opts: { pool?: ChunkWorkers; cacheBytes?: number } = {}): Promise<SnapshotReader> {
-    const chain = await vault.chain(id);
-    const bottom = chain[chain.length - 1]!;
-    invariant(bottom.index.kind === 'full', 'a chain ends in a full');
-    const layers: DeltaIndex[] = [];
-    for (const link of chain.slice(0, -1)) {
-      if (link.index.kind !== 'delta' || link.index.size !== bottom.index.size || link.index.blockSize !== bottom.index.blockSize)
-        throw new HoldfastError('VAULT_CORRUPT', `Snapshot ${link.manifest.id} does not fit on its parent chain.`);
-      layers.push(link.index);
+  /**
+   * `purpose` names the reader in its vault marker (restore, export, verify, mount, consolidate);
+   * `preemptible`: prune may remove the snapshot anyway (a mount, whose clients are then dropped).
+   */
+  static async open(
+    vault: Vault,
+    id: string,
+    opts: { pool?: ChunkWorkers; cacheBytes?: number; purpose?: string; preemptible?: boolean } = {},
+  ): Promise<SnapshotReader> {
+    const lease = await vault.beginRead(id, opts.purpose ?? 'read', { preemptible: opts.preemptible });
+    try {
+      const chain = await vault.chain(id);
+      await lease.pin(chain.map(({ manifest: m }) => ({ id: m.id, size: m.size, index: m.index })));
+      const bottom = chain[chain.length - 1]!;
+      invariant(bottom.index.kind === 'full', 'a chain ends in a full');
+      const layers: DeltaIndex[] = [];
+      for (const link of chain.slice(0, -1)) {
+        if (link.index.kind !== 'delta' || link.index.size !== bottom.index.size || link.index.blockSize !== bottom.index.blockSize)
+          throw new HoldfastError('VAULT_CORRUPT', `Snapshot ${link.manifest.id} does not fit on its parent chain.`);
+        layers.push(link.index);
+      }
+      return new SnapshotReader(vault, chain[0]!.manifest, bottom.index, layers, opts.pool ?? null, opts.cacheBytes ?? 48 * 1024 * 1024, lease);
+    } catch (e) {
+      await lease.release();
+      throw e;
     }
-    return new SnapshotReader(vault, chain[0]!.manifest, bottom.index, layers, opts.pool ?? null, opts.cacheBytes ?? 48 * 1024 * 1024);
+  }
+
+  /** Ends the registration: from now on prune and gc may remove what this reader used. */
+  async close(): Promise<void> {
+    await this.lease.release();
   }
 
   get chainLength(): number {

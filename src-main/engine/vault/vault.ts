@@ -5,9 +5,11 @@
  *
  * Invariants: a chunk file appears under chunks/ only by rename of a fully written, fsynced temp
  * file; an index is durable before the manifest naming it is renamed into snapshots/; a snapshot
- * exists iff its manifest does. Nothing here deletes a chunk (only gc does).
+ * exists iff its manifest does. Nothing here deletes a chunk (only gc does), and an index is
+ * deleted here only when no live reader may still need it (see "Readers" below).
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
@@ -72,6 +74,85 @@ export interface Marker {
   pid: number;
   host: string;
   startedAt: string;
+  /** Linux boot id: a marker from before a reboot is stale even if its pid is alive again. */
+  bootId?: string;
+  /** Start time of the process (Linux, clock ticks since boot): tells a reused pid from the marker's owner. */
+  pidStart?: number;
+}
+
+/** What a reader needs kept: one link of its snapshot's chain as it was when the reader opened it. */
+export interface ReaderPin {
+  id: string;
+  size: number;
+  index: SnapshotManifest['index'];
+}
+
+/** readers/<name>.json: a restore, export, verify, consolidation or mount reading a snapshot. */
+export interface ReaderMarker extends Marker {
+  purpose: string;
+  snapshot: string;
+  /**
+   * A browse with no end (a mounted snapshot) does not hold prune back: prune removes its snapshot
+   * and the engine disconnects its clients. gc still keeps what it pinned until it closes.
+   */
+  preemptible?: boolean;
+  /** The chain it loaded, newest first; null while it is still loading it. */
+  chain: ReaderPin[] | null;
+}
+
+const READER_OPEN_TIMEOUT_MS = 30_000;
+
+/** Linux only: elsewhere there is no stable boot id (a boot time derived from uptime jitters), so none is recorded. */
+const thisBootId: string | undefined = (() => {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const v = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]); // field 22, starttime
+    return Number.isSafeInteger(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const selfStart = processStartTicks(process.pid);
+
+/**
+ * A registered reader's handle: pin() records the chain it loaded, release() removes the marker.
+ * When the marker cannot be written (read-only or full vault drive) the read goes ahead
+ * unregistered: it reads correctly unless something prunes and collects the vault meanwhile.
+ */
+export class ReaderLease {
+  constructor(
+    private readonly vault: Vault,
+    private file: string | null,
+    private readonly marker: ReaderMarker,
+  ) {}
+
+  get registered(): boolean {
+    return this.file !== null;
+  }
+
+  async pin(chain: ReaderPin[]): Promise<void> {
+    if (!this.file) return;
+    this.marker.chain = chain;
+    try {
+      await this.vault.env.writeFileAtomic(this.file, JSON.stringify(this.marker));
+    } catch {
+      await this.release(); // an "opening" marker left behind would make gc wait for it in vain
+    }
+  }
+
+  async release(): Promise<void> {
+    const f = this.file;
+    this.file = null;
+    if (f) await this.vault.env.unlink(f).catch(() => undefined);
+  }
 }
 
 export class Vault {
@@ -111,7 +192,7 @@ export class Vault {
     try {
       if (await env.stat(path.join(dir, 'vault.json'))) throw new HoldfastError('ALREADY_EXISTS', `${dir} already holds a vault.`);
       await env.mkdir(dir);
-      for (const sub of ['chunks', 'indexes', 'snapshots', 'inprogress', 'tmp']) await env.mkdir(path.join(dir, sub));
+      for (const sub of ['chunks', 'indexes', 'snapshots', 'inprogress', 'readers', 'tmp']) await env.mkdir(path.join(dir, sub));
       let encryption: VaultConfig['encryption'] = null;
       let keys: CodecKeys = { encKey: null, idKey: null, level: ZSTD_LEVEL };
       if (opts.passphrase !== undefined) {
@@ -218,7 +299,13 @@ export class Vault {
     const out: SnapshotManifest[] = [];
     for (const n of names) {
       if (!n.endsWith('.json')) continue; // temp files of an unfinished rename are not snapshots
-      const m = await this.getManifest(n.slice(0, -5));
+      let m: SnapshotManifest;
+      try {
+        m = await this.getManifest(n.slice(0, -5));
+      } catch (e) {
+        if (e instanceof HoldfastError && e.code === 'SNAPSHOT_NOT_FOUND') continue; // pruned while we listed
+        throw e;
+      }
       if (volume === undefined || m.volume === volume) out.push(m);
     }
     return out.sort((a, b) => (a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt.localeCompare(b.createdAt)));
@@ -243,7 +330,8 @@ export class Vault {
     return all.length ? all[all.length - 1]! : null;
   }
 
-  async readIndex(m: SnapshotManifest): Promise<SnapshotIndex> {
+  /** The index a manifest (or a reader's pin of one) names, checked against its recorded digest. */
+  async readIndex(m: Pick<SnapshotManifest, 'id' | 'size' | 'index'>): Promise<SnapshotIndex> {
     let file: Buffer;
     try {
       file = await this.env.readFile(path.join(this.dir, 'indexes', m.index.file));
@@ -282,7 +370,15 @@ export class Vault {
           throw new HoldfastError('VAULT_CORRUPT', `Snapshot ${id} depends on ${cur}, which is missing from the vault.`);
         throw e;
       }
-      const index = await this.readIndex(m);
+      let index: SnapshotIndex;
+      try {
+        index = await this.readIndex(m);
+      } catch (e) {
+        // Pruned (manifest, then index) between our two reads: say so rather than "damaged".
+        if (e instanceof HoldfastError && e.code === 'VAULT_CORRUPT' && !(await this.env.stat(this.manifestPath(m.id)).catch(() => 'unknown')))
+          throw new HoldfastError('SNAPSHOT_NOT_FOUND', `Snapshot ${m.id} was removed from the vault ${this.dir} (pruned) just as it was opened.`);
+        throw e;
+      }
       out.push({ manifest: m, index });
       if (m.kind === 'full') break;
       invariant(out.length < 100_000, 'snapshot chain is finite');
@@ -311,12 +407,19 @@ export class Vault {
     return full;
   }
 
-  /** Removes a snapshot: the manifest first (it stops existing), then its index. */
+  /**
+   * Removes a snapshot: the manifest first (it stops existing), then its index — unless a live
+   * reader may still need the index (it pinned it, or is still loading its chain); gc removes it
+   * once that reader is gone. Reading the readers after the manifest is gone is what makes this
+   * safe: a reader that registered later cannot load this snapshot any more.
+   */
   async deleteSnapshot(m: SnapshotManifest): Promise<void> {
     this.assertWritable();
     try {
       await this.env.unlink(this.manifestPath(m.id));
       await this.env.fsyncDir(path.join(this.dir, 'snapshots'));
+      const readers = [...(await this.liveReaders()).values()];
+      if (readers.some((r) => r.chain === null || r.chain.some((p) => p.index.file === m.index.file))) return;
       await this.env.unlink(path.join(this.dir, 'indexes', m.index.file));
     } catch (e) {
       throw vaultIoError(e, this.dir, `deleting snapshot ${m.id}`);
@@ -402,19 +505,27 @@ export class Vault {
   // ------------------------------------------------------------ markers (gc ⟂ backup)
 
   markerSelf(): Marker {
-    return { pid: process.pid, host: os.hostname(), startedAt: new Date(this.env.now()).toISOString() };
+    return { pid: process.pid, host: os.hostname(), startedAt: new Date(this.env.now()).toISOString(), bootId: thisBootId, pidStart: selfStart };
   }
 
-  /** A marker whose process is gone on this host is stale (a crash); it no longer counts. */
+  /**
+   * A marker whose process is gone is stale (a crash); it no longer counts. On this host "gone"
+   * means: written before the last reboot (boot id), or its pid is dead, or the pid now belongs
+   * to a process that started at another time (pid reuse). Another host's marker (a vault drive
+   * moved between machines) counts for 24 hours.
+   */
   isStale(m: Marker): boolean {
     if (m.host !== os.hostname()) return this.env.now() - Date.parse(m.startedAt) > 24 * 3600_000;
-    if (m.pid === process.pid) return false;
+    if (m.bootId && thisBootId && m.bootId !== thisBootId) return true;
+    if (m.pid === process.pid) return m.pidStart !== undefined && selfStart !== undefined && m.pidStart !== selfStart;
     try {
       process.kill(m.pid, 0);
-      return false;
     } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'ESRCH';
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') return true;
     }
+    if (m.pidStart === undefined) return false;
+    const now = processStartTicks(m.pid);
+    return now !== undefined && now !== m.pidStart;
   }
 
   async readMarker(p: string): Promise<Marker | null> {
@@ -458,6 +569,69 @@ export class Vault {
       throw e;
     }
     return release;
+  }
+
+  // ------------------------------------------------------------ readers (restore/export/mount ⟂ prune, gc)
+  //
+  // A reader writes readers/<name>.json naming its snapshot *before* it reads any manifest, then
+  // records the chain it loaded (pin). prune skips snapshots a live reader's chain contains (except
+  // a preemptible one's: a mount) and deleteSnapshot keeps pinned indexes; gc keeps every chunk a
+  // pinned index names. Readers never
+  // wait for gc: the writer handshake already guarantees no manifest appears while gc runs, so a
+  // reader that registers during gc reads snapshots whose chunks gc marked.
+
+  readersDir(): string {
+    return path.join(this.dir, 'readers');
+  }
+
+  /** Registers a reader of `snapshot` (see ReaderLease for a vault that cannot be written). */
+  async beginRead(snapshot: string, purpose: string, opts: { preemptible?: boolean } = {}): Promise<ReaderLease> {
+    const marker: ReaderMarker = { ...this.markerSelf(), purpose, snapshot, chain: null, ...(opts.preemptible ? { preemptible: true } : {}) };
+    if (!this.writable) return new ReaderLease(this, null, marker);
+    const safe = `${purpose}-${snapshot}`.replace(/[^0-9A-Za-z._-]/g, '_').slice(0, 120);
+    const file = path.join(this.readersDir(), `${safe}-${process.pid}-${crypto.randomBytes(4).toString('hex')}.json`);
+    try {
+      await this.env.mkdir(this.readersDir());
+      await this.env.writeFileAtomic(file, JSON.stringify(marker));
+    } catch {
+      await this.env.unlink(file).catch(() => undefined);
+      return new ReaderLease(this, null, marker);
+    }
+    return new ReaderLease(this, file, marker);
+  }
+
+  /** Live readers by marker name; `removeStale` deletes the markers of dead processes on the way. */
+  async liveReaders(opts: { removeStale?: boolean } = {}): Promise<Map<string, ReaderMarker>> {
+    const dir = this.readersDir();
+    const names = await this.env.readdir(dir).catch(() => [] as string[]);
+    const live = new Map<string, ReaderMarker>();
+    for (const n of names) {
+      if (!n.endsWith('.json')) continue;
+      const m = (await this.readMarker(path.join(dir, n))) as ReaderMarker | null;
+      if (!m || typeof m.snapshot !== 'string') continue; // vanished (released) or not a reader marker
+      if (this.isStale(m)) {
+        if (opts.removeStale) await this.env.unlink(path.join(dir, n)).catch(() => undefined);
+        continue;
+      }
+      live.set(n, m);
+    }
+    return live;
+  }
+
+  /**
+   * Live readers once each has recorded its chain: waits (briefly — loading indexes takes
+   * milliseconds) for readers still loading. IN_USE if one never finishes.
+   */
+  async openedReaders(opts: { removeStale?: boolean } = {}): Promise<Map<string, ReaderMarker & { chain: ReaderPin[] }>> {
+    const deadline = this.env.monotonic() + READER_OPEN_TIMEOUT_MS;
+    for (;;) {
+      const live = await this.liveReaders(opts);
+      const opening = [...live.values()].find((r) => r.chain === null);
+      if (!opening) return live as Map<string, ReaderMarker & { chain: ReaderPin[] }>;
+      if (this.env.monotonic() > deadline)
+        throw new HoldfastError('IN_USE', `A ${opening.purpose} of snapshot ${opening.snapshot} (pid ${opening.pid}) has been opening for over ${READER_OPEN_TIMEOUT_MS / 1000} s; try again when it has started or ended.`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   /** Live backups writing to this vault right now (markers of dead processes are ignored). */

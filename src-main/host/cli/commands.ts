@@ -257,10 +257,10 @@ export const COMMANDS: AnySpec[] = [
     op: 'snapshot.mount', input: (a) => optional({ id: a.pos[0], vault: vaultOpt(a) }), output: 'object', human: generic,
   },
   {
-    words: ['snapshot', 'export'], usage: 'snapshot export ID --format raw|vhd PATH', summary: 'Write a snapshot as a raw or VHD image', flags: ['format', 'vault'], args: [2, 2],
+    words: ['snapshot', 'export'], usage: 'snapshot export ID --format raw|vhd|qcow2 PATH', summary: 'Write a snapshot as a raw, VHD or qcow2 image', flags: ['format', 'vault'], args: [2, 2],
     op: 'snapshot.export',
     input: (a) => {
-      if (a.value('format') === undefined) throw new UsageError('snapshot export needs --format raw|vhd.');
+      if (a.value('format') === undefined) throw new UsageError('snapshot export needs --format raw|vhd|qcow2.');
       return optional({ id: a.pos[0], format: a.value('format'), path: abs(a.pos[1]!), ...vaultInput(a) });
     },
     output: 'object', human: (r: { path: string; bytes: number }) => `Wrote ${formatSize(r.bytes)} to ${r.path}.`,
