@@ -126,32 +126,43 @@ export class Scheduler {
     }
   }
 
-  /** One pass over the schedules; overlapping calls share the pass in progress. */
+  /** One pass over the schedules; overlapping calls share the pass in progress. Never rejects (a timer calls it). */
   tick(): Promise<void> {
     if (!this.ticking) this.ticking = this.pass().finally(() => (this.ticking = null));
     return this.ticking;
   }
 
   private async pass(): Promise<void> {
-    for (const s of this.host.store.list()) {
+    let list: ScheduleRecord[];
+    try {
+      list = this.host.store.list();
+    } catch {
+      return; // the catalog closed under a pass at shutdown
+    }
+    for (const s of list) {
       if (this.stopped) return;
       if (!s.enabled) continue;
-      if (s.onPlugIn) {
-        const present = await this.host.vaultPresent(s.vault).catch(() => false);
-        const before = this.presence.get(s.id);
-        this.presence.set(s.id, present);
-        if (before === false && present) {
-          this.launch(s, 'plug-in');
-          continue;
+      try {
+        if (s.onPlugIn) {
+          const present = await this.host.vaultPresent(s.vault).catch(() => false);
+          if (this.stopped) return;
+          const before = this.presence.get(s.id);
+          this.presence.set(s.id, present);
+          if (before === false && present) {
+            void this.launch(s, 'plug-in');
+            continue;
+          }
         }
-      }
-      if (s.frequency && s.nextDueAt !== null) {
-        const due = Date.parse(s.nextDueAt);
-        const now = this.clock.now();
-        if (due > now) continue;
-        // First slot after now: every missed slot collapses into this one run.
-        this.host.store.setNextDue(s.id, iso(nextDue(s.frequency, now, this.calendar)));
-        this.launch(s, this.startedAt !== null && due < this.startedAt ? 'catch-up' : 'time');
+        if (s.frequency && s.nextDueAt !== null) {
+          const due = Date.parse(s.nextDueAt);
+          const now = this.clock.now();
+          if (due > now) continue;
+          // First slot after now: every missed slot collapses into this one run.
+          this.host.store.setNextDue(s.id, iso(nextDue(s.frequency, now, this.calendar)));
+          void this.launch(s, this.startedAt !== null && due < this.startedAt ? 'catch-up' : 'time');
+        }
+      } catch {
+        // One schedule's bad moment (its row deleted meanwhile, the catalog closing) must not stop the others.
       }
     }
   }
@@ -212,7 +223,9 @@ export class Scheduler {
         else finish('failed', p.message);
       }
     };
-    const done = work().finally(() => this.running.delete(s.id));
+    const done = work()
+      .catch((e: unknown) => finish('failed', toErrorPayload(e).message)) // e.g. the busy check on a volume deleted meanwhile
+      .finally(() => this.running.delete(s.id));
     this.running.set(s.id, done);
     return done;
   }
