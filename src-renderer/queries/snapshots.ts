@@ -1,7 +1,12 @@
-/** Snapshots per vault, and the commands that read them: verify, export, restore. */
+/**
+ * Snapshots per vault, and the commands that read them: verify, export, restore. Every vault
+ * request goes with the vault's passphrase when this window knows it (live/vault-passphrases.ts),
+ * so an encrypted vault is unlocked once and then listed, verified, exported and restored.
+ */
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
-import type { Api, OpInput } from '../../src-shared/contract';
+import type { Api, OpInput, OpOutput } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
+import { useVaultPassphrases, withVaultPassphrase, type VaultPassphrases } from '../live/vault-passphrases';
 import { deviceKeys } from './devices';
 import { volumeKeys } from './volumes';
 
@@ -10,24 +15,29 @@ export const snapshotKeys = {
   list: (vault: string) => [...snapshotKeys.all, 'list', vault] as const,
 };
 
-export const snapshotListQuery = (api: Api, vault: string) =>
-  queryOptions({ queryKey: snapshotKeys.list(vault), queryFn: () => api['snapshot.list'](vault ? { vault } : {}) });
+export const snapshotListQuery = (api: Api, vault: string, passphrases?: VaultPassphrases) =>
+  queryOptions({
+    queryKey: snapshotKeys.list(vault),
+    queryFn: () => {
+      const input: OpInput<'snapshot.list'> = vault ? { vault } : {};
+      return passphrases ? withVaultPassphrase(passphrases, vault, input, (i) => api['snapshot.list'](i)) : api['snapshot.list'](input);
+    },
+  });
 
-export function useVerifySnapshot() {
+/** A mutation on a snapshot in a vault; the input's `vault` ('' = default) picks the passphrase. */
+function useVaultMutation<N extends 'snapshot.verify' | 'snapshot.export' | 'restore.start'>(op: N, onSuccess?: () => Promise<unknown>) {
   const api = useApi();
-  return useMutation({ mutationFn: (input: OpInput<'snapshot.verify'>) => api['snapshot.verify'](input) });
+  const passphrases = useVaultPassphrases();
+  return useMutation({
+    mutationFn: (input: OpInput<N>) => withVaultPassphrase(passphrases, input.vault ?? '', input, (i) => (api[op] as unknown as (i: OpInput<N>) => Promise<OpOutput<N>>)(i)),
+    onSuccess,
+  });
 }
 
-export function useExportSnapshot() {
-  const api = useApi();
-  return useMutation({ mutationFn: (input: OpInput<'snapshot.export'>) => api['snapshot.export'](input) });
-}
+export const useVerifySnapshot = () => useVaultMutation('snapshot.verify');
+export const useExportSnapshot = () => useVaultMutation('snapshot.export');
 
 export function useRestore() {
-  const api = useApi();
   const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (input: OpInput<'restore.start'>) => api['restore.start'](input),
-    onSuccess: () => Promise.all([qc.invalidateQueries({ queryKey: volumeKeys.all }), qc.invalidateQueries({ queryKey: deviceKeys.all })]),
-  });
+  return useVaultMutation('restore.start', () => Promise.all([qc.invalidateQueries({ queryKey: volumeKeys.all }), qc.invalidateQueries({ queryKey: deviceKeys.all })]));
 }

@@ -1,14 +1,16 @@
 /** Backup: pick volume, vault and hold policy; start; watch progress (MB/s, ETA, dedup); cancel. */
 import { useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import type { Backup, HoldPolicy } from '../../src-shared/contract';
+import type { Backup, HoldPolicy, OpInput } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
 import { toHoldfastError } from '../api/transport';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
+import { VaultUnlock } from '../components/VaultUnlock';
 import { Badge, Card, EmptyState, Loading, PageHeader, ProgressBar } from '../components/Layout';
 import { formatDate, formatDuration, formatRate, formatSize, formatWhen, percent } from '../components/format';
 import { POLICIES, policyName } from '../components/policies';
 import { usePreferences } from '../live/preferences';
+import { isVaultLocked, useVaultPassphrases } from '../live/vault-passphrases';
 import { backupListQuery, backupProgressQuery, useAbortBackup, useStartBackup } from '../queries/backups';
 import { engineInfoQuery } from '../queries/engine';
 import { useInitVault } from '../queries/vaults';
@@ -40,7 +42,8 @@ export function BackupScreen() {
  * The start form. The engine's default vault is never named in the request (the engine picks and,
  * on first use, creates it). When the engine answers for the folder the user named — no vault
  * there (VAULT_MISSING) or an encrypted vault that needs its passphrase (VAULT_LOCKED) — the form
- * offers the fix in place and retries the same request.
+ * offers the fix in place and retries the same request. A passphrase that opened a vault is
+ * remembered for this window (live/vault-passphrases.ts), shared with the Snapshots screen.
  */
 export function StartBackupForm() {
   const api = useApi();
@@ -49,6 +52,7 @@ export function StartBackupForm() {
   const info = useQuery(engineInfoQuery(api));
   const start = useStartBackup();
   const initVault = useInitVault();
+  const passphrases = useVaultPassphrases();
   const [volume, setVolume] = useState('');
   const [vault, setVault] = useState<string | null>(null);
   const [policy, setPolicy] = useState<HoldPolicy>('range');
@@ -64,10 +68,22 @@ export function StartBackupForm() {
     if (!chosen) return setError('Choose a vault folder.');
     setError(null);
     initVault.reset();
-    start.mutate({ volume, ...(chosen === defaultVault ? {} : { vault: chosen }), policy, ...(full ? { full: true } : {}) });
+    const known = passphrases.get(chosen);
+    send({ volume, ...(chosen === defaultVault ? {} : { vault: chosen }), policy, ...(full ? { full: true } : {}), ...(known ? { passphrase: known } : {}) });
+  };
+  const send = (input: OpInput<'backup.start'>) => {
+    const key = input.vault ?? defaultVault;
+    start.mutate(input, {
+      onSuccess: () => {
+        if (input.passphrase !== undefined) passphrases.set(key, input.passphrase);
+      },
+      onError: (e) => {
+        if (input.passphrase !== undefined && isVaultLocked(e)) passphrases.reject(key, input.passphrase);
+      },
+    });
   };
   const retry = (extra: { passphrase?: string } = {}) => {
-    if (start.variables) start.mutate({ ...start.variables, ...extra });
+    if (start.variables) send({ ...start.variables, ...extra });
   };
   const failure = start.error ? toHoldfastError(start.error) : null;
   const attemptedVault = start.variables?.vault ?? defaultVault;
@@ -115,12 +131,14 @@ export function StartBackupForm() {
         <FieldError id="backup-error" message={error} />
         <ErrorNotice error={volumes.error} title="Could not list volumes" />
       </form>
-      <ErrorNotice error={start.error} title="The backup did not start" />
+      {failure?.code !== 'VAULT_LOCKED' && <ErrorNotice error={start.error} title="The backup did not start" />}
       {failure?.code === 'VAULT_MISSING' && attemptedVault && (
         <CreateVaultOffer dir={attemptedVault} pending={initVault.isPending} onCreate={() => initVault.mutate({ dir: attemptedVault }, { onSuccess: () => retry() })} />
       )}
       <ErrorNotice error={initVault.error} title="The vault was not created" />
-      {failure?.code === 'VAULT_LOCKED' && <UnlockVault dir={attemptedVault} onUnlock={(passphrase) => retry({ passphrase })} />}
+      {failure?.code === 'VAULT_LOCKED' && (
+        <VaultUnlock vault={attemptedVault} rejected={passphrases.rejected(attemptedVault)} action="start the backup" onUnlock={(passphrase) => retry({ passphrase })} />
+      )}
     </Card>
   );
 }
@@ -135,31 +153,6 @@ function CreateVaultOffer({ dir, pending, onCreate }: { dir: string; pending: bo
         {pending ? 'Creating vault…' : 'Create vault here'}
       </button>
     </div>
-  );
-}
-
-/** The passphrase is kept only for this retry: never stored, never shown. */
-function UnlockVault({ dir, onUnlock }: { dir: string; onUnlock: (passphrase: string) => void }) {
-  const [passphrase, setPassphrase] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    if (!passphrase) return setError('Enter the passphrase of this vault.');
-    setError(null);
-    onUnlock(passphrase);
-  };
-  return (
-    <form className="vault-fix inline-form" onSubmit={submit} noValidate aria-label="Unlock the vault">
-      <p>
-        The vault in <code>{dir}</code> is encrypted. Enter its passphrase to start the backup.
-      </p>
-      <label htmlFor="vault-passphrase">Vault passphrase</label>
-      <input id="vault-passphrase" type="password" autoComplete="current-password" value={passphrase} onChange={(e) => setPassphrase(e.target.value)} aria-invalid={!!error} aria-describedby={error ? 'vault-passphrase-error' : undefined} />
-      <button type="submit" className="btn btn-primary">
-        Unlock and start backup
-      </button>
-      <FieldError id="vault-passphrase-error" message={error} />
-    </form>
   );
 }
 

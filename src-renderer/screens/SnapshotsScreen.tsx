@@ -4,11 +4,13 @@ import { useQuery } from '@tanstack/react-query';
 import type { Snapshot } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
 import { CopyButton } from '../components/CopyButton';
-import { ErrorNotice, FieldError } from '../components/ErrorNotice';
+import { FieldError } from '../components/ErrorNotice';
+import { VaultError } from '../components/VaultUnlock';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
 import { formatDate, formatSize } from '../components/format';
 import { policyName } from '../components/policies';
 import { usePreferences } from '../live/preferences';
+import { useVaultPassphrases } from '../live/vault-passphrases';
 import { backupListQuery } from '../queries/backups';
 import { engineInfoQuery } from '../queries/engine';
 import { snapshotListQuery, useExportSnapshot, useVerifySnapshot } from '../queries/snapshots';
@@ -23,7 +25,8 @@ export function SnapshotsScreen() {
   const defaultVault = prefs.vault || info.data?.defaultVault || '';
   const vault = (vaultText ?? defaultVault).trim();
   const known = [...new Set([defaultVault, ...(backups.data ?? []).map((b) => b.vault)].filter(Boolean))];
-  const snapshots = useQuery({ ...snapshotListQuery(api, vault), enabled: info.isSuccess || vaultText !== null });
+  const passphrases = useVaultPassphrases();
+  const snapshots = useQuery({ ...snapshotListQuery(api, vault, passphrases), enabled: info.isSuccess || vaultText !== null });
   const [restoring, setRestoring] = useState<Snapshot | null>(null);
 
   return (
@@ -44,7 +47,17 @@ export function SnapshotsScreen() {
       </Card>
       <Card title="Snapshots">
         {snapshots.isPending && snapshots.fetchStatus !== 'idle' && <Loading what="snapshots" />}
-        <ErrorNotice error={snapshots.error} title="Could not read the vault" />
+        <VaultError
+          error={snapshots.error}
+          title="Could not read the vault"
+          vault={vault}
+          rejected={passphrases.rejected(vault)}
+          action="list its snapshots"
+          onUnlock={(passphrase) => {
+            passphrases.set(vault, passphrase);
+            void snapshots.refetch();
+          }}
+        />
         {snapshots.data && snapshots.data.length === 0 && <EmptyState>This vault has no snapshots yet. Start one from Backup.</EmptyState>}
         {snapshots.data && snapshots.data.length > 0 && (
           <table className="table snapshots-table">
@@ -89,6 +102,7 @@ function SnapshotId({ id }: { id: string }) {
 
 function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; vault: string; onRestore: () => void }) {
   const verify = useVerifySnapshot();
+  const passphrases = useVaultPassphrases();
   const [exporting, setExporting] = useState(false);
   return (
     <>
@@ -137,7 +151,17 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
                   <p className="notice-code mono">{verify.data.bad.slice(0, 5).join(', ')}</p>
                 </div>
               ))}
-            <ErrorNotice error={verify.error} title="Verification could not run" />
+            <VaultError
+              error={verify.error}
+              title="Verification could not run"
+              vault={vault}
+              rejected={passphrases.rejected(vault)}
+              action="verify"
+              onUnlock={(passphrase) => {
+                passphrases.set(vault, passphrase);
+                if (verify.variables) verify.mutate(verify.variables);
+              }}
+            />
             {exporting && <ExportForm snapshot={s} vault={vault} />}
           </td>
         </tr>
@@ -148,6 +172,7 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
 
 function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) {
   const exp = useExportSnapshot();
+  const passphrases = useVaultPassphrases();
   const [format, setFormat] = useState<'raw' | 'vhd' | 'qcow2'>('raw');
   const [path, setPath] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -172,7 +197,17 @@ function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) 
         {exp.isPending ? 'Exporting…' : 'Export'}
       </button>
       <FieldError id={`${id}-error`} message={error} />
-      <ErrorNotice error={exp.error} title="The export failed" />
+      <VaultError
+        error={exp.error}
+        title="The export failed"
+        vault={vault}
+        rejected={passphrases.rejected(vault)}
+        action="export"
+        onUnlock={(passphrase) => {
+          passphrases.set(vault, passphrase);
+          if (exp.variables) exp.mutate(exp.variables);
+        }}
+      />
       {exp.data && (
         <p className="notice notice-ok" role="status">
           Exported {formatSize(exp.data.bytes)} to <span className="mono">{exp.data.path}</span>.

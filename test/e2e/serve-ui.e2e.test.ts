@@ -204,11 +204,8 @@ async function journey(s: ServeProcess, page: Page): Promise<void> {
     const metaBlocks = Array.from({ length: 16 }, (_, i) => Number(itable[2]) - i);
     execFileSync('nbdcopy', [fsImage, nbdUri(s.nbdSocket, 'fs')]);
     const fsBase = fs.readFileSync(fsImage);
-    // Workaround, reported: the Backup screen always sends the default vault's path, the engine
-    // creates the default vault only when no path is sent, and the UI has no "create vault"
-    // action — so on a fresh data dir the first UI backup fails with VAULT_MISSING. Create it
-    // as the error message tells a person to (`holdfast vault init`), through the same API.
-    await apiCall(s, 'vault.init', { dir: path.join(s.dataDir, 'vault') });
+    // No vault is created here: the first backup goes into the data directory's default vault,
+    // which the engine creates on first use.
 
     // --- the writer on `live`: block i*7919 mod N (visits every block), one byte pattern per write
     const liveBlocks = LIVE_SIZE / BLOCK;
@@ -217,6 +214,13 @@ async function journey(s: ServeProcess, page: Page): Promise<void> {
     await live.waitAcked(50);
     await nav(page, 'Volumes');
     await page.getByText(/NBD client/).first().waitFor();
+    // The live write rate (volumes.stats, about once a second) shows the writer's writes.
+    const rate = page.getByTestId('write-rate-live');
+    await rate.filter({ hasText: /writes\/s/ }).waitFor({ timeout: 10_000 });
+    const shownRate = /^([\d,]+) writes\/s · ([\d.]+) (B|KiB|MiB|GiB)\/s$/.exec((await rate.textContent()) ?? '');
+    expect(shownRate, `write rate shown: ${await rate.textContent()}`).not.toBeNull();
+    expect(Number(shownRate![1]!.replace(/,/g, ''))).toBeGreaterThan(0);
+    await expect.poll(() => page.getByTestId('write-rate-fs').textContent()).toBe('Idle');
     await shot(page, '03-volumes-with-writer');
     // A second window on the Hold queue screen stays open through the backups.
     const holds = await page.context().newPage();
@@ -263,8 +267,20 @@ async function journey(s: ServeProcess, page: Page): Promise<void> {
     await shot(page, '05-snapshots');
 
     // --- restore the volume-policy snapshot to a new volume through the wizard
-    await page.getByRole('button', { name: `Restore snapshot ${volRun.backup.snapshotId}` }).click();
+    // The wizard is a modal dialog: Tab and Shift+Tab stay inside; Escape closes it and focus returns to its button.
+    const opener = page.getByRole('button', { name: `Restore snapshot ${volRun.backup.snapshotId}` });
+    await opener.click();
     const dialog = page.getByRole('dialog');
+    await dialog.getByRole('button', { name: 'Next' }).waitFor();
+    const focusInDialog = () => page.evaluate(() => !!document.activeElement?.closest('[role="dialog"]'));
+    for (const key of ['Tab', 'Tab', 'Tab', 'Tab', 'Tab', 'Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab']) {
+      await page.keyboard.press(key);
+      expect(await focusInDialog(), `focus after ${key}`).toBe(true);
+    }
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    expect(await opener.evaluate((el) => el === document.activeElement)).toBe(true);
+    await opener.click();
     await dialog.getByRole('radio', { name: /new volume/i }).check();
     await dialog.getByLabel('New volume name').fill('live-restored');
     await shot(page, '06-restore-target');
@@ -302,6 +318,38 @@ async function journey(s: ServeProcess, page: Page): Promise<void> {
     execFileSync('e2fsck', ['-fn', metaFile], { stdio: 'ignore' });
     const snaps = await apiCall<Snapshot[]>(s, 'snapshot.list');
     expect(snaps.find((x) => x.id === metaRun.backup.snapshotId)!.policy).toBe('metadata');
+
+    // --- an encrypted vault (made with `holdfast vault init --encrypt`, here through the same API):
+    // the Backup screen and, in a fresh window, the Snapshots screen ask for its passphrase.
+    const secretVault = path.join(tmp, 'secret-vault');
+    await apiCall(s, 'vault.init', { dir: secretVault, passphrase: 'correct horse' });
+    await nav(page, 'Backup');
+    await page.getByLabel('Volume', { exact: true }).selectOption('fs');
+    await page.getByLabel('Vault folder').fill(secretVault);
+    await page.getByRole('button', { name: 'Start backup' }).click();
+    await page.getByLabel('Vault passphrase').fill('wrong horse');
+    await page.getByRole('button', { name: 'Unlock and start the backup' }).click();
+    await page.getByText(/Wrong passphrase: it does not open the encrypted vault/).waitFor();
+    await shot(page, '15-backup-wrong-passphrase');
+    await page.getByLabel('Vault passphrase').fill('correct horse');
+    await page.getByRole('button', { name: 'Unlock and start the backup' }).click();
+    const listSecret = () => apiCall<Snapshot[]>(s, 'snapshot.list', { vault: secretVault, passphrase: 'correct horse' });
+    await expect.poll(async () => (await listSecret()).map((x) => x.volume), { timeout: 60_000, interval: 500 }).toEqual(['fs']);
+    await page.getByRole('button', { name: 'Start backup' }).waitFor({ timeout: 60_000 });
+    const secretSnaps = await listSecret();
+    const fresh = await page.context().newPage();
+    await fresh.goto(s.url + '#/snapshots');
+    await fresh.getByRole('heading', { level: 1, name: 'Snapshots & restore' }).waitFor();
+    await fresh.getByLabel('Vault folder').fill(secretVault);
+    await fresh.getByText(/is encrypted\. Enter its passphrase to list its snapshots/).waitFor();
+    await shot(fresh, '16-snapshots-locked');
+    await fresh.getByLabel('Vault passphrase').fill('correct horse');
+    await fresh.getByLabel('Vault passphrase').press('Enter');
+    await fresh.getByRole('button', { name: `Verify snapshot ${secretSnaps[0]!.id}` }).click();
+    await fresh.getByText(/Verified: all \d+ chunks/).waitFor({ timeout: 60_000 });
+    expect(await fresh.getByLabel('Vault passphrase').count()).toBe(0);
+    await shot(fresh, '17-snapshots-unlocked');
+    await fresh.close();
 
     // --- every other screen, with this real data
     await nav(page, 'Volumes');

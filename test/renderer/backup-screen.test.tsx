@@ -103,16 +103,17 @@ describe('Backup screen', () => {
     fireEvent.change(screen.getByLabelText('Vault folder'), { target: { value: '/media/usb/secret' } });
     fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
 
-    fireEvent.click(await screen.findByRole('button', { name: 'Unlock and start backup' }));
+    fireEvent.click(await screen.findByRole('button', { name: 'Unlock and start the backup' }));
     expect(await screen.findByText('Enter the passphrase of this vault.')).toBeTruthy();
     expect(engine.callsOf('backup.start')).toHaveLength(1);
 
     engine.failNext.set('backup.start', locked()); // a wrong passphrase: asked again
     fireEvent.change(screen.getByLabelText('Vault passphrase'), { target: { value: 'wrong' } });
-    fireEvent.click(screen.getByRole('button', { name: 'Unlock and start backup' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Unlock and start the backup' }));
     await waitFor(() => expect(engine.callsOf('backup.start')).toHaveLength(2));
+    expect(await screen.findByText(/Wrong passphrase: it does not open the encrypted vault in/)).toBeTruthy();
     fireEvent.change(await screen.findByLabelText('Vault passphrase'), { target: { value: 'correct horse' } });
-    fireEvent.click(screen.getByRole('button', { name: 'Unlock and start backup' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Unlock and start the backup' }));
     await screen.findByText('Backing up');
     expect(engine.callsOf('backup.start').map((c) => c.input)).toEqual([
       { volume: 'vm-disk', vault: '/media/usb/secret', policy: 'range' },

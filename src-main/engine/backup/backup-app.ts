@@ -54,6 +54,8 @@ const PROGRESS_INTERVAL_MS = 250;
 export class BackupApp {
   private readonly running = new Map<string, Running>();
   private readonly vaults = new Map<string, Vault>();
+  /** SHA-256 of the passphrase that opened each cached encrypted vault: every request must bring it again. */
+  private readonly vaultKeys = new WeakMap<Vault, string>();
   private readonly pools = new ChunkWorkerPools();
 
   constructor(private readonly host: BackupHost) {}
@@ -62,12 +64,20 @@ export class BackupApp {
   async vault(dir: string | undefined, passphrase?: string): Promise<Vault> {
     const d = path.resolve(dir ?? this.host.defaultVault);
     const cached = this.vaults.get(d);
-    if (cached) return cached;
+    if (cached && (!cached.encrypted || (passphrase !== undefined && this.vaultKeys.get(cached) === passphraseDigest(passphrase)))) return cached;
+    if (cached) {
+      // Opened earlier by another request (or client) with its passphrase: that does not unlock it
+      // for this one. Vault.open answers VAULT_LOCKED for a missing or wrong passphrase.
+      await Vault.open(d, { passphrase, env: this.host.env });
+      this.vaultKeys.set(cached, passphraseDigest(passphrase!));
+      return cached;
+    }
     let v: Vault;
     // The data directory's own vault is created on first use, whether or not its path was given.
     const isDefault = d === path.resolve(this.host.defaultVault);
     if (isDefault && !(await this.host.env.stat(path.join(d, VAULT_CONFIG_FILE)))) v = await Vault.init(d, { env: this.host.env });
     else v = await Vault.open(d, { passphrase, env: this.host.env });
+    if (v.encrypted && passphrase !== undefined) this.vaultKeys.set(v, passphraseDigest(passphrase));
     this.vaults.set(d, v);
     return v;
   }
@@ -279,6 +289,7 @@ export class BackupApp {
       'vault.init': async (i) => {
         const d = path.resolve(i.dir);
         const v = await Vault.init(d, { passphrase: i.passphrase, env: this.host.env });
+        if (i.passphrase !== undefined) this.vaultKeys.set(v, passphraseDigest(i.passphrase));
         this.vaults.set(d, v);
         return { dir: d, encrypted: i.passphrase !== undefined };
       },
@@ -303,3 +314,5 @@ export class BackupApp {
     return SnapshotExport.open(await this.vault(vaultDir, passphrase), id);
   }
 }
+
+const passphraseDigest = (p: string) => crypto.createHash('sha256').update(p, 'utf8').digest('hex');
