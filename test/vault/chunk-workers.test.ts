@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import * as zstd from 'zstd-napi';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeChunkCodec, type CodecKeys } from '../../src-main/engine/vault/chunk-codec';
-import { ChunkWorkers } from '../../src-main/engine/vault/chunk-workers';
+import { ChunkWorkers, type ChunkSlot } from '../../src-main/engine/vault/chunk-workers';
 import { ChunkWorkerPools } from '../../src-main/engine/vault/worker-pools';
 import type { Vault } from '../../src-main/engine/vault/vault';
 
@@ -72,13 +72,15 @@ describe('chunk worker slots', () => {
   it('zero-checks, digests and encodes in place; slots are handed out one holder at a time', async () => {
     pool = new ChunkWorkers(sealed, 2);
     const slots = pool.slots(2, MiB);
+    expect(slots.size, 'at least two slots per worker plus two').toBe(6);
     const local = makeChunkCodec({ crypto, zstd, keys: sealed });
-    const a = await slots.acquire();
-    const b = await slots.acquire();
-    let third = false;
-    const waiting = slots.acquire().then((s) => ((third = true), s));
+    const taken = await Promise.all(Array.from({ length: 6 }, () => slots.acquire()));
+    expect(new Set(taken.map((s) => s.index)).size).toBe(6);
+    const [a, b] = taken as [ChunkSlot, ChunkSlot];
+    let seventh = false;
+    const waiting = slots.acquire().then((s) => ((seventh = true), s));
     await new Promise((r) => setTimeout(r, 20));
-    expect(third, 'a third holder waits while both slots are taken').toBe(false);
+    expect(seventh, 'a seventh holder waits while every slot is taken').toBe(false);
 
     a.input.fill(0, 0, MiB);
     expect(await pool.slotDigest(a, MiB, true)).toEqual({ zero: true });

@@ -44,21 +44,37 @@ async function vaultWithChain(env = new NodeEnv()) {
 }
 
 /** Makes the reader's Nth chunk read wait until release(); `reached` resolves when it starts waiting. */
+/** Pauses the n-th chunk file read (whole-file reads, and opens of chunk files that restores read in place). */
 function gateChunkReads(env: NodeEnv, n = 2) {
   const readFile = env.readFile.bind(env);
+  const open = env.open.bind(env);
   let reads = 0;
   let release!: () => void;
   let reachedResolve!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const reached = new Promise<void>((r) => (reachedResolve = r));
-  env.readFile = async (p: string) => {
+  const pass = async (p: string) => {
     if (p.includes(`${path.sep}chunks${path.sep}`) && ++reads === n) {
       reachedResolve();
       await gate;
     }
+  };
+  env.readFile = async (p: string) => {
+    await pass(p);
     return readFile(p);
   };
-  return { reached, release, restore: () => (env.readFile = readFile) };
+  env.open = async (p, opts) => {
+    await pass(p);
+    return open(p, opts);
+  };
+  return {
+    reached,
+    release,
+    restore: () => {
+      env.readFile = readFile;
+      env.open = open;
+    },
+  };
 }
 
 const IN_USE = 'in use (being restored, exported, verified or consolidated)';

@@ -179,6 +179,9 @@ class SlotSet {
       this.free.push(slot);
     }
   }
+  get size(): number {
+    return this.all.length;
+  }
   acquire(): Promise<ChunkSlot> {
     const s = this.free.pop();
     if (s) return Promise.resolve(s);
@@ -221,17 +224,18 @@ export class ChunkWorkers {
   }
 
   /**
-   * Sets up `count` slots of `bytes` each (once per pool; later calls must ask for the same or
-   * less). Memory: count × (2 × bytes + overhead), shared with the workers, allocated lazily by
-   * the OS as it is first touched.
+   * The pool's slots of `bytes` each: one set per pool, shared by everything using the pool (a
+   * backup and a restore of the same vault take turns), at least `count` of them and at least
+   * two per worker plus two. Memory: slots × (2 × bytes + overhead), shared with the workers.
    */
-  slots(count: number, bytes: number): { acquire(): Promise<ChunkSlot>; release(s: ChunkSlot): void } {
+  slots(count: number, bytes: number): { readonly size: number; acquire(): Promise<ChunkSlot>; release(s: ChunkSlot): void } {
     if (this.slotSet) {
-      invariant(this.slotSet.all.length >= count && this.slotSet.inputBytes >= bytes, 'a pool has one slot set');
+      invariant(this.slotSet.all.length >= count && this.slotSet.inputBytes >= bytes, 'a pool has one slot set, sized by its first user');
       return this.slotSet;
     }
+    const n = Math.max(count, this.workers.length * 2 + 2);
     const outputBytes = bytes + ENCODE_OVERHEAD;
-    const set = new SlotSet(count, bytes, outputBytes, new SharedArrayBuffer(count * bytes), new SharedArrayBuffer(count * outputBytes));
+    const set = new SlotSet(n, bytes, outputBytes, new SharedArrayBuffer(n * bytes), new SharedArrayBuffer(n * outputBytes));
     for (const w of this.workers) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: bytes, outputBytes });
     this.slotSet = set;
     return set;

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { HoldfastError } from '../../../src-shared/errors';
 import { ChunkWorkers } from './chunk-workers';
 import type { SnapshotManifest } from './format';
+import { forEachRegion } from './region-pipeline';
 import { SnapshotReader } from './snapshot-reader';
 import { vaultIoError, type Vault } from './vault';
 import { vhdFixedFooter } from './vhd';
@@ -59,32 +60,20 @@ export async function restoreSnapshot(vault: Vault, id: string, target: RestoreT
     const zero = target.sparse ? null : Buffer.alloc(reader.chunkSize);
     const t0 = vault.env.monotonic();
     let last = 0;
-    const pending: Array<{ offset: number; data: Promise<Buffer | null> }> = [];
-    const start = (i: number) => {
-      const plan = reader.plan(i);
-      const data = reader.isZeroPlan(plan) ? Promise.resolve(null) : reader.readRegion(plan);
-      data.catch(() => undefined); // awaited in order below
-      pending.push({ offset: plan.offset, data });
-    };
-    let nextToStart = 0;
     let done = 0;
-    for (let i = 0; i < reader.regions; i++) {
-      if (opts.signal?.aborted) throw new HoldfastError('CANCELLED', 'The restore was cancelled.');
-      while (nextToStart < reader.regions && nextToStart < i + ahead) start(nextToStart++);
-      const { offset, data } = pending.shift()!;
-      const buf = await data;
-      const len = Math.min(reader.chunkSize, m.size - offset);
-      if (buf === null) {
-        if (zero) await target.write(offset, len === zero.length ? zero : zero.subarray(0, len));
-      } else if (!target.sparse) await target.write(offset, buf);
-      else await writeSkippingZeroes(vault, target, offset, buf);
-      done += len;
+    const grain = target.sparse ? SPARSE_GRAIN : 0;
+    await forEachRegion(reader, workers, { ahead, zeroGrain: grain, signal: opts.signal }, async ({ offset, length, data, zeroPieces }) => {
+      if (data === null) {
+        if (zero) await target.write(offset, length === zero.length ? zero : zero.subarray(0, length));
+      } else if (!target.sparse) await target.write(offset, data);
+      else await writeSkippingZeroes(target, offset, data, zeroPieces!, grain);
+      done += length;
       const now = vault.env.monotonic();
-      if (opts.onProgress && (now - last > 100 || i === reader.regions - 1)) {
+      if (opts.onProgress && (now - last > 100 || done === m.size)) {
         last = now;
         opts.onProgress({ bytesDone: done, bytesTotal: m.size, mbPerSec: done / 1e6 / Math.max(1e-3, (now - t0) / 1000) });
       }
-    }
+    });
     await target.flush();
     return m;
   } finally {
@@ -93,12 +82,11 @@ export async function restoreSnapshot(vault: Vault, id: string, target: RestoreT
   }
 }
 
-/** Writes buf at offset except for zero runs of SPARSE_GRAIN bytes, which a sparse target already reads as zero. */
-async function writeSkippingZeroes(vault: Vault, target: RestoreTarget, offset: number, buf: Buffer): Promise<void> {
+/** Writes buf at offset except for the all-zero pieces (zeroPieces, `grain` bytes each), which a sparse target already reads as zero. */
+async function writeSkippingZeroes(target: RestoreTarget, offset: number, buf: Buffer, zeroPieces: Uint8Array, grain: number): Promise<void> {
   let runStart = -1;
-  for (let o = 0; o < buf.length; o += SPARSE_GRAIN) {
-    const piece = buf.subarray(o, Math.min(buf.length, o + SPARSE_GRAIN));
-    if (vault.codec.isZero(piece)) {
+  for (let k = 0, o = 0; o < buf.length; k++, o += grain) {
+    if (zeroPieces[k]) {
       if (runStart >= 0) await target.write(offset + runStart, buf.subarray(runStart, o));
       runStart = -1;
     } else if (runStart < 0) runStart = o;
