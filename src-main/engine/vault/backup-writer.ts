@@ -91,20 +91,28 @@ class TaskWindow {
 
 type SlotPool = ReturnType<ChunkWorkers['slots']>;
 
-/** Runs task in the window; the slot goes back to the pool when the task ends, or at once if the window refuses the task. */
-async function addWithSlot(window: TaskWindow, pool: SlotPool, slot: ChunkSlot, task: () => Promise<void>): Promise<void> {
-  let started = false;
+/**
+ * Runs task in the window. The slot goes back to the pool when the task calls its `done`
+ * (early: its bytes are written), else when the task ends, or at once if the window refuses it.
+ */
+async function addWithSlot(window: TaskWindow, pool: SlotPool, slot: ChunkSlot, task: (done: () => void) => Promise<void>): Promise<void> {
+  let released = false;
+  const done = () => {
+    if (released) return;
+    released = true;
+    pool.release(slot);
+  };
   try {
     await window.add(async () => {
-      started = true;
       try {
-        await task();
+        await task(done);
       } finally {
-        pool.release(slot);
+        done();
       }
     });
-  } finally {
-    if (!started) pool.release(slot);
+  } catch (e) {
+    done(); // the window refused the task (an earlier one failed)
+    throw e;
   }
 }
 
@@ -130,27 +138,31 @@ class ChunkStore {
     return this.workers.slots(count, bytes);
   }
 
-  /** Stores slot.input[0, len) whose digest is known; the slot stays the caller's. */
-  async putSlot(slot: ChunkSlot, len: number, digest: Buffer): Promise<void> {
+  /**
+   * Stores slot.input[0, len) whose digest is known. `done` gives the slot back: called as soon
+   * as the slot's bytes are no longer needed (written, before the fsync), or not at all (the
+   * caller then gives it back when this resolves).
+   */
+  async putSlot(slot: ChunkSlot, len: number, digest: Buffer, done: () => void): Promise<void> {
     const hex = digest.toString('hex');
-    await this.putKnown(hex, async () => slot.output.subarray(0, await this.workers.slotEncode(slot, len, hex)));
+    await this.putKnown(hex, async () => slot.output.subarray(0, await this.workers.slotEncode(slot, len, hex)), done);
   }
 
   /** For content that is new almost surely (delta chunks): hash and encode in one trip. */
-  async putNewSlot(slot: ChunkSlot, len: number): Promise<Buffer> {
+  async putNewSlot(slot: ChunkSlot, len: number, done: () => void): Promise<Buffer> {
     const { digest, outLen } = await this.workers.slotDigestEncode(slot, len);
-    await this.putKnown(digest.toString('hex'), async () => slot.output.subarray(0, outLen));
+    await this.putKnown(digest.toString('hex'), async () => slot.output.subarray(0, outLen), done);
     return digest;
   }
 
-  private async putKnown(hex: string, encode: () => Promise<Buffer>): Promise<void> {
+  private async putKnown(hex: string, encode: () => Promise<Buffer>, written: () => void): Promise<void> {
     let p = this.pending.get(hex);
     if (!p) {
       p = (async () => {
         if (await this.vault.hasChunk(hex)) return false;
         const file = await encode();
         // Read the counter after the await: `x += await …` would lose concurrent updates.
-        const stored = await this.vault.writeChunk(hex, file);
+        const stored = await this.vault.writeChunk(hex, file, written);
         this.c.storedBytes += stored;
         this.c.written.add(hex);
         return true;
@@ -297,7 +309,7 @@ async function backupFull(
   const digests = Buffer.alloc(n * DIGEST_BYTES);
   const done = new Uint8Array(n);
   const meter = new ProgressMeter(vault, source.size, c, 'full', opts.onProgress);
-  const window = new TaskWindow(inFlight);
+  const window = new TaskWindow(inFlight * 2); // twice the slots: a chunk waiting for its fsync has given its slot back
   const slots = store.slots(inFlight, cs);
   let next = 0;
   const pick = (): number => {
@@ -326,13 +338,13 @@ async function backupFull(
     source.rangeCopied(off, len);
     c.readBytes += len;
     meter.bytesDone += len;
-    await addWithSlot(window, slots, slot, async () => {
+    await addWithSlot(window, slots, slot, async (done) => {
       const r = await store.workers.slotDigest(slot, len, true);
       if (r.zero) {
         c.zeroChunks++;
         ZERO_DIGEST.copy(digests, i * DIGEST_BYTES);
       } else {
-        await store.putSlot(slot, len, r.digest);
+        await store.putSlot(slot, len, r.digest, done);
         r.digest.copy(digests, i * DIGEST_BYTES);
       }
     });
@@ -410,7 +422,7 @@ async function backupChanged(
 
   const changedBytes = changedBlocks.length * bs;
   const meter = new ProgressMeter(vault, changedBytes, c, 'incremental', opts.onProgress);
-  const window = new TaskWindow(inFlight);
+  const window = new TaskWindow(inFlight * 2); // twice the slots: a chunk waiting for its fsync has given its slot back
   const entryBlock: number[] = [];
   const entryChunk: number[] = [];
   const entrySlot: number[] = [];
@@ -427,8 +439,8 @@ async function backupChanged(
     const len = slots * bs;
     pack = null;
     slots = 0;
-    await addWithSlot(window, pool, slot, async () => {
-      chunkDigests[idx] = await store.putNewSlot(slot, len);
+    await addWithSlot(window, pool, slot, async (done) => {
+      chunkDigests[idx] = await store.putNewSlot(slot, len, done);
     });
   };
   const scratch = Buffer.allocUnsafe(vault.chunkSize); // runs are read here, one at a time

@@ -24,7 +24,8 @@ export const FORMAT_VERSION = 1;
 
 export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_BLOCK_SIZE = 4096;
-export const ZSTD_LEVEL = 3;
+/** Any level decodes the same; 1 is ~1.7× faster than 3 on disk images for ~4 % larger chunks. */
+export const ZSTD_LEVEL = 1;
 export const DIGEST_BYTES = 32;
 /** The name used in indexes for an all-zero chunk or block: never stored. */
 export const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);

@@ -441,8 +441,12 @@ export class Vault {
     return st !== null;
   }
 
-  /** Writes a chunk file durably (temp + fsync + rename); returns bytes written. The caller fsyncs the fan-out dirs with syncChunkDirs. */
-  async writeChunk(hex: string, file: Buffer): Promise<number> {
+  /**
+   * Writes a chunk file durably (temp + fsync + rename); returns bytes written. The caller
+   * fsyncs the fan-out dirs with syncChunkDirs. `onWritten` runs once `file` has been handed
+   * to the OS (before the fsync): from then on the caller may reuse its memory.
+   */
+  async writeChunk(hex: string, file: Buffer, onWritten?: () => void): Promise<number> {
     const tmp = path.join(this.dir, 'tmp', `${hex}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`);
     const fan = path.join(this.dir, 'chunks', hex.slice(0, 2));
     try {
@@ -453,6 +457,7 @@ export class Vault {
       const f = await this.env.open(tmp, { create: true, exclusive: true });
       try {
         await f.write(file, 0);
+        onWritten?.();
         await f.datasync();
       } finally {
         await f.close();
