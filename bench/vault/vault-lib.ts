@@ -23,8 +23,11 @@ class FileSource implements SnapshotSource {
     this.fd = fs.openSync(file, 'r');
     this.size = fs.fstatSync(this.fd).size;
     if (changed) {
-      const set = new Set(changed.blocks);
-      this.changed = { granularity: 4096, parentSnapshotId: changed.parent, isChanged: (b) => set.has(b), count: () => set.size };
+      // A bitmap, like the engine's changed-block map (BlockBitmap).
+      const bits = new Uint8Array(Math.ceil(this.size / 4096 / 8));
+      for (const b of changed.blocks) bits[b >>> 3]! |= 1 << (b & 7);
+      const count = changed.blocks.length;
+      this.changed = { granularity: 4096, parentSnapshotId: changed.parent, isChanged: (b) => (bits[b >>> 3]! & (1 << (b & 7))) !== 0, count: () => count };
     } else this.changed = null;
   }
   async read(offset: number, length: number): Promise<Buffer> {

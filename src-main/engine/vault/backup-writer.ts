@@ -91,6 +91,9 @@ class TaskWindow {
 
 type SlotPool = ReturnType<ChunkWorkers['slots']>;
 
+/** Largest delta chunk (changed blocks packed together) an incremental writes. */
+const DELTA_PACK_BYTES = 1 << 20;
+
 /**
  * Runs task in the window. The slot goes back to the pool when the task calls its `done`
  * (early: its bytes are written), else when the task ends, or at once if the window refuses it.
@@ -401,6 +404,10 @@ async function backupChanged(
 ): Promise<{ index: SnapshotIndex; changedBytes: number }> {
   const bs = vault.blockSize;
   const perChunk = vault.chunkSize / bs;
+  // Delta chunks of at most DELTA_PACK_BYTES: the same few slots are refilled instead of every
+  // pack touching fresh memory (page faults cost more than the copying), and restores of a
+  // chain cache less.
+  const perPack = Math.max(1, Math.min(perChunk, Math.floor(DELTA_PACK_BYTES / bs)));
   const { runs, changedBlocks } = changedRuns(source, bs, perChunk);
   const isChanged = (b: number) => {
     let lo = 0;
@@ -442,6 +449,9 @@ async function backupChanged(
     await addWithSlot(window, pool, slot, async (done) => {
       chunkDigests[idx] = await store.putNewSlot(slot, len, done);
     });
+    // Reads of small runs are synchronous: let worker replies and file I/O of the packs in
+    // flight progress between packs, or they all wait for the next full stop.
+    await new Promise<void>((r) => setImmediate(r));
   };
   const scratch = Buffer.allocUnsafe(vault.chunkSize); // runs are read here, one at a time
 
@@ -491,7 +501,7 @@ async function backupChanged(
         entryChunk.push(chunkDigests.length);
         entrySlot.push(slots);
         blk.copy(pack.input, slots * bs);
-        if (++slots === perChunk) await flush();
+        if (++slots === perPack) await flush();
       }
       meter.tick();
     }
