@@ -35,6 +35,21 @@ export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 const RELEASE_BATCH_BYTES = 8 << 20;
 const RELEASE_BATCH_COUNT = 256;
+/** Synchronous device writes between two event-loop turns while releasing. */
+const RELEASE_YIELD_EVERY = 16;
+
+/** The 4 KiB blocks some byte ranges touch: overlap tests in time linear in the range's blocks. */
+class BlockSet {
+  private readonly blocks = new Set<number>();
+  add(offset: number, length: number): void {
+    for (let b = Math.floor(offset / 4096), end = Math.ceil((offset + length) / 4096); b < end; b++) this.blocks.add(b);
+  }
+  overlaps(offset: number, length: number): boolean {
+    if (this.blocks.size === 0) return false;
+    for (let b = Math.floor(offset / 4096), end = Math.ceil((offset + length) / 4096); b < end; b++) if (this.blocks.has(b)) return true;
+    return false;
+  }
+}
 /** Device I/O up to this size is done synchronously (page-cache copies); larger I/O uses the thread pool. */
 const SYNC_IO_MAX = 64 << 10;
 
@@ -617,19 +632,17 @@ export class LiveVolume implements BlockExport {
       .finally(() => {
         this.releasing = null;
         // Writes that arrived (and were held by overlap) during the loop get their turn.
-        if (!failed && this.queue.count > 0 && this.releasable(this.queue.first!, [])) this.kickRelease();
+        if (!failed && this.queue.count > 0 && this.releasable(this.queue.first!, new BlockSet())) this.kickRelease();
       });
   }
 
   /** A held entry may go to the device when the flag is clear or its blocks are copied, and no earlier held write overlaps it. */
-  private releasable(w: HeldWrite, blocked: Array<[number, number]>): boolean {
+  private releasable(w: HeldWrite, blocked: BlockSet): boolean {
     const b = this.backup;
     if (b) {
       if (!b.copied || !b.copied.allIn(w.offset, w.length)) return false;
     }
-    const end = w.offset + w.length;
-    for (const [o, l] of blocked) if (o < end && w.offset < o + l) return false;
-    return true;
+    return !blocked.overlaps(w.offset, w.length);
   }
 
   /**
@@ -640,19 +653,23 @@ export class LiveVolume implements BlockExport {
    */
   private async releaseLoop(): Promise<void> {
     for (;;) {
-      const blocked: Array<[number, number]> = [];
+      // Block sets keep a pass linear in the queue length (pairwise range checks were
+      // quadratic: thousands of held writes blocked the thread for tens of milliseconds).
+      const blocked = new BlockSet();
+      const inBatch = new BlockSet();
       const batch: Array<{ w: HeldWrite; prev: HeldWrite | null }> = [];
       let batchBytes = 0;
       let prev: HeldWrite | null = null;
       for (let w = this.queue.first; w; w = w.next) {
         if (batch.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES) break;
-        const inBatch = batch.some(({ w: x }) => x.offset < w!.offset + w!.length && w!.offset < x.offset + x.length);
-        if (!inBatch && this.releasable(w, blocked)) {
+        const overlapsBatch = inBatch.overlaps(w.offset, w.length);
+        if (!overlapsBatch && this.releasable(w, blocked)) {
           batch.push({ w, prev });
+          inBatch.add(w.offset, w.length);
           batchBytes += w.length;
         } else {
-          if (inBatch) break; // keep arrival order among overlapping writes: next pass
-          blocked.push([w.offset, w.length]);
+          if (overlapsBatch) break; // keep arrival order among overlapping writes: next pass
+          blocked.add(w.offset, w.length);
           prev = w;
           continue;
         }
@@ -660,15 +677,23 @@ export class LiveVolume implements BlockExport {
       }
       if (batch.length === 0) return;
       const waits: Promise<void>[] = [];
-      for (const w of this.inflight)
-        if (batch.some(({ w: x }) => x.offset < w.offset + w.length && w.offset < x.offset + x.length)) waits.push(w.done);
+      for (const w of this.inflight) if (inBatch.overlaps(w.offset, w.length)) waits.push(w.done);
       if (waits.length) await Promise.all(waits);
-      await Promise.all(
-        batch.map(({ w }) => {
-          if (w.data) return this.deviceWrite(w.offset, w.data);
-          return this.deviceZero(w.offset, w.length);
-        }),
-      );
+      // Small writes are synchronous copies: give the event loop a turn every few of them, so
+      // clients' requests are answered while a long queue drains. The entries stay queued
+      // (reads see them, overlapping writes wait) until the batch's APPLIED record is appended.
+      const big: Promise<void>[] = [];
+      let sinceYield = 0;
+      for (const { w } of batch) {
+        if (w.data && w.data.length <= SYNC_IO_MAX) {
+          await this.deviceWrite(w.offset, w.data);
+          if (++sinceYield === RELEASE_YIELD_EVERY) {
+            sinceYield = 0;
+            await new Promise<void>((r) => setImmediate(r));
+          }
+        } else big.push(w.data ? this.deviceWrite(w.offset, w.data) : this.deviceZero(w.offset, w.length));
+      }
+      await Promise.all(big);
       const prep = this.journal.prepareAppend();
       if (prep) await prep;
       this.journal.appendApplied(batch.map(({ w }) => w.seq));
