@@ -64,6 +64,18 @@ class BlockCounts {
     return false;
   }
 
+  /** The highest count over the blocks of [offset, offset + length). */
+  max(offset: number, length: number): number {
+    let m = 0;
+    const first = Math.floor(offset / 4096);
+    const last = Math.floor((offset + length - 1) / 4096);
+    for (let b = first; b <= last; b++) {
+      const page = this.pages.get(Math.floor(b / 4096));
+      if (page && page[b & PAGE_MASK]! > m) m = page[b & PAGE_MASK]!;
+    }
+    return m;
+  }
+
   clear(): void {
     this.pages.clear();
   }
@@ -108,6 +120,11 @@ export class HoldQueue {
 
   overlaps(offset: number, length: number): boolean {
     return this._count > 0 && this.counts.any(offset, length);
+  }
+
+  /** True when no other queued entry shares a 4 KiB block with queued entry w. */
+  alone(w: HeldWrite): boolean {
+    return this.counts.max(w.offset, w.length) <= 1;
   }
 
   /** Removes an applied entry; `prev` is its predecessor in the list (null for the head). */

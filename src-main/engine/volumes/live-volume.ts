@@ -38,6 +38,14 @@ const RELEASE_BATCH_COUNT = 256;
 /** Synchronous device writes between two event-loop turns while releasing. */
 const RELEASE_YIELD_EVERY = 16;
 
+/** Does [offset, offset + length) overlap a batch entry? inBatch holds only the entries that were not alone. */
+function batchOverlaps(batch: Array<{ w: HeldWrite }>, inBatch: BlockSet, offset: number, length: number): boolean {
+  if (inBatch.overlaps(offset, length)) return true;
+  const end = offset + length;
+  for (const { w } of batch) if (w.offset < end && offset < w.offset + w.length) return true;
+  return false;
+}
+
 /** The 4 KiB blocks some byte ranges touch: overlap tests in time linear in the range's blocks. */
 class BlockSet {
   private readonly blocks = new Set<number>();
@@ -632,17 +640,21 @@ export class LiveVolume implements BlockExport {
       .finally(() => {
         this.releasing = null;
         // Writes that arrived (and were held by overlap) during the loop get their turn.
-        if (!failed && this.queue.count > 0 && this.releasable(this.queue.first!, new BlockSet())) this.kickRelease();
+        if (!failed && this.queue.count > 0 && this.releasable(this.queue.first!, new BlockSet(), this.queue.alone(this.queue.first!))) this.kickRelease();
       });
   }
 
-  /** A held entry may go to the device when the flag is clear or its blocks are copied, and no earlier held write overlaps it. */
-  private releasable(w: HeldWrite, blocked: BlockSet): boolean {
+  /**
+   * A held entry may go to the device when the flag is clear or its blocks are copied, and no
+   * earlier held write that stays overlaps it (`blocked`; only consulted when another queued
+   * entry shares a block with it — `alone` says none does).
+   */
+  private releasable(w: HeldWrite, blocked: BlockSet, alone: boolean): boolean {
     const b = this.backup;
     if (b) {
       if (!b.copied || !b.copied.allIn(w.offset, w.length)) return false;
     }
-    return !blocked.overlaps(w.offset, w.length);
+    return alone || !blocked.overlaps(w.offset, w.length);
   }
 
   /**
@@ -662,14 +674,17 @@ export class LiveVolume implements BlockExport {
       let prev: HeldWrite | null = null;
       for (let w = this.queue.first; w; w = w.next) {
         if (batch.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES) break;
-        const overlapsBatch = inBatch.overlaps(w.offset, w.length);
-        if (!overlapsBatch && this.releasable(w, blocked)) {
+        // Most held writes share no block with any other: then neither set needs a look, and
+        // a pass costs one counter lookup per entry.
+        const alone = this.queue.alone(w);
+        const overlapsBatch = !alone && inBatch.overlaps(w.offset, w.length);
+        if (!overlapsBatch && this.releasable(w, blocked, alone)) {
           batch.push({ w, prev });
-          inBatch.add(w.offset, w.length);
+          if (!alone) inBatch.add(w.offset, w.length);
           batchBytes += w.length;
         } else {
           if (overlapsBatch) break; // keep arrival order among overlapping writes: next pass
-          blocked.add(w.offset, w.length);
+          if (!alone) blocked.add(w.offset, w.length);
           prev = w;
           continue;
         }
@@ -677,7 +692,7 @@ export class LiveVolume implements BlockExport {
       }
       if (batch.length === 0) return;
       const waits: Promise<void>[] = [];
-      for (const w of this.inflight) if (inBatch.overlaps(w.offset, w.length)) waits.push(w.done);
+      for (const w of this.inflight) if (batch.length && batchOverlaps(batch, inBatch, w.offset, w.length)) waits.push(w.done);
       if (waits.length) await Promise.all(waits);
       // Small writes are synchronous copies: give the event loop a turn every few of them, so
       // clients' requests are answered while a long queue drains. The entries stay queued
