@@ -90,8 +90,9 @@ describe('chunk worker slots', () => {
     expect(d.zero).toBe(false);
     const hex = (d as { digest: Buffer }).digest.toString('hex');
     expect(hex).toBe(local.digest(data).toString('hex'));
-    const n = await pool.slotEncode(b, data.length, hex);
-    expect(local.decode(Buffer.from(b.output.subarray(0, n)), hex).equals(data)).toBe(true);
+    const enc = await pool.slotEncode(b, data.length, hex);
+    expect(enc.plainTail, 'an encrypted chunk is never stored as plain').toBe(false);
+    expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(b, data.length, enc)), hex).equals(data)).toBe(true);
     const both = await pool.slotDigestEncode(b, data.length);
     expect(both.digest.toString('hex')).toBe(hex);
     expect(local.decode(Buffer.from(b.output.subarray(0, both.outLen)), hex).equals(data)).toBe(true);
@@ -115,6 +116,33 @@ describe('chunk worker slots', () => {
     slots.release(a);
     expect((await waiting).index).toBe(a.index);
     expect(() => slots.release(b) ?? slots.release(b)).toThrow(/released once/);
+  });
+});
+
+describe('incompressible chunks in an unencrypted vault', () => {
+  it('are written as header + the slot input itself (no copy), and decode back', async () => {
+    const pool = new ChunkWorkers(plain, 1);
+    try {
+      const slots = pool.slots(1, MiB);
+      const s = await slots.acquire();
+      const random = crypto.randomBytes(MiB);
+      random.copy(s.input);
+      const e = await pool.slotDigestEncode(s, MiB);
+      expect(e).toMatchObject({ outLen: 8, plainTail: true });
+      const parts = ChunkWorkers.fileParts(s, MiB, e);
+      expect(parts[1]!.buffer, 'the body is the slot input, not a copy').toBe(s.input.buffer);
+      const local = makeChunkCodec({ crypto, zstd, keys: plain });
+      const file = Buffer.concat(parts);
+      expect(file.equals(local.encode(random, e.digest.toString('hex'))), 'same bytes as encode()').toBe(true);
+      const text = samples().text;
+      text.copy(s.input);
+      const t = await pool.slotDigestEncode(s, text.length);
+      expect(t.plainTail).toBe(false);
+      expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(s, text.length, t)), t.digest.toString('hex')).equals(text)).toBe(true);
+      slots.release(s);
+    } finally {
+      await pool.close();
+    }
   });
 });
 

@@ -148,17 +148,18 @@ class ChunkStore {
    */
   async putSlot(slot: ChunkSlot, len: number, digest: Buffer, done: () => void): Promise<void> {
     const hex = digest.toString('hex');
-    await this.putKnown(hex, async () => slot.output.subarray(0, await this.workers.slotEncode(slot, len, hex)), done);
+    await this.putKnown(hex, async () => ChunkWorkers.fileParts(slot, len, await this.workers.slotEncode(slot, len, hex)), done);
   }
 
   /** For content that is new almost surely (delta chunks): hash and encode in one trip. */
   async putNewSlot(slot: ChunkSlot, len: number, done: () => void): Promise<Buffer> {
-    const { digest, outLen } = await this.workers.slotDigestEncode(slot, len);
-    await this.putKnown(digest.toString('hex'), async () => slot.output.subarray(0, outLen), done);
+    const e = await this.workers.slotDigestEncode(slot, len);
+    const digest = e.digest;
+    await this.putKnown(digest.toString('hex'), async () => ChunkWorkers.fileParts(slot, len, e), done);
     return digest;
   }
 
-  private async putKnown(hex: string, encode: () => Promise<Buffer>, written: () => void): Promise<void> {
+  private async putKnown(hex: string, encode: () => Promise<Buffer | Buffer[]>, written: () => void): Promise<void> {
     let p = this.pending.get(hex);
     if (!p) {
       p = (async () => {

@@ -28,6 +28,12 @@ export interface ChunkCodec {
    */
   encodeInto(plain: Buffer, nameHex: string, out: Buffer): number;
   /**
+   * encodeInto, except that a chunk stored as is (unencrypted, incompressible) gets only its
+   * header written: `plainTail` true means the chunk file is out[0, length) followed by plain
+   * itself — written together (writev), the plaintext is never copied.
+   */
+  encodeHead(plain: Buffer, nameHex: string, out: Buffer): { length: number; plainTail: boolean };
+  /**
    * Throws an Error with `corrupt = true` when the file does not decode to a plaintext named
    * nameHex. `verifyName` false is for objects (indexes) whose name is not their digest.
    */
@@ -117,11 +123,18 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
   const PIECE = 1 << 16; // the cipher runs over pieces this big, so its outputs come from small, reused allocations
 
   const encodeInto = (plain: Buffer, nameHex: string, out: Buffer): number => {
+    const r = encodeHead(plain, nameHex, out);
+    if (!r.plainTail) return r.length;
+    plain.copy(out, r.length);
+    return r.length + plain.length;
+  };
+
+  const encodeHead = (plain: Buffer, nameHex: string, out: Buffer): { length: number; plainTail: boolean } => {
     if (!zb) {
       const file = encode(plain, nameHex);
       if (file.length > out.length) throw new Error('encoded chunk larger than its buffer');
       file.copy(out);
-      return file.length;
+      return { length: file.length, plainTail: false };
     }
     if (out.length < plain.length + 8 + NONCE + TAG) throw new Error('encode buffer too small');
     if (!cctx) {
@@ -149,8 +162,7 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     out.fill(0, 4, 8);
     if (!keys.encKey) {
       out[4] = flags;
-      if (n < 0) plain.copy(out, 8);
-      return 8 + (n >= 0 ? n : plain.length);
+      return n >= 0 ? { length: 8 + n, plainTail: false } : { length: 8, plainTail: true };
     }
     const body = n >= 0 ? dest.subarray(0, n) : plain;
     out[4] = flags | FLAG_ENCRYPTED;
@@ -162,7 +174,7 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     for (let o = 0; o < body.length; o += PIECE) at += cipher.update(body.subarray(o, Math.min(body.length, o + PIECE))).copy(out, at);
     at += cipher.final().copy(out, at);
     at += cipher.getAuthTag().copy(out, at);
-    return at;
+    return { length: at, plainTail: false };
   };
 
   const decode = (file: Buffer, nameHex: string, verifyName = true): Buffer => {
@@ -253,7 +265,7 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     return n;
   };
 
-  return { digest, encode, encodeInto, decode, decodeInto, isZero };
+  return { digest, encode, encodeInto, encodeHead, decode, decodeInto, isZero };
 }
 
 /** The codec on the calling thread. */

@@ -45,6 +45,7 @@ interface WorkerReply {
   buf?: Uint8Array;
   zero?: boolean;
   outLen?: number;
+  plainTail?: boolean;
   zeroPieces?: Uint8Array | null;
   error?: string;
   corrupt?: boolean;
@@ -81,13 +82,15 @@ parentPort.on('message', (m) => {
       return;
     }
     if (m.op === 'slotEncode') {
-      parentPort.postMessage({ id: m.id, outLen: codec.encodeInto(slotIn(m), m.name, slotOut(m)) });
+      const h = codec.encodeHead(slotIn(m), m.name, slotOut(m));
+      parentPort.postMessage({ id: m.id, outLen: h.length, plainTail: h.plainTail });
       return;
     }
     if (m.op === 'slotDigestEncode') {
       const buf = slotIn(m);
       const digest = codec.digest(buf);
-      parentPort.postMessage({ id: m.id, digest, outLen: codec.encodeInto(buf, digest.toString('hex'), slotOut(m)) });
+      const h = codec.encodeHead(buf, digest.toString('hex'), slotOut(m));
+      parentPort.postMessage({ id: m.id, digest, outLen: h.length, plainTail: h.plainTail });
       return;
     }
     if (m.op === 'slotDecode') {
@@ -247,15 +250,25 @@ export class ChunkWorkers {
     return r.zero ? { zero: true } : { zero: false, digest: asBuffer(r.digest!) };
   }
 
-  /** Encodes slot.input[0, len) as chunk `name` into slot.output; returns the encoded length. */
-  async slotEncode(slot: ChunkSlot, len: number, name: string): Promise<number> {
-    return (await this.runSlot('slotEncode', slot, len, name)).outLen!;
+  /**
+   * Encodes slot.input[0, len) as chunk `name` into slot.output. The chunk file is
+   * slot.output[0, outLen), followed by slot.input[0, len) when plainTail (stored as is).
+   */
+  async slotEncode(slot: ChunkSlot, len: number, name: string): Promise<{ outLen: number; plainTail: boolean }> {
+    const r = await this.runSlot('slotEncode', slot, len, name);
+    return { outLen: r.outLen!, plainTail: r.plainTail === true };
   }
 
-  /** Digest and encode in one trip (content that is new almost surely). */
-  async slotDigestEncode(slot: ChunkSlot, len: number): Promise<{ digest: Buffer; outLen: number }> {
+  /** Digest and encode in one trip (content that is new almost surely); the file as slotEncode says. */
+  async slotDigestEncode(slot: ChunkSlot, len: number): Promise<{ digest: Buffer; outLen: number; plainTail: boolean }> {
     const r = await this.runSlot('slotDigestEncode', slot, len);
-    return { digest: asBuffer(r.digest!), outLen: r.outLen! };
+    return { digest: asBuffer(r.digest!), outLen: r.outLen!, plainTail: r.plainTail === true };
+  }
+
+  /** The chunk file a slot encode produced, as the parts to write. */
+  static fileParts(slot: ChunkSlot, len: number, e: { outLen: number; plainTail: boolean }): Buffer[] {
+    const head = slot.output.subarray(0, e.outLen);
+    return e.plainTail ? [head, slot.input.subarray(0, len)] : [head];
   }
 
   /**

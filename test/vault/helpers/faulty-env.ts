@@ -32,6 +32,11 @@ export class VaultFaultyEnv extends NodeEnv {
       this.spend(buf.length, `write ${p}`);
       return write(buf, pos);
     };
+    const writev = f.writev.bind(f);
+    f.writev = async (bufs: Buffer[], pos: number) => {
+      this.spend(bufs.reduce((n, b) => n + b.length, 0), `writev ${p}`);
+      return writev(bufs, pos);
+    };
     return f;
   }
   override async writeFileAtomic(p: string, data: Buffer | string): Promise<void> {
