@@ -177,19 +177,27 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
     return { length: at, plainTail: false };
   };
 
-  const decode = (file: Buffer, nameHex: string, verifyName = true): Buffer => {
+  /** Checks a chunk file's header; for an encrypted one, the decipher (tag set) and the sealed body. */
+  const openFile = (file: Buffer, nameHex: string) => {
     if (file.length < 8 || !file.subarray(0, 4).equals(MAGIC)) throw corrupt(nameHex, 'bad header');
     const flags = file[4]!;
     if (flags & ~(FLAG_ZSTD | FLAG_ENCRYPTED)) throw corrupt(nameHex, 'unknown flags');
+    if (!(flags & FLAG_ENCRYPTED)) return { flags, decipher: null, sealedBody: file.subarray(8) };
+    const body = file.subarray(8);
+    if (!keys.encKey) throw corrupt(nameHex, 'encrypted chunk in an unencrypted vault');
+    if (body.length < NONCE + TAG) throw corrupt(nameHex, 'truncated');
+    const decipher = c.createDecipheriv('aes-256-gcm', keys.encKey, body.subarray(0, NONCE));
+    decipher.setAAD(Buffer.from(nameHex, 'utf8'));
+    decipher.setAuthTag(body.subarray(body.length - TAG));
+    return { flags, decipher, sealedBody: body.subarray(NONCE, body.length - TAG) };
+  };
+
+  const decode = (file: Buffer, nameHex: string, verifyName = true): Buffer => {
+    const { flags, decipher: d, sealedBody } = openFile(file, nameHex);
     let body = file.subarray(8);
-    if (flags & FLAG_ENCRYPTED) {
-      if (!keys.encKey) throw corrupt(nameHex, 'encrypted chunk in an unencrypted vault');
-      if (body.length < NONCE + TAG) throw corrupt(nameHex, 'truncated');
-      const d = c.createDecipheriv('aes-256-gcm', keys.encKey, body.subarray(0, NONCE));
-      d.setAAD(Buffer.from(nameHex, 'utf8'));
-      d.setAuthTag(body.subarray(body.length - TAG));
+    if (d) {
       try {
-        body = Buffer.concat([d.update(body.subarray(NONCE, body.length - TAG)), d.final()]);
+        body = Buffer.concat([d.update(sealedBody), d.final()]);
       } catch {
         throw corrupt(nameHex, 'authentication failed');
       }
@@ -216,17 +224,9 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
       plain.copy(out);
       return plain.length;
     }
-    if (file.length < 8 || !file.subarray(0, 4).equals(MAGIC)) throw corrupt(nameHex, 'bad header');
-    const flags = file[4]!;
-    if (flags & ~(FLAG_ZSTD | FLAG_ENCRYPTED)) throw corrupt(nameHex, 'unknown flags');
+    const { flags, decipher: d, sealedBody } = openFile(file, nameHex);
     let body = file.subarray(8);
-    if (flags & FLAG_ENCRYPTED) {
-      if (!keys.encKey) throw corrupt(nameHex, 'encrypted chunk in an unencrypted vault');
-      if (body.length < NONCE + TAG) throw corrupt(nameHex, 'truncated');
-      const d = c.createDecipheriv('aes-256-gcm', keys.encKey, body.subarray(0, NONCE));
-      d.setAAD(Buffer.from(nameHex, 'utf8'));
-      d.setAuthTag(body.subarray(body.length - TAG));
-      const sealedBody = body.subarray(NONCE, body.length - TAG);
+    if (d) {
       let into: Buffer;
       if (flags & FLAG_ZSTD) {
         if (!openScratch || openScratch.length < sealedBody.length) openScratch = Buffer.allocUnsafe(Math.max(sealedBody.length, 1));
