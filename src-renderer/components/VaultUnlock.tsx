@@ -7,7 +7,7 @@
  * the field unlocks, and never submits the outer form.
  */
 import { useId, useState, type KeyboardEvent } from 'react';
-import { isVaultLocked } from '../live/vault-passphrases';
+import { isVaultLocked, useVaultPassphrases } from '../live/vault-passphrases';
 import { ErrorNotice, FieldError } from './ErrorNotice';
 
 export function VaultUnlock({ vault, rejected, action, onUnlock }: { vault: string; rejected: boolean; action: string; onUnlock: (passphrase: string) => void }) {
@@ -58,22 +58,24 @@ export function VaultUnlock({ vault, rejected, action, onUnlock }: { vault: stri
  * A vault request's failure: the passphrase prompt when the vault is locked, otherwise the
  * engine's message. `rejected`: the passphrase last tried for this vault was wrong.
  */
-export function VaultError({
-  error,
-  title,
-  vault,
-  rejected,
-  action,
-  onUnlock,
-}: {
-  error: unknown;
-  title: string;
-  vault: string;
-  rejected: boolean;
-  action: string;
-  onUnlock: (passphrase: string) => void;
-}) {
+/**
+ * A failed vault request's error: the passphrase prompt when the vault is locked (the passphrase
+ * is remembered for this window, then `retry` repeats the request), else the error itself.
+ */
+export function VaultError({ error, title, vault, action, retry }: { error: unknown; title: string; vault: string; action: string; retry: () => void }) {
+  const passphrases = useVaultPassphrases();
   if (!error) return null;
-  if (isVaultLocked(error)) return <VaultUnlock vault={vault} rejected={rejected} action={action} onUnlock={onUnlock} />;
+  if (isVaultLocked(error))
+    return (
+      <VaultUnlock
+        vault={vault}
+        rejected={passphrases.rejected(vault)}
+        action={action}
+        onUnlock={(passphrase) => {
+          passphrases.set(vault, passphrase);
+          retry();
+        }}
+      />
+    );
   return <ErrorNotice error={error} title={title} />;
 }

@@ -13,7 +13,6 @@ import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { ModalDialog } from '../components/ModalDialog';
 import { VaultError } from '../components/VaultUnlock';
 import { formatDate, formatSize } from '../components/format';
-import { useVaultPassphrases } from '../live/vault-passphrases';
 import { driveListQuery } from '../queries/drives';
 import { useRestore } from '../queries/snapshots';
 import { volumeListQuery } from '../queries/volumes';
@@ -26,7 +25,6 @@ export function RestoreWizard({ snapshot, vault, onClose }: { snapshot: Snapshot
   const volumes = useQuery(volumeListQuery(api));
   const drives = useQuery(driveListQuery(api));
   const restore = useRestore();
-  const passphrases = useVaultPassphrases();
   const [step, setStep] = useState<'target' | 'confirm' | 'done'>('target');
   const [kind, setKind] = useState<TargetKind>('new-volume');
   const [newName, setNewName] = useState(`${snapshot.volume}-restored`);
@@ -181,12 +179,8 @@ export function RestoreWizard({ snapshot, vault, onClose }: { snapshot: Snapshot
             error={restore.error}
             title="The restore failed"
             vault={vault}
-            rejected={passphrases.rejected(vault)}
             action="restore"
-            onUnlock={(passphrase) => {
-              passphrases.set(vault, passphrase);
-              run();
-            }}
+            retry={run}
           />
           <div className="dialog-actions">
             <button type="button" className="btn" onClick={() => (restore.reset(), setStep('target'))} disabled={restore.isPending}>

@@ -51,12 +51,8 @@ export function SnapshotsScreen() {
           error={snapshots.error}
           title="Could not read the vault"
           vault={vault}
-          rejected={passphrases.rejected(vault)}
           action="list its snapshots"
-          onUnlock={(passphrase) => {
-            passphrases.set(vault, passphrase);
-            void snapshots.refetch();
-          }}
+          retry={() => void snapshots.refetch()}
         />
         {snapshots.data && snapshots.data.length === 0 && <EmptyState>This vault has no snapshots yet. Start one from Backup.</EmptyState>}
         {snapshots.data && snapshots.data.length > 0 && (
@@ -102,7 +98,6 @@ function SnapshotId({ id }: { id: string }) {
 
 function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; vault: string; onRestore: () => void }) {
   const verify = useVerifySnapshot();
-  const passphrases = useVaultPassphrases();
   const [exporting, setExporting] = useState(false);
   return (
     <>
@@ -155,12 +150,8 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
               error={verify.error}
               title="Verification could not run"
               vault={vault}
-              rejected={passphrases.rejected(vault)}
               action="verify"
-              onUnlock={(passphrase) => {
-                passphrases.set(vault, passphrase);
-                if (verify.variables) verify.mutate(verify.variables);
-              }}
+              retry={() => verify.variables && verify.mutate(verify.variables)}
             />
             {exporting && <ExportForm snapshot={s} vault={vault} />}
           </td>
@@ -172,7 +163,6 @@ function SnapshotRow({ snapshot: s, vault, onRestore }: { snapshot: Snapshot; va
 
 function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) {
   const exp = useExportSnapshot();
-  const passphrases = useVaultPassphrases();
   const [format, setFormat] = useState<'raw' | 'vhd' | 'qcow2'>('raw');
   const [path, setPath] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -201,12 +191,8 @@ function ExportForm({ snapshot, vault }: { snapshot: Snapshot; vault: string }) 
         error={exp.error}
         title="The export failed"
         vault={vault}
-        rejected={passphrases.rejected(vault)}
         action="export"
-        onUnlock={(passphrase) => {
-          passphrases.set(vault, passphrase);
-          if (exp.variables) exp.mutate(exp.variables);
-        }}
+        retry={() => exp.variables && exp.mutate(exp.variables)}
       />
       {exp.data && (
         <p className="notice notice-ok" role="status">
