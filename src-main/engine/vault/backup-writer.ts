@@ -136,11 +136,6 @@ class ChunkStore {
     private readonly c: Counters,
   ) {}
 
-  /** The pool's shared chunk buffers: at most `count` chunks of `bytes` in flight. */
-  slots(count: number, bytes: number) {
-    return this.workers.slots(count, bytes);
-  }
-
   /**
    * Stores slot.input[0, len) whose digest is known. `done` gives the slot back: called as soon
    * as the slot's bytes are no longer needed (written, before the fsync), or not at all (the
@@ -314,7 +309,7 @@ async function backupFull(
   const done = new Uint8Array(n);
   const meter = new ProgressMeter(vault, source.size, c, 'full', opts.onProgress);
   const window = new TaskWindow(inFlight * 2); // twice the slots: a chunk waiting for its fsync has given its slot back
-  const slots = store.slots(inFlight, cs);
+  const slots = store.workers.slots(inFlight, cs);
   let next = 0;
   const pick = (): number => {
     for (const r of source.urgentRanges()) {
@@ -435,7 +430,7 @@ async function backupChanged(
   const entryChunk: number[] = [];
   const entrySlot: number[] = [];
   const chunkDigests: Buffer[] = [];
-  const pool = store.slots(inFlight, vault.chunkSize);
+  const pool = store.workers.slots(inFlight, vault.chunkSize);
   // The delta chunk being filled (a pool slot), and how many blocks it has.
   let pack: ChunkSlot | null = null;
   let slots = 0;
