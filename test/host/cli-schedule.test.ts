@@ -4,27 +4,23 @@
  * coming back (the backup drive plugged in) and backs up on its own.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const root = path.resolve(__dirname, '../..');
-const bin = path.join(root, 'bin/holdfast.cjs');
+import { bin, buildCli, runCli } from '../helpers/cli';
 let tmp: string;
 let data: string;
 
 beforeAll(() => {
-  execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--no-renderer'], { cwd: root, stdio: 'inherit' });
+  buildCli();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-cli-sched-'));
   data = path.join(tmp, 'data');
 }, 120_000);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function hf(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args, '--data', data], { cwd: tmp, encoding: 'utf8', timeout: 60_000, env: { ...process.env, HOLDFAST_DATA: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const hf = (...args: string[]) => runCli([...args, '--data', data], tmp);
 const json = (r: { stdout: string; stderr: string; code: number | null }) => {
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);

@@ -4,28 +4,24 @@
  * socket while `holdfast nbd` / `holdfast serve` owns the directory).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
-const root = path.resolve(__dirname, '../..');
-const bin = path.join(root, 'bin/holdfast.cjs');
+import { bin, buildCli, runCli } from '../helpers/cli';
 let tmp: string;
 let data: string;
 
 beforeAll(() => {
-  execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--no-renderer'], { cwd: root, stdio: 'inherit' });
+  buildCli();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-cli-'));
   data = path.join(tmp, 'data');
 }, 120_000);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function hf(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOLDFAST_DATA: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const hf = (...args: string[]) => runCli(args, tmp, 30_000);
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 const ONE_ERROR_LINE = /^holdfast: [^\n]+ \([A-Z_]+\)\n$/;
 

@@ -5,30 +5,26 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sampleImage } from './helpers';
 
-const root = path.resolve(__dirname, '../..');
-const bin = path.join(root, 'bin/holdfast.cjs');
+import { buildCli, runCli } from '../helpers/cli';
 const MiB = 1 << 20;
 let tmp: string;
 let data: string;
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
 beforeAll(() => {
-  execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--no-renderer'], { cwd: root, stdio: 'inherit' });
+  buildCli();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-imgcli-'));
   data = path.join(tmp, 'data');
 }, 120_000);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function hf(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args, '--data', data], { cwd: tmp, encoding: 'utf8', timeout: 60_000, env: { ...process.env, HOLDFAST_DATA: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const hf = (...args: string[]) => runCli([...args, '--data', data], tmp);
 
 describe('holdfast image / drive image CLI', { timeout: 120_000 }, () => {
   it('imports, flashes with --confirm and images a drive into the vault', () => {
