@@ -27,7 +27,13 @@ class FileSource implements SnapshotSource {
       const bits = new Uint8Array(Math.ceil(this.size / 4096 / 8));
       for (const b of changed.blocks) bits[b >>> 3]! |= 1 << (b & 7);
       const count = changed.blocks.length;
-      this.changed = { granularity: 4096, parentSnapshotId: changed.parent, isChanged: (b) => (bits[b >>> 3]! & (1 << (b & 7))) !== 0, count: () => count };
+      this.changed = {
+        granularity: 4096,
+        parentSnapshotId: changed.parent,
+        isChanged: (b) => (bits[b >>> 3]! & (1 << (b & 7))) !== 0,
+        count: () => count,
+        forEachChanged: (fn) => changed.blocks.forEach((b) => fn(b)),
+      };
     } else this.changed = null;
   }
   async read(offset: number, length: number): Promise<Buffer> {
@@ -41,6 +47,11 @@ class FileSource implements SnapshotSource {
     if (buf.length <= 64 * 1024) fs.readSync(this.fd, buf, 0, buf.length, offset);
     else await new Promise<void>((res, rej) => fs.read(this.fd, buf, 0, buf.length, offset, (e) => (e ? rej(e) : res())));
   }
+  // Like the engine's volumes (LiveVolume.locatePointInTime): the chunk workers may read the file themselves.
+  locate(offset: number, length: number) {
+    return [{ fd: this.fd, position: offset, length }];
+  }
+  confirmLocated(): void {}
   rangeCopied(): void {}
   urgentRanges() {
     return [];

@@ -214,6 +214,68 @@ describe('incrementals', () => {
   });
 });
 
+describe('incrementals read by the chunk workers (located ranges)', () => {
+  test('under the range policy with a writer that never pauses, the incremental is the image as of begin and every write lands', async () => {
+    const img = path.join(t.dir, 'vol.img');
+    makeImage(img, 16 * MiB, 'located');
+    const vault = await Vault.init(path.join(t.dir, 'vault'), { chunkSize: MiB });
+    const s0 = new ImageSnapshotSource(img);
+    const full = await runBackup(s0, vault);
+    s0.close();
+    const blocks = scatterChange(img, 0.02, 'located1');
+    const atBegin = sha256File(img);
+    const src = new ImageSnapshotSource(img, { policy: 'range', locate: true, changed: { granularity: 4096, parentSnapshotId: full.id, blocks } });
+    let n = 0;
+    const writes: Array<[number, Buffer]> = [];
+    // Writes aim at changed blocks (the ones the workers still have to read) and at unchanged ones.
+    const write = () => {
+      const off = (n % 2 ? blocks[(n * 31) % blocks.length]! : (n * 7919) % 4096) * 4096;
+      const data = seeded(`lw${n++}`, 4096);
+      writes.push([off, data]);
+      src.write(off, data);
+    };
+    const timer = setInterval(write, 1);
+    const locate = src.locate!.bind(src);
+    (src as { locate: typeof locate }).locate = (o, l) => {
+      write();
+      return locate(o, l);
+    };
+    const inc = await runBackup(src, vault);
+    clearInterval(timer);
+    src.close();
+    expect(inc.kind).toBe('incremental');
+    expect(src.locates, 'the workers read the changed runs').toBeGreaterThan(blocks.length / 2);
+    expect(src.readsOfCopied).toBe(0);
+    expect(inc.stats.readBytes).toBe(blocks.length * 4096);
+    expect(await restoredHash(vault, inc.id)).toBe(atBegin);
+    const check = fs.readFileSync(img);
+    const expected = fs.readFileSync(img);
+    for (const [off, data] of writes) data.copy(expected, off);
+    expect(check.equals(expected), 'every write landed, later ones winning').toBe(true);
+    expect(src.held.length).toBe(0);
+  });
+
+  test('a session that ends while the workers read (the engine shutting down) fails the backup and leaves no snapshot', async () => {
+    const img = path.join(t.dir, 'vol.img');
+    makeImage(img, 16 * MiB, 'located-end');
+    const vault = await Vault.init(path.join(t.dir, 'vault'), { chunkSize: MiB });
+    const s0 = new ImageSnapshotSource(img);
+    const full = await runBackup(s0, vault);
+    s0.close();
+    const blocks = scatterChange(img, 0.05, 'located2');
+    const src = new ImageSnapshotSource(img, { locate: true, changed: { granularity: 4096, parentSnapshotId: full.id, blocks } });
+    const locate = src.locate!.bind(src);
+    (src as { locate: typeof locate }).locate = (o, l) => {
+      if (src.locates === 40) src.state = 'aborted'; // what the engine does before it closes device files
+      return locate(o, l);
+    };
+    await expect(runBackup(src, vault)).rejects.toThrow(/after the session finished/);
+    src.close();
+    expect((await vault.listSnapshots()).map((s) => s.id)).toEqual([full.id]);
+    expect(fs.readdirSync(path.join(vault.dir, 'inprogress'))).toEqual([]);
+  });
+});
+
 describe('cancel', () => {
   test('an aborted backup sends abort, leaves no snapshot, and releases held writes', async () => {
     const img = path.join(t.dir, 'vol.img');

@@ -3,7 +3,10 @@
  * pool's shared slots and long-lived per-vault pools.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import * as zstd from 'zstd-napi';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeChunkCodec, type CodecKeys } from '../../src-main/engine/vault/chunk-codec';
@@ -93,12 +96,8 @@ describe('chunk worker slots', () => {
     const enc = await pool.slotEncode(b, data.length, hex);
     expect(enc.plainTail, 'an encrypted chunk is never stored as plain').toBe(false);
     expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(b, data.length, enc)), hex).equals(data)).toBe(true);
-    const both = await pool.slotDigestEncode(b, data.length);
-    expect(both.digest.toString('hex')).toBe(hex);
-    expect(local.decode(Buffer.from(b.output.subarray(0, both.outLen)), hex).equals(data)).toBe(true);
-
     // Decode in place: the encoded file sits in the output half, the plaintext lands in the input half.
-    const file = Buffer.from(b.output.subarray(0, both.outLen));
+    const file = Buffer.from(b.output.subarray(0, enc.outLen));
     b.input.fill(0xaa);
     const dec = await pool.slotDecode(b, file.length, hex, 64 * 1024);
     expect(dec.length).toBe(data.length);
@@ -109,8 +108,9 @@ describe('chunk worker slots', () => {
 
     a.input.fill(0);
     a.input.fill(7, 3 * 65536, 3 * 65536 + 1);
-    const sparse = await pool.slotDigestEncode(a, MiB);
-    const z = await pool.slotDecode(a, sparse.outLen, sparse.digest.toString('hex'), 64 * 1024);
+    const sparseHex = ((await pool.slotDigest(a, MiB, false)) as { digest: Buffer }).digest.toString('hex');
+    const sparse = await pool.slotEncode(a, MiB, sparseHex);
+    const z = await pool.slotDecode(a, sparse.outLen, sparseHex, 64 * 1024);
     expect([...z.zeroPieces!].map((v, k) => (v ? -1 : k)).filter((k) => k >= 0), 'only the piece with a byte set is not zero').toEqual([3]);
 
     slots.release(a);
@@ -127,21 +127,67 @@ describe('incompressible chunks in an unencrypted vault', () => {
       const s = await slots.acquire();
       const random = crypto.randomBytes(MiB);
       random.copy(s.input);
-      const e = await pool.slotDigestEncode(s, MiB);
+      const e = await pool.slotPack(s, new Float64Array(0), Uint32Array.from({ length: MiB / 4096 }, (_, i) => i), 4096);
+      expect(e.digest!.equals(crypto.createHash('sha256').update(random).digest()), 'a plain vault names chunks by SHA-256').toBe(true);
       expect(e).toMatchObject({ outLen: 8, plainTail: true });
       const parts = ChunkWorkers.fileParts(s, MiB, e);
       expect(parts[1]!.buffer, 'the body is the slot input, not a copy').toBe(s.input.buffer);
       const local = makeChunkCodec({ crypto, zstd, keys: plain });
       const file = Buffer.concat(parts);
-      expect(file.equals(local.encode(random, e.digest.toString('hex'))), 'same bytes as encode()').toBe(true);
+      expect(file.equals(local.encode(random, e.digest!.toString('hex'))), 'same bytes as encode()').toBe(true);
       const text = samples().text;
       text.copy(s.input);
-      const t = await pool.slotDigestEncode(s, text.length);
+      const hex = ((await pool.slotDigest(s, text.length, false)) as { digest: Buffer }).digest.toString('hex');
+      const t = await pool.slotEncode(s, text.length, hex);
       expect(t.plainTail).toBe(false);
-      expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(s, text.length, t)), t.digest.toString('hex')).equals(text)).toBe(true);
+      expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(s, text.length, t)), hex).equals(text)).toBe(true);
       slots.release(s);
     } finally {
       await pool.close();
+    }
+  });
+});
+
+describe('slotPack (delta chunks gathered by the workers)', () => {
+  it('reads located pieces from a real file, keeps the picked non-zero blocks in order, and reads past the end as zeroes', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-slotpack-'));
+    const pool = new ChunkWorkers(sealed, 2);
+    try {
+      const file = path.join(dir, 'dev.img');
+      const B = 4096;
+      const dev = crypto.randomBytes(64 * B);
+      dev.fill(0, 5 * B, 6 * B); // block 5 is all zero
+      fs.writeFileSync(file, dev);
+      const fd = fs.openSync(file, 'r');
+      const slots = pool.slots(2, 16 * B);
+      const s = await slots.acquire();
+      s.input.fill(0xee);
+      // Raw runs in the slot: device blocks 3..6 at slot block 0, blocks 40..41 at slot block 4 (two
+      // pieces, as across an extent boundary), block 63 plus one block past the file's end at 6.
+      const reads = Float64Array.from([fd, 3 * B, 4 * B, 0, fd, 40 * B, B, 4 * B, fd, 41 * B, B, 5 * B, fd, 63 * B, 2 * B, 6 * B]);
+      // Keep device blocks 3, 5 (zero), 6, 41, 63 and the block past the end (zero); 4 and 40 are gaps.
+      const picks = Uint32Array.from([0, 2, 3, 5, 6, 7]);
+      const r = await pool.slotPack(s, reads, picks, B);
+      expect([...r.zeroBlocks]).toEqual([0, 1, 0, 0, 0, 1]);
+      const kept = Buffer.concat([dev.subarray(3 * B, 4 * B), dev.subarray(6 * B, 7 * B), dev.subarray(41 * B, 42 * B), dev.subarray(63 * B, 64 * B)]);
+      expect(r.length).toBe(kept.length);
+      expect(s.input.subarray(0, kept.length).equals(kept), 'kept blocks packed from the slot start').toBe(true);
+      const local = makeChunkCodec({ crypto, zstd, keys: sealed });
+      const hex = r.digest!.toString('hex');
+      expect(hex).toBe(local.digest(kept).toString('hex'));
+      expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(s, r.length, r)), hex).equals(kept)).toBe(true);
+
+      const allZero = await pool.slotPack(s, Float64Array.from([fd, 5 * B, B, 0]), Uint32Array.from([0]), B);
+      expect(allZero).toMatchObject({ length: 0, digest: null });
+
+      fs.closeSync(fd);
+      await expect(pool.slotPack(s, Float64Array.from([fd, 0, B, 0]), Uint32Array.from([0]), B), 'a closed descriptor').rejects.toMatchObject({ code: 'EBADF' });
+      await expect(pool.slotPack(s, new Float64Array(0), Uint32Array.from([3, 2]), B)).rejects.toThrow(/ascend/);
+      await expect(pool.slotPack(s, Float64Array.from([0, 0, B, 16 * B]), Uint32Array.from([0]), B)).rejects.toThrow(/overruns/);
+      slots.release(s);
+    } finally {
+      await pool.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -12,7 +12,7 @@ import { HoldfastError } from '../../../src-shared/errors';
 import { MetadataRule, UncopiedRangeRule, WholeVolumeRule, type HoldRule, type MetadataClassifier } from '../holds/policy';
 import { BlockBitmap } from '../volumes/block-bitmap';
 import type { LiveVolume } from '../volumes/live-volume';
-import type { ByteRange, SnapshotSource } from './snapshot-source';
+import type { ByteRange, FilePiece, SnapshotSource } from './snapshot-source';
 
 export type SessionState = 'running' | 'completed' | 'aborted';
 
@@ -34,6 +34,7 @@ export class BackupSession implements SnapshotSource {
           parentSnapshotId: c.parentSnapshotId,
           isChanged: (block: number) => c.map.has(block),
           count: () => c.map.count(),
+          forEachChanged: (fn: (block: number) => void) => c.map.forEachSet(fn),
         }
       : null;
   }
@@ -99,6 +100,16 @@ export class BackupSession implements SnapshotSource {
   readInto(offset: number, target: Buffer): Promise<void> {
     this.requireRunning();
     return this.vol.readPointInTimeInto(offset, target);
+  }
+
+  locate(offset: number, length: number): FilePiece[] | null {
+    this.requireRunning();
+    return this.vol.locatePointInTime(offset, length);
+  }
+
+  /** Device files close only after every session on them has ended (engine close, volume delete): while this one runs, located reads are good. */
+  confirmLocated(): void {
+    this.requireRunning();
   }
 
   rangeCopied(offset: number, length: number): void {

@@ -10,6 +10,13 @@ export interface ByteRange {
   length: number;
 }
 
+/** Bytes of a volume at a position in an open file (one of its devices). */
+export interface FilePiece {
+  fd: number;
+  position: number;
+  length: number;
+}
+
 export interface SnapshotSource {
   readonly backupId: string;
   readonly volume: string;
@@ -22,11 +29,29 @@ export interface SnapshotSource {
    * map is relative to: the writer uses it only if the vault's newest snapshot of this volume
    * has that id.
    */
-  readonly changed: { granularity: number; parentSnapshotId: string | null; isChanged(block: number): boolean; count(): number } | null;
+  readonly changed: {
+    granularity: number;
+    parentSnapshotId: string | null;
+    isChanged(block: number): boolean;
+    count(): number;
+    /** Calls fn for every changed block in ascending order (faster than asking isChanged of each). */
+    forEachChanged?(fn: (block: number) => void): void;
+  } | null;
   /** Reads the volume as it was at begin(). Valid for ranges not yet reported copied. */
   read(offset: number, length: number): Promise<Buffer>;
   /** read() into the caller's buffer (target.length bytes), sparing a chunk-sized allocation per read. */
   readInto?(offset: number, target: Buffer): Promise<void>;
+  /**
+   * Where [offset, offset + length) of the point-in-time image lives, as positions in open files
+   * (in order, lengths summing to `length`), so another thread (the chunk workers) can read it
+   * without a trip through this one; null when it can only be read through readInto. A located
+   * range reads as the image of begin() while the session runs and the range is not reported
+   * copied; a file ending inside a piece reads as zeroes past its end. The files stay open while
+   * the session runs: after reading located pieces, call confirmLocated() before using the bytes.
+   */
+  locate?(offset: number, length: number): FilePiece[] | null;
+  /** Throws BACKUP_NOT_RUNNING once the session has ended: reads of located pieces made before this call are then not to be trusted. */
+  confirmLocated?(): void;
   /** Range policy: these bytes are in the vault's hands; held writes wholly inside copied ranges are released. */
   rangeCopied(offset: number, length: number): void;
   /** Ranges that have held writes waiting on them, to copy first so the queue stays short. */

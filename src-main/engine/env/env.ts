@@ -8,6 +8,12 @@
 /** An open file or block device, addressed by byte position. */
 export interface BlockFile {
   readonly path: string;
+  /**
+   * The OS file descriptor, for a reader on another thread (a backup's chunk workers read
+   * located volume ranges with it); valid until close(). Absent where every access must go
+   * through this object (fault injection).
+   */
+  readonly fd?: number;
   /** Current size in bytes (for block devices: the device size). */
   size(): number;
   /** Reads up to buf.length bytes at pos; returns bytes read (short only at end of file). */

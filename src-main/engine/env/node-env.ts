@@ -52,7 +52,7 @@ class NodeBlockFile implements BlockFile {
   private closed = false;
   constructor(
     readonly path: string,
-    private readonly fd: number,
+    readonly fd: number,
     private cachedSize: number,
     private readonly isBlock: boolean,
   ) {}

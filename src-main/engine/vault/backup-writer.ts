@@ -146,12 +146,9 @@ class ChunkStore {
     await this.putKnown(hex, async () => ChunkWorkers.fileParts(slot, len, await this.workers.slotEncode(slot, len, hex)), done);
   }
 
-  /** For content that is new almost surely (delta chunks): hash and encode in one trip. */
-  async putNewSlot(slot: ChunkSlot, len: number, done: () => void): Promise<Buffer> {
-    const e = await this.workers.slotDigestEncode(slot, len);
-    const digest = e.digest;
-    await this.putKnown(digest.toString('hex'), async () => ChunkWorkers.fileParts(slot, len, e), done);
-    return digest;
+  /** Stores a chunk a worker already hashed and encoded (delta packs): `parts` is its file. */
+  async putParts(digest: Buffer, parts: Buffer[], done: () => void): Promise<void> {
+    await this.putKnown(digest.toString('hex'), async () => parts, done);
   }
 
   private async putKnown(hex: string, encode: () => Promise<Buffer | Buffer[]>, written: () => void): Promise<void> {
@@ -357,6 +354,7 @@ async function backupFull(
 interface Run {
   first: number; // vault block
   count: number;
+  changed: number; // changed blocks in it (the rest are gaps read through)
 }
 
 /** Coalesced runs of changed vault blocks, each at most one chunk long; gaps ≤ `slack` blocks are read through. */
@@ -365,31 +363,52 @@ function changedRuns(source: SnapshotSource, blockSize: number, perChunk: number
   const g = ch.granularity;
   const nBlocks = source.size / blockSize;
   const changed: number[] = [];
+  const each = ch.forEachChanged ? (fn: (k: number) => void) => ch.forEachChanged!(fn) : (fn: (k: number) => void) => {
+    for (let k = 0, n = Math.ceil(source.size / g); k < n; k++) if (ch.isChanged(k)) fn(k);
+  };
   if (g >= blockSize) {
     const per = g / blockSize;
-    const nGran = Math.ceil(source.size / g);
-    for (let k = 0; k < nGran; k++) if (ch.isChanged(k)) for (let b = k * per; b < Math.min(nBlocks, (k + 1) * per); b++) changed.push(b);
+    each((k) => {
+      for (let b = k * per; b < Math.min(nBlocks, (k + 1) * per); b++) changed.push(b);
+    });
   } else {
     const per = blockSize / g;
-    for (let b = 0; b < nBlocks; b++) {
-      for (let s = 0; s < per; s++)
-        if (ch.isChanged(b * per + s)) {
-          changed.push(b);
-          break;
-        }
-    }
+    each((k) => {
+      const b = Math.floor(k / per);
+      if (changed[changed.length - 1] !== b) changed.push(b); // ascending: a block's granules are adjacent
+    });
   }
   const slack = 8;
   const runs: Run[] = [];
   for (const b of changed) {
     const last = runs[runs.length - 1];
-    if (last && b - (last.first + last.count) <= slack && b - last.first < perChunk) last.count = b - last.first + 1;
-    else runs.push({ first: b, count: 1 });
+    if (last && b - (last.first + last.count) <= slack && b - last.first < perChunk) {
+      last.count = b - last.first + 1;
+      last.changed++;
+    } else runs.push({ first: b, count: 1, changed: 1 });
   }
   return { runs, changedBlocks: Uint32Array.from(changed) };
 }
 
-/** Only the changed blocks, packed in block order into delta chunks; unchanged ranges are released at once. */
+/** A delta chunk being assembled in a slot: raw runs (read now, or to be read by the worker) and which of their blocks it keeps. */
+interface Pack {
+  slot: ChunkSlot;
+  /** Worker reads: fd, position, length, slot offset. */
+  reads: number[];
+  /** Kept blocks, as block indexes into the slot's raw runs, ascending. */
+  picks: number[];
+  /** The volume block of each pick. */
+  blocks: number[];
+  runs: Run[];
+  /** Slot blocks taken by raw runs. */
+  raw: number;
+}
+
+/**
+ * Only the changed blocks, packed in block order into delta chunks; unchanged ranges are
+ * released at once. Where the source can locate its ranges in files, the chunk workers read
+ * them straight into the slots (both cores; this thread only plans packs and writes files).
+ */
 async function backupChanged(
   source: SnapshotSource,
   vault: Vault,
@@ -431,25 +450,39 @@ async function backupChanged(
   const entrySlot: number[] = [];
   const chunkDigests: Buffer[] = [];
   const pool = store.workers.slots(inFlight, vault.chunkSize);
-  // The delta chunk being filled (a pool slot), and how many blocks it has.
-  let pack: ChunkSlot | null = null;
-  let slots = 0;
+  let pack: Pack | null = null;
+
   const flush = async () => {
-    if (!pack || !slots) return;
-    const idx = chunkDigests.length;
-    chunkDigests.push(ZERO_DIGEST);
-    const slot = pack;
-    const len = slots * bs;
+    const p = pack;
+    if (!p) return;
     pack = null;
-    slots = 0;
-    await addWithSlot(window, pool, slot, async (done) => {
-      chunkDigests[idx] = await store.putNewSlot(slot, len, done);
+    await addWithSlot(window, pool, p.slot, async (done) => {
+      let r: Awaited<ReturnType<ChunkWorkers['slotPack']>>;
+      try {
+        r = await store.workers.slotPack(p.slot, Float64Array.from(p.reads), Uint32Array.from(p.picks), bs);
+      } catch (e) {
+        throw (e as NodeJS.ErrnoException).code && !(e instanceof HoldfastError)
+          ? new HoldfastError('IO_ERROR', `Could not read volume "${source.volume}" for its backup: ${(e as Error).message}`, { volume: source.volume })
+          : e;
+      }
+      if (p.reads.length) source.confirmLocated!();
+      for (const run of p.runs) source.rangeCopied(run.first * bs, run.count * bs);
+      c.readBytes += p.blocks.length * bs;
+      meter.bytesDone += p.blocks.length * bs;
+      const idx = r.digest ? chunkDigests.push(r.digest) - 1 : -1;
+      let k = 0;
+      for (let j = 0; j < p.blocks.length; j++) {
+        entryBlock.push(p.blocks[j]!);
+        entryChunk.push(r.zeroBlocks[j] ? ZERO_BLOCK_REF : idx);
+        entrySlot.push(r.zeroBlocks[j] ? 0 : k++);
+      }
+      meter.tick();
+      if (r.digest) await store.putParts(r.digest, ChunkWorkers.fileParts(p.slot, r.length, r), done);
     });
-    // Reads of small runs are synchronous: let worker replies and file I/O of the packs in
-    // flight progress between packs, or they all wait for the next full stop.
+    // Planning packs is synchronous (and so are main-thread reads of small runs): let worker
+    // replies and the file I/O of the packs in flight progress between packs.
     await new Promise<void>((r) => setImmediate(r));
   };
-  const scratch = Buffer.allocUnsafe(vault.chunkSize); // runs are read here, one at a time
 
   const done = new Uint8Array(runs.length);
   const runStarts = Uint32Array.from(runs.map((r) => r.first));
@@ -477,33 +510,30 @@ async function backupChanged(
       invariant(k < runs.length && !done[k], 'each run is read once');
       done[k] = 1;
       const r = runs[k]!;
-      invariant(r.count * bs <= scratch.length, 'a run is at most one chunk long');
-      const buf = scratch.subarray(0, r.count * bs);
-      await readInto(source, r.first * bs, buf);
-      source.rangeCopied(r.first * bs, r.count * bs);
-      for (let j = 0; j < r.count; j++) {
-        const b = r.first + j;
-        if (!isChanged(b)) continue; // read through a small gap
-        const blk = buf.subarray(j * bs, (j + 1) * bs);
-        c.readBytes += bs;
-        meter.bytesDone += bs;
-        entryBlock.push(b);
-        if (vault.codec.isZero(blk)) {
-          entryChunk.push(ZERO_BLOCK_REF);
-          entrySlot.push(0);
-          continue;
+      invariant(r.count <= perChunk, 'a run is at most one chunk long (a slot holds a chunk)');
+      if (pack && (pack.raw + r.count > perChunk || pack.picks.length + r.changed > perPack)) await flush();
+      pack ??= { slot: await pool.acquire(), reads: [], picks: [], blocks: [], runs: [], raw: 0 };
+      const at = pack.raw * bs;
+      const located = source.locate?.(r.first * bs, r.count * bs) ?? null;
+      if (located) {
+        let a = at;
+        for (const piece of located) {
+          pack.reads.push(piece.fd, piece.position, piece.length, a);
+          a += piece.length;
         }
-        pack ??= await pool.acquire();
-        entryChunk.push(chunkDigests.length);
-        entrySlot.push(slots);
-        blk.copy(pack.input, slots * bs);
-        if (++slots === perPack) await flush();
+        invariant(a === at + r.count * bs, 'located pieces cover the run');
+      } else await readInto(source, r.first * bs, pack.slot.input.subarray(at, at + r.count * bs));
+      for (let j = 0; j < r.count; j++) {
+        if (j > 0 && j < r.count - 1 && !isChanged(r.first + j)) continue; // a gap read through (runs start and end on changed blocks)
+        pack.picks.push(pack.raw + j);
+        pack.blocks.push(r.first + j);
       }
-      meter.tick();
+      pack.raw += r.count;
+      pack.runs.push(r);
     }
     await flush();
   } finally {
-    if (pack) pool.release(pack); // only after a failure: flush() hands every filled slot on
+    if (pack) pool.release(pack.slot); // only after a failure: flush() hands every pack on
   }
   await window.drain();
   meter.tick(true);

@@ -23,7 +23,7 @@ import { Worker } from 'node:worker_threads';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import { makeChunkCodec, type CodecKeys } from './chunk-codec';
 
-type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDigestEncode' | 'slotDecode';
+type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDecode' | 'slotPack';
 
 interface Task {
   id: number;
@@ -34,6 +34,7 @@ interface Task {
   name?: string;
   zeroCheck?: boolean;
   zeroGrain?: number;
+  pack?: { reads: Float64Array; picks: Uint32Array; blockSize: number };
   resolve: (r: WorkerReply) => void;
   reject: (e: Error) => void;
 }
@@ -47,13 +48,16 @@ interface WorkerReply {
   outLen?: number;
   plainTail?: boolean;
   zeroPieces?: Uint8Array | null;
+  zeroBlocks?: Uint8Array;
   error?: string;
+  code?: string;
   corrupt?: boolean;
 }
 
 const WORKER_SOURCE = (factory: string) => `
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const zstd = require(workerData.zstdPath);
 const zstdBinding = workerData.zstdBindingPath ? require(workerData.zstdBindingPath) : null;
 const keys = {
@@ -86,11 +90,36 @@ parentPort.on('message', (m) => {
       parentPort.postMessage({ id: m.id, outLen: h.length, plainTail: h.plainTail });
       return;
     }
-    if (m.op === 'slotDigestEncode') {
-      const buf = slotIn(m);
-      const digest = codec.digest(buf);
-      const h = codec.encodeHead(buf, digest.toString('hex'), slotOut(m));
-      parentPort.postMessage({ id: m.id, digest, outLen: h.length, plainTail: h.plainTail });
+    if (m.op === 'slotPack') {
+      // Gather: read the located pieces into the slot (a file ending early reads as zeroes)...
+      const buf = Buffer.from(slots.input, m.slot * slots.inputBytes, slots.inputBytes);
+      const r = m.pack.reads;
+      for (let i = 0; i < r.length; i += 4) {
+        const fd = r[i], pos = r[i + 1], len = r[i + 2], at = r[i + 3];
+        if (at + len > buf.length) throw new Error('a gather read overruns its slot');
+        for (let done = 0; done < len; ) {
+          const n = fs.readSync(fd, buf, at + done, len - done, pos + done);
+          if (n === 0) { buf.fill(0, at + done, at + len); break; }
+          done += n;
+        }
+      }
+      // ...then keep the picked blocks that are not all zero, in order, from the slot's start.
+      const bs = m.pack.blockSize, picks = m.pack.picks;
+      const zeroBlocks = new Uint8Array(picks.length);
+      let kept = 0;
+      for (let j = 0; j < picks.length; j++) {
+        if (j > 0 && picks[j] <= picks[j - 1]) throw new Error('picked blocks ascend');
+        const src = picks[j] * bs;
+        if (src + bs > buf.length) throw new Error('a picked block lies outside its slot');
+        if (codec.isZero(buf.subarray(src, src + bs))) { zeroBlocks[j] = 1; continue; }
+        if (src !== kept * bs) buf.copy(buf, kept * bs, src, src + bs); // src >= kept * bs: never overwrites a block still to pick
+        kept++;
+      }
+      if (kept === 0) { parentPort.postMessage({ id: m.id, zeroBlocks, outLen: 0 }); return; }
+      const plain = buf.subarray(0, kept * bs);
+      const digest = codec.digest(plain);
+      const h = codec.encodeHead(plain, digest.toString('hex'), slotOut(m));
+      parentPort.postMessage({ id: m.id, zeroBlocks, digest, outLen: h.length, plainTail: h.plainTail });
       return;
     }
     if (m.op === 'slotDecode') {
@@ -120,7 +149,7 @@ parentPort.on('message', (m) => {
       parentPort.postMessage({ id: m.id, out }, [out.buffer]);
     }
   } catch (e) {
-    parentPort.postMessage({ id: m.id, error: String(e && e.message || e), corrupt: !!(e && e.corrupt) });
+    parentPort.postMessage({ id: m.id, error: String(e && e.message || e), code: e && typeof e.code === 'string' ? e.code : undefined, corrupt: !!(e && e.corrupt) });
   }
 });
 `;
@@ -259,10 +288,25 @@ export class ChunkWorkers {
     return { outLen: r.outLen!, plainTail: r.plainTail === true };
   }
 
-  /** Digest and encode in one trip (content that is new almost surely); the file as slotEncode says. */
-  async slotDigestEncode(slot: ChunkSlot, len: number): Promise<{ digest: Buffer; outLen: number; plainTail: boolean }> {
-    const r = await this.runSlot('slotDigestEncode', slot, len);
-    return { digest: asBuffer(r.digest!), outLen: r.outLen!, plainTail: r.plainTail === true };
+  /**
+   * Builds a delta chunk in the slot on a worker: reads `reads` (fd, position, length, slot
+   * offset — four numbers each, from SnapshotSource.locate) into slot.input, then keeps the
+   * blocks at `picks` (ascending, in blockSize units of the slot) that are not all zero, packed
+   * from the slot's start, and hashes and encodes them (the digest names the chunk). zeroBlocks[j] is 1
+   * for a pick that was all zero. length 0 (no digest): every pick was zero, nothing to store.
+   * The file's parts are fileParts(slot, length, result). A failed read rejects with its errno code.
+   */
+  async slotPack(
+    slot: ChunkSlot,
+    reads: Float64Array,
+    picks: Uint32Array,
+    blockSize: number,
+  ): Promise<{ zeroBlocks: Uint8Array; length: number; digest: Buffer | null; outLen: number; plainTail: boolean }> {
+    invariant(reads.length % 4 === 0 && picks.length > 0, 'a pack names whole reads and at least one block');
+    const r = await this.runSlot('slotPack', slot, 0, undefined, undefined, undefined, { reads, picks, blockSize });
+    const zeroBlocks = r.zeroBlocks!;
+    const length = (picks.length - zeroBlocks.reduce((n, z) => n + z, 0)) * blockSize;
+    return { zeroBlocks, length, digest: length ? asBuffer(r.digest!) : null, outLen: r.outLen!, plainTail: r.plainTail === true };
   }
 
   /** The chunk file a slot encode produced, as the parts to write. */
@@ -317,11 +361,11 @@ export class ChunkWorkers {
     });
   }
 
-  private runSlot(op: Op, slot: ChunkSlot, len: number, name?: string, zeroCheck?: boolean, zeroGrain?: number): Promise<WorkerReply> {
+  private runSlot(op: Op, slot: ChunkSlot, len: number, name?: string, zeroCheck?: boolean, zeroGrain?: number, pack?: Task['pack']): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
     invariant(this.slotSet?.all[slot.index] === slot && len <= (op === 'slotDecode' ? this.slotSet.outputBytes : this.slotSet.inputBytes), 'slot tasks name a slot of this pool and fit it');
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, zeroGrain, resolve, reject });
+      this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, zeroGrain, pack, resolve, reject });
       this.pump();
     });
   }
@@ -332,7 +376,7 @@ export class ChunkWorkers {
       const t = this.queue.shift()!;
       this.running.set(w, t);
       if (t.buf) w.postMessage({ id: t.id, op: t.op, buf: t.buf, name: t.name }, [t.buf.buffer as ArrayBuffer]);
-      else w.postMessage({ id: t.id, op: t.op, slot: t.slot, len: t.len, name: t.name, zeroCheck: t.zeroCheck, zeroGrain: t.zeroGrain });
+      else w.postMessage({ id: t.id, op: t.op, slot: t.slot, len: t.len, name: t.name, zeroCheck: t.zeroCheck, zeroGrain: t.zeroGrain, pack: t.pack });
     }
   }
 
@@ -345,7 +389,9 @@ export class ChunkWorkers {
       t.reject(
         r.corrupt
           ? new HoldfastError('VAULT_CORRUPT', `Chunk ${t.name} is damaged: ${r.error}.`, { chunk: t.name })
-          : new HoldfastError('INTERNAL', `Chunk worker failed: ${r.error}`),
+          : r.code
+            ? Object.assign(new Error(r.error), { code: r.code }) // an I/O error: the caller knows which file it was
+            : new HoldfastError('INTERNAL', `Chunk worker failed: ${r.error}`),
       );
     } else t.resolve(r);
     this.pump();

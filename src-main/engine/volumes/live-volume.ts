@@ -560,6 +560,22 @@ export class LiveVolume implements BlockExport {
     return this.deviceReadInto(offset, target);
   }
 
+  /**
+   * Where [offset, offset + length) of the point-in-time image lives on the devices, for a reader
+   * on another thread; null if a device file has no descriptor to share (fault injection). Good
+   * for the same ranges as readPointInTime (held writes keep those device bytes as of begin()).
+   */
+  locatePointInTime(offset: number, length: number): { fd: number; position: number; length: number }[] | null {
+    this.checkRange(offset, length);
+    invariant(this.backup !== null, 'point-in-time reads need a running backup');
+    const out: { fd: number; position: number; length: number }[] = [];
+    for (const p of this.pieces(offset, length)) {
+      if (p.file.fd === undefined) return null;
+      out.push({ fd: p.file.fd, position: p.pos, length: p.len });
+    }
+    return out;
+  }
+
   /** Changed-since-parent map frozen at begin(), and the snapshot it is relative to. */
   backupChangedMap(): { map: BlockBitmap; parentSnapshotId: string | null } | null {
     const b = this.backup;

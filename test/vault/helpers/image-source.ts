@@ -24,6 +24,8 @@ export interface ImageSourceOptions {
   backupId?: string;
   /** Changed blocks since parentSnapshotId, at `granularity` bytes per block. */
   changed?: { granularity: number; parentSnapshotId: string | null; blocks: Iterable<number> } | null;
+  /** Offer locate(): the chunk workers then read the image file themselves, as with engine volumes. */
+  locate?: boolean;
 }
 
 export class ImageSnapshotSource implements SnapshotSource {
@@ -40,6 +42,9 @@ export class ImageSnapshotSource implements SnapshotSource {
   endedWith: string | null = null;
   abortReason: string | null = null;
   readsOfCopied = 0;
+  locates = 0;
+  readonly locate?: (offset: number, length: number) => { fd: number; position: number; length: number }[];
+  readonly confirmLocated?: () => void;
   private readonly fd: number;
   private readonly copiedMap: Uint8Array;
   private static readonly GRAIN = 512;
@@ -64,6 +69,15 @@ export class ImageSnapshotSource implements SnapshotSource {
         count: () => set.size,
       };
     } else this.changed = null;
+    if (opts.locate) {
+      // The bytes are read later, on another thread; the range must stay uncopied (its writes held) until then.
+      this.locate = (offset, length) => {
+        this.checkRead('locate', offset, length);
+        this.locates++;
+        return [{ fd: this.fd, position: offset, length }];
+      };
+      this.confirmLocated = () => this.running('confirmLocated');
+    }
   }
 
   private running(what: string): void {
@@ -77,8 +91,15 @@ export class ImageSnapshotSource implements SnapshotSource {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.running('read');
-    if (offset < 0 || length < 0 || offset + length > this.size) throw new Error(`read outside the image: ${offset}+${length}`);
+    this.checkRead('read', offset, length);
+    const buf = Buffer.alloc(length);
+    fs.readSync(this.fd, buf, 0, length, offset);
+    return buf;
+  }
+
+  private checkRead(what: string, offset: number, length: number): void {
+    this.running(what);
+    if (offset < 0 || length < 0 || offset + length > this.size) throw new Error(`${what} outside the image: ${offset}+${length}`);
     // A copied range may already hold newer data: reading it would break point-in-time.
     const g = ImageSnapshotSource.GRAIN;
     for (let i = Math.floor(offset / g); i < Math.ceil((offset + length) / g); i++)
@@ -86,9 +107,6 @@ export class ImageSnapshotSource implements SnapshotSource {
         this.readsOfCopied++;
         break;
       }
-    const buf = Buffer.alloc(length);
-    fs.readSync(this.fd, buf, 0, length, offset);
-    return buf;
   }
 
   rangeCopied(offset: number, length: number): void {
