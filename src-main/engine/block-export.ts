@@ -13,6 +13,11 @@ export interface AllocationExtent {
   zero: boolean;
 }
 
+export interface WriteOptions {
+  fua?: boolean;
+  stable?: boolean;
+}
+
 export interface BlockExport {
   readonly name: string;
   readonly description: string;
@@ -23,8 +28,11 @@ export interface BlockExport {
   readonly preferredBlockSize: number;
   size(): number;
   read(offset: number, length: number): Promise<Buffer>;
-  /** Resolves when the write is acknowledged under the volume's ack mode; with fua, also durable. */
-  write(offset: number, data: Buffer, opts?: { fua?: boolean }): Promise<void>;
+  /**
+   * Resolves when the write is acknowledged under the volume's ack mode; with fua, also durable.
+   * `stable`: the caller never changes `data` afterwards, so the export may keep it without a copy.
+   */
+  write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, opts?: { fua?: boolean; noHole?: boolean }): Promise<void>;
   trim(offset: number, length: number): Promise<void>;
   /** Makes every write acknowledged before this call durable. */

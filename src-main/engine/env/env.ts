@@ -25,6 +25,8 @@ export interface BlockFile {
   writeSync(buf: Buffer, pos: number): void;
   /** Writes several buffers contiguously starting at pos (one syscall where possible). */
   writev(bufs: Buffer[], pos: number): Promise<void>;
+  /** Synchronous writev: a batch of small journal records in one pwritev. */
+  writevSync(bufs: Buffer[], pos: number): void;
   datasync(): Promise<void>;
   datasyncSync(): void;
   /** Grows or shrinks a regular file (sparse when growing). Not valid for block devices. */

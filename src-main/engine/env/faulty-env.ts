@@ -175,6 +175,9 @@ class FaultyFile implements BlockFile {
   async writev(bufs: Buffer[], pos: number): Promise<void> {
     await this.write(Buffer.concat(bufs), pos);
   }
+  writevSync(bufs: Buffer[], pos: number): void {
+    this.writeSync(Buffer.concat(bufs), pos);
+  }
   async datasync(): Promise<void> {
     const r = this.env.match('datasync', this.path);
     if (r) throw errno(r.error ?? 'EIO', 'fdatasync', this.path);

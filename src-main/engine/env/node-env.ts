@@ -104,6 +104,18 @@ class NodeBlockFile implements BlockFile {
     if (!this.isBlock && pos + total > this.cachedSize) this.cachedSize = pos + total;
   }
 
+  writevSync(bufs: Buffer[], pos: number): void {
+    let total = 0;
+    for (const b of bufs) total += b.length;
+    const done = fs.writevSync(this.fd, bufs, pos);
+    if (done < total) {
+      // Short vectored write (or more buffers than IOV_MAX): finish with plain writes.
+      const all = Buffer.concat(bufs);
+      for (let at = done; at < total; ) at += fs.writeSync(this.fd, all, at, total - at, pos + at);
+    }
+    if (!this.isBlock && pos + total > this.cachedSize) this.cachedSize = pos + total;
+  }
+
   datasync(): Promise<void> {
     return fdatasync(this.fd);
   }

@@ -8,8 +8,14 @@
  *   of the range; the write path uses it so no write overtakes an earlier held one.
  * - An entry leaves the queue only after its data reached the device (applied), so reads
  *   that overlay queued data never miss a write that is not yet on the device.
+ * - A held write whose exact range starts where a later held write starts and is covered by
+ *   it is *superseded*: its data reference is dropped and releasing it writes nothing (the
+ *   later write, applied after every queued write before it, leaves the same bytes). It stays
+ *   queued (and counted) until released, so seqs, APPLIED records and the UI counts are
+ *   unchanged; it no longer counts in the block counter (the later entry covers its blocks).
  * Memory per entry: one small object (seq, offset, length, data ref, next, waiter), plus a
- * shared paged counter of 2 bytes per 4 KiB volume block touched (allocated while holding).
+ * shared paged counter of 2 bytes per 4 KiB volume block touched (allocated while holding),
+ * plus one map slot per distinct start offset of the entries that are not superseded.
  */
 import { invariant } from '../../../src-shared/errors';
 
@@ -19,14 +25,21 @@ const PAGE_MASK = (1 << PAGE_SHIFT) - 1;
 
 export class HeldWrite {
   next: HeldWrite | null = null;
+  /** A later queued write covers this one entirely: releasing it is a no-op. */
+  superseded = false;
+  /** The entry this one superseded and its data, until this one's record is committed (confirm). */
+  replaced: HeldWrite | null = null;
+  replacedData: Buffer | null = null;
+  /** Being written to the device by a release pass: no longer superseded by newer writes. */
+  releasing = false;
   /** Resolves the writer's promise when ack mode is `device` (classic: a held writer waits). */
   onApplied: ((err?: Error) => void) | null = null;
   constructor(
     readonly seq: number,
     readonly offset: number,
     readonly length: number,
-    /** null for write-zeroes/trim entries. */
-    readonly data: Buffer | null,
+    /** null for write-zeroes/trim entries, and once superseded. */
+    public data: Buffer | null,
     readonly heldAt: number,
   ) {}
 }
@@ -85,6 +98,10 @@ export class HoldQueue {
   private head: HeldWrite | null = null;
   private tail: HeldWrite | null = null;
   private counts = new BlockCounts();
+  /** The newest queued entry starting at each offset (superseded entries are not in it). */
+  private latestAt = new Map<number, HeldWrite>();
+  /** Entries that superseded another before their own record was committed. */
+  private unconfirmed: HeldWrite[] = [];
   private _count = 0;
   private _bytes = 0;
   /** Lifetime counters for the UI timeline. */
@@ -116,6 +133,17 @@ export class HoldQueue {
     this._bytes += w.length;
     this.queuedTotal++;
     this.counts.add(w.offset, w.length, 1);
+    const older = this.latestAt.get(w.offset);
+    if (older && !older.releasing && older.length <= w.length) {
+      older.superseded = true;
+      // Until w's record is committed the older data stays reachable from w (dropSeqs revives it).
+      w.replaced = older;
+      w.replacedData = older.data;
+      older.data = null;
+      this.unconfirmed.push(w);
+      this.counts.add(older.offset, older.length, -1);
+    }
+    this.latestAt.set(w.offset, w);
   }
 
   overlaps(offset: number, length: number): boolean {
@@ -137,8 +165,76 @@ export class HoldQueue {
     this._count--;
     this._bytes -= w.length;
     this.releasedTotal++;
+    this.forget(w);
+    if (this._count === 0) {
+      this.counts.clear();
+      this.latestAt.clear();
+      this.unconfirmed = [];
+    }
+  }
+
+  private forget(w: HeldWrite): void {
+    if (w.superseded) return; // its blocks were uncounted when it was superseded
     this.counts.add(w.offset, w.length, -1);
-    if (this._count === 0) this.counts.clear();
+    if (this.latestAt.get(w.offset) === w) this.latestAt.delete(w.offset);
+  }
+
+  /** Records through `seq` are committed: what their entries superseded is gone for good. */
+  confirm(seq: number): void {
+    const u = this.unconfirmed;
+    if (u.length === 0) return;
+    let i = 0;
+    for (; i < u.length && u[i]!.seq <= seq; i++) {
+      u[i]!.replaced = null;
+      u[i]!.replacedData = null;
+    }
+    if (i === u.length) this.unconfirmed = [];
+    else this.unconfirmed = u.slice(i);
+  }
+
+  /**
+   * Takes the entries with seq in [first, last] out of the queue (their journal records never
+   * reached the file). They are the newest entries, so nothing queued after them depends on
+   * them; an entry one of them superseded is revived (the older write must apply after all).
+   * Returns how many were dropped.
+   */
+  dropSeqs(first: number, last: number): number {
+    // Newest first, so an entry superseded twice in the batch ends with its own data.
+    for (let i = this.unconfirmed.length - 1; i >= 0; i--) {
+      const w = this.unconfirmed[i]!;
+      if (w.seq < first || w.seq > last || !w.replaced) continue;
+      const older = w.replaced;
+      older.superseded = false;
+      older.data = w.replacedData;
+      w.replaced = null;
+      w.replacedData = null;
+      if (this.latestAt.get(older.offset) === w) this.latestAt.set(older.offset, older);
+      this.counts.add(older.offset, older.length, 1);
+    }
+    this.unconfirmed = this.unconfirmed.filter((w) => w.seq < first || w.seq > last);
+    let prev: HeldWrite | null = null;
+    let dropped = 0;
+    for (let w = this.head; w; ) {
+      const next: HeldWrite | null = w.next;
+      if (w.seq >= first && w.seq <= last) {
+        if (prev) prev.next = next;
+        else this.head = next;
+        if (this.tail === w) this.tail = prev;
+        w.next = null;
+        this._count--;
+        this._bytes -= w.length;
+        this.queuedTotal--;
+        this.forget(w);
+        dropped++;
+      } else prev = w;
+      w = next;
+    }
+    if (this._count === 0) {
+      this.counts.clear();
+      this.latestAt.clear();
+      this.unconfirmed = [];
+    }
+    return dropped;
   }
 
   /** Arrival-order iteration; safe while the caller does not remove entries mid-walk. */
@@ -153,7 +249,7 @@ export class HoldQueue {
     for (let w = this.head; w; w = w.next) {
       const s = Math.max(offset, w.offset);
       const e = Math.min(end, w.offset + w.length);
-      if (s >= e) continue;
+      if (s >= e || w.superseded) continue;
       if (w.data) w.data.copy(buf, s - offset, s - w.offset, e - w.offset);
       else buf.fill(0, s - offset, e - offset);
     }

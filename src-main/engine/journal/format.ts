@@ -53,6 +53,50 @@ export function crc32(buf: Buffer, initial = 0): number {
   return zlib.crc32(buf, initial) >>> 0;
 }
 
+const POLY = 0xedb88320;
+
+/** (a · b) mod p(x) over GF(2), reflected bit order as in zlib's crc32. */
+function multModP(a: number, b: number): number {
+  let m = 0x80000000;
+  let p = 0;
+  for (;;) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** X2N[k] = x^(2^k) mod p(x). */
+const X2N: number[] = (() => {
+  const t: number[] = [];
+  let p = 0x40000000; // x^1
+  t.push(p);
+  for (let n = 1; n < 32; n++) t.push((p = multModP(p, p)));
+  return t;
+})();
+
+/** x^(8·len) mod p(x): the operator that appends len zero bytes; cached per length (records come in a few sizes). */
+const shiftOps = new Map<number, number>();
+function shiftOp(len: number): number {
+  let op = shiftOps.get(len);
+  if (op === undefined) {
+    op = 0x80000000; // x^0
+    let k = 3;
+    for (let n = len; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) op = multModP(X2N[k & 31]!, op);
+    if (shiftOps.size < 64) shiftOps.set(len, op);
+  }
+  return op;
+}
+
+/** crc32(a ‖ b) from crc32(a), crc32(b) and b's length (zlib's crc32_combine), without touching the bytes. */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  return (multModP(shiftOp(lenB), crcA >>> 0) ^ (crcB >>> 0)) >>> 0;
+}
+
 function writeU64(b: Buffer, v: number, at: number): void {
   b.writeUInt32LE(v % 0x1_0000_0000, at);
   b.writeUInt32LE(Math.floor(v / 0x1_0000_0000), at + 4);
@@ -65,6 +109,25 @@ function readU64(b: Buffer, at: number): number {
 /** Encodes the header for a record whose payload is written right after it (possibly by writev). */
 export function encodeHeader(type: RecordTypeValue, seq: number, offset: number, length: number, dataCrc: number, payload: Buffer): Buffer {
   const h = Buffer.allocUnsafe(HEADER_SIZE);
+  encodeHeaderInto(h, type, seq, offset, length, dataCrc, payload);
+  return h;
+}
+
+/**
+ * encodeHeader into h (HEADER_SIZE bytes of the caller's memory). `payloadCrc`, when the caller
+ * already has crc32(payload) (held data records carry it as dataCrc), saves a second pass over
+ * the payload: the record checksum is combined from it.
+ */
+export function encodeHeaderInto(
+  h: Buffer,
+  type: RecordTypeValue,
+  seq: number,
+  offset: number,
+  length: number,
+  dataCrc: number,
+  payload: Buffer,
+  payloadCrc?: number,
+): void {
   h.writeUInt32LE(RECORD_MAGIC, 0);
   h.writeUInt8(type, 8);
   h.writeUInt8(0, 9);
@@ -74,9 +137,9 @@ export function encodeHeader(type: RecordTypeValue, seq: number, offset: number,
   writeU64(h, offset, 24);
   h.writeUInt32LE(length >>> 0, 32);
   h.writeUInt32LE(dataCrc >>> 0, 36);
-  const c = crc32(payload, crc32(h.subarray(8, HEADER_SIZE)));
+  const headCrc = crc32(h.subarray(8, HEADER_SIZE));
+  const c = payloadCrc !== undefined && payload.length > 0 ? crc32Combine(headCrc, payloadCrc, payload.length) : crc32(payload, headCrc);
   h.writeUInt32LE(c, 4);
-  return h;
 }
 
 export function encodeSeqList(seqs: number[]): Buffer {

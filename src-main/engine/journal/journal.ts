@@ -6,6 +6,12 @@
  * Invariants:
  * - seqs are strictly increasing across segments; a record is appended (write syscall
  *   done) before the write it describes is forwarded to the device or acknowledged.
+ * - Write-path records (`stage*`) are staged in memory and written together by `commit()`
+ *   (one pwritev for every record staged in the same event-loop turn); `committed()` is the
+ *   promise the write path awaits before it forwards or acknowledges. Every other append,
+ *   `sync()` and every segment switch commits what is staged first, so records reach the
+ *   file in seq order. A failed commit rejects that batch and rewinds to the last good
+ *   record (the next commit overwrites any torn bytes).
  * - `sync()` makes every record appended before the call durable (group commit: one
  *   fdatasync covers all of them).
  * - A segment is deleted only when every record in it has seq <= the checkpoint passed
@@ -17,7 +23,7 @@
 import path from 'node:path';
 import type { BlockFile, Env } from '../env/env';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
-import { decodeRecord, encodeHeader, encodeSeqList, HEADER_SIZE, RecordType, type JournalRecord, type RecordTypeValue } from './format';
+import { decodeRecord, encodeHeaderInto, encodeSeqList, HEADER_SIZE, RecordType, type JournalRecord, type RecordTypeValue } from './format';
 
 export interface JournalOptions {
   /** A new segment starts once the current one exceeds this. */
@@ -32,9 +38,29 @@ interface Segment {
   firstSeq: number;
   lastSeq: number; // firstSeq - 1 while empty
   file: BlockFile;
+  /** Bytes of the segment's records, staged ones included. */
   bytes: number;
+  /** Bytes written to the file (bytes minus what is staged). */
+  written: number;
   synced: boolean;
 }
+
+/** Records staged since the last commit, and the promise their writers wait on. */
+interface StagedBatch {
+  bufs: Buffer[];
+  bytes: number;
+  firstSeq: number;
+  lastSeq: number;
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+/** Headers are cut from shared slabs: one allocation per ~1600 records instead of one each. */
+const HEADER_SLAB = 64 << 10;
+/** A batch is written once it reaches either bound, even mid-turn (iovec limit 1024). */
+const MAX_STAGED_BUFS = 512;
+const MAX_STAGED_BYTES = 4 << 20;
 
 export interface OpenedJournal {
   journal: VolumeJournal;
@@ -112,7 +138,7 @@ export class VolumeJournal {
       }
       if (discarded && at < data.length) await file.truncate(at);
       if (discarded) await file.datasync();
-      kept.push({ firstSeq, lastSeq: segLast, file, bytes: at, synced: true });
+      kept.push({ firstSeq, lastSeq: segLast, file, bytes: at, written: at, synced: true });
     }
     const journal = new VolumeJournal(dir, env, options, Math.max(lastSeq, minNextSeq - 1) + 1);
     journal.segments = kept;
@@ -185,7 +211,10 @@ export class VolumeJournal {
         // Appends may have landed in the old segment meanwhile; the new one starts after them.
         const renamed = path.join(this.dir, segName(this.nextSeq));
         if (renamed !== p) await this.env.rename(p, renamed);
-        this.segments.push({ firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, file: renamed !== p ? await reopen(this.env, file, renamed) : file, bytes: 0, synced: false });
+        const next = renamed !== p ? await reopen(this.env, file, renamed) : file;
+        // Staged records belong to the old segment: they reach its file before the switch.
+        this.commitQuietly();
+        this.segments.push({ firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, file: next, bytes: 0, written: 0, synced: false });
       })().finally(() => {
         this.pendingOpen = null;
       });
@@ -198,17 +227,104 @@ export class VolumeJournal {
     if (p) await p;
   }
 
-  private append(type: RecordTypeValue, offset: number, length: number, dataCrc: number, payload: Buffer): number {
+  private staged: StagedBatch | null = null;
+  private headerSlab = Buffer.allocUnsafe(HEADER_SLAB);
+  private headerAt = 0;
+
+  private header(type: RecordTypeValue, seq: number, offset: number, length: number, dataCrc: number, payload: Buffer, payloadCrc?: number): Buffer {
+    if (this.headerAt + HEADER_SIZE > this.headerSlab.length) {
+      this.headerSlab = Buffer.allocUnsafe(HEADER_SLAB);
+      this.headerAt = 0;
+    }
+    const h = this.headerSlab.subarray(this.headerAt, this.headerAt + HEADER_SIZE);
+    this.headerAt += HEADER_SIZE;
+    encodeHeaderInto(h, type, seq, offset, length, dataCrc, payload, payloadCrc);
+    return h;
+  }
+
+  /** Stages a record (seq assigned now, bytes written by the next commit). */
+  private stage(type: RecordTypeValue, offset: number, length: number, dataCrc: number, payload: Buffer, payloadCrc?: number): number {
     invariant(!this.closed, 'append to a closed journal');
     const seg = this.currentSegment();
     const seq = this.nextSeq++;
-    const header = encodeHeader(type, seq, offset, length, dataCrc, payload);
-    seg.file.writeSync(header, seg.bytes);
-    if (payload.length > 0) seg.file.writeSync(payload, seg.bytes + HEADER_SIZE);
+    let b = this.staged;
+    if (b && (b.bufs.length >= MAX_STAGED_BUFS || b.bytes >= MAX_STAGED_BYTES)) {
+      this.commitQuietly(); // a long turn: write what is staged, start another batch
+      b = null;
+    }
+    if (!b) {
+      let resolve!: () => void;
+      let reject!: (e: Error) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      promise.catch(() => undefined); // the writers that wait on it see the error
+      b = this.staged = { bufs: [], bytes: 0, firstSeq: seq, lastSeq: seq, promise, resolve, reject };
+      queueMicrotask(this.commitQuietly);
+    }
+    b.bufs.push(this.header(type, seq, offset, length, dataCrc, payload, payloadCrc));
+    if (payload.length > 0) b.bufs.push(payload);
+    b.bytes += HEADER_SIZE + payload.length;
+    b.lastSeq = seq;
     seg.bytes += HEADER_SIZE + payload.length;
     seg.lastSeq = seq;
     seg.synced = false;
     this.appendedGen++;
+    return seq;
+  }
+
+  /** The promise of the records staged so far (resolved at once when nothing is staged). */
+  committed(): Promise<void> {
+    return this.staged ? this.staged.promise : RESOLVED;
+  }
+
+  /** Seqs of the staged batch, for a writer that must undo what it did for them if the commit fails. */
+  get stagedFirstSeq(): number | null {
+    return this.staged ? this.staged.firstSeq : null;
+  }
+
+  /**
+   * Writes every staged record with one vectored write. Throws (and rejects the batch) on
+   * failure; the segment then rewinds to its last written record, so the torn bytes are
+   * overwritten by the next commit and the failed records never become valid.
+   */
+  commit(): void {
+    const b = this.staged;
+    if (!b) return;
+    this.staged = null;
+    const seg = this.currentSegment();
+    try {
+      if (b.bufs.length === 1) seg.file.writeSync(b.bufs[0]!, seg.written);
+      else seg.file.writevSync(b.bufs, seg.written);
+    } catch (e) {
+      seg.bytes = seg.written;
+      seg.lastSeq = b.firstSeq - 1;
+      const err = e instanceof Error ? e : new Error(String(e));
+      b.reject(err);
+      this.onCommitFailed?.(b.firstSeq, b.lastSeq, err);
+      throw err;
+    }
+    seg.written += b.bytes;
+    this.committedSeq = b.lastSeq;
+    b.resolve();
+  }
+
+  /** Every record with seq ≤ this is in the file (staged ones are not). */
+  committedSeq = 0;
+
+  /** A failed batch: the volume undoes what it queued for these seqs. */
+  onCommitFailed: ((firstSeq: number, lastSeq: number, err: Error) => void) | null = null;
+
+  private readonly commitQuietly = (): void => {
+    try {
+      this.commit();
+    } catch {
+      /* the batch's writers were rejected */
+    }
+  };
+
+  /** Appends and commits at once (with everything staged before it). */
+  private append(type: RecordTypeValue, offset: number, length: number, dataCrc: number, payload: Buffer): number {
+    const seq = this.stage(type, offset, length, dataCrc, payload);
+    this.commit();
     return seq;
   }
 
@@ -225,6 +341,25 @@ export class VolumeJournal {
     return this.append(RecordType.SUBMIT_ZERO, offset, length, marker, EMPTY);
   }
 
+  /** Staged variants for the write path: written by the next commit (await `committed()`). */
+  stageIntent(offset: number, length: number): number {
+    return this.stage(RecordType.SUBMIT, offset, length, 0, EMPTY);
+  }
+
+  /** dataCrc must be crc32(data): the record checksum is combined from it (one pass over the data). */
+  stageData(offset: number, data: Buffer, dataCrc: number): number {
+    return this.stage(RecordType.SUBMIT_DATA, offset, data.length, dataCrc, data, dataCrc);
+  }
+
+  stageZero(offset: number, length: number, marker = 0): number {
+    return this.stage(RecordType.SUBMIT_ZERO, offset, length, marker, EMPTY);
+  }
+
+  /** Staged: released entries are redone idempotently if a crash loses it. */
+  stageApplied(seqs: number[]): number {
+    return this.stage(RecordType.APPLIED, 0, 0, 0, encodeSeqList(seqs));
+  }
+
   appendApplied(seqs: number[]): number {
     return this.append(RecordType.APPLIED, 0, 0, 0, encodeSeqList(seqs));
   }
@@ -235,6 +370,7 @@ export class VolumeJournal {
 
   /** Group commit: one fdatasync per segment covers every record appended before the call. */
   async sync(): Promise<void> {
+    this.commit();
     const target = this.appendedGen;
     while (this.syncedGen < target) {
       if (this.syncing) {
@@ -287,6 +423,7 @@ export class VolumeJournal {
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.pendingOpen) await this.pendingOpen;
+    this.commitQuietly();
     await this.sync().catch(() => undefined);
     this.closed = true;
     for (const s of this.segments) if (s.file) await s.file.close();
@@ -295,3 +432,4 @@ export class VolumeJournal {
 }
 
 const EMPTY = Buffer.alloc(0);
+const RESOLVED = Promise.resolve();

@@ -21,7 +21,7 @@
  */
 import type { AckMode, HoldPolicy, HoldState } from '../../../src-shared/contract';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
-import type { AllocationExtent, BlockExport } from '../block-export';
+import type { AllocationExtent, BlockExport, WriteOptions } from '../block-export';
 import type { BlockFile, Env } from '../env/env';
 import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } from '../journal/format';
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
@@ -35,14 +35,16 @@ export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 const RELEASE_BATCH_BYTES = 8 << 20;
 const RELEASE_BATCH_COUNT = 256;
+/** Entries per batch counting superseded ones (no device write; 8 bytes each in the APPLIED record). */
+const RELEASE_BATCH_MAX = 4096;
 /** Synchronous device writes between two event-loop turns while releasing. */
 const RELEASE_YIELD_EVERY = 16;
 
 /** Does [offset, offset + length) overlap a batch entry? inBatch holds only the entries that were not alone. */
-function batchOverlaps(batch: Array<{ w: HeldWrite }>, inBatch: BlockSet, offset: number, length: number): boolean {
+function batchOverlaps(batch: HeldWrite[], inBatch: BlockSet, offset: number, length: number): boolean {
   if (inBatch.overlaps(offset, length)) return true;
   const end = offset + length;
-  for (const { w } of batch) if (w.offset < end && offset < w.offset + w.length) return true;
+  for (const w of batch) if (w.offset < end && offset < w.offset + w.length) return true;
   return false;
 }
 
@@ -150,6 +152,11 @@ export class LiveVolume implements BlockExport {
     this.cbt = new BlockBitmap(cfg.size);
     this.journalSync = new GroupSync(() => this.journal.sync());
     this.journal.onPressure = () => void this.checkpoint().catch(() => undefined);
+    // A journal batch that failed to commit: its held writes were never logged, so they leave the
+    // queue again (their writers are rejected with the batch).
+    this.journal.onCommitFailed = (first, last) => {
+      if (this.queue.dropSeqs(first, last) > 0) this.onHoldChange?.();
+    };
     this.assertExtents();
   }
 
@@ -331,11 +338,34 @@ export class LiveVolume implements BlockExport {
     }
   }
 
+  /**
+   * Small writes land in the page cache in a few microseconds; a thread-pool round trip costs
+   * ten times that (and is what limits queue-depth-1 writers). data.length ≤ SYNC_IO_MAX.
+   */
+  private deviceWriteSync(offset: number, data: Buffer): void {
+    const e = this.extentAt(offset);
+    if (e && offset + data.length <= e.volumeOffset + e.length) {
+      // One extent (the common case): no iterator, no piece objects.
+      this.cfg.fileFor(e.deviceId).writeSync(data, e.deviceOffset + (offset - e.volumeOffset));
+      return;
+    }
+    for (const p of this.pieces(offset, data.length)) p.file.writeSync(data.subarray(p.at, p.at + p.len), p.pos);
+  }
+
+  private extentAt(offset: number): MappedExtent | undefined {
+    let lo = 0;
+    let hi = this.extents.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.extents[mid]!.volumeOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.extents[lo];
+  }
+
   private async deviceWrite(offset: number, data: Buffer): Promise<void> {
     if (data.length <= SYNC_IO_MAX) {
-      // Small writes land in the page cache in a few microseconds; a thread-pool round trip
-      // costs ten times that (and is what limits queue-depth-1 writers).
-      for (const p of this.pieces(offset, data.length)) p.file.writeSync(data.subarray(p.at, p.at + p.len), p.pos);
+      this.deviceWriteSync(offset, data);
       return;
     }
     const ps = [...this.pieces(offset, data.length)];
@@ -397,10 +427,10 @@ export class LiveVolume implements BlockExport {
 
   // ---------------------------------------------------------------- the write path
 
-  async write(offset: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
+  async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
-    await this.submit(offset, data.length, data, opts?.fua === true);
+    await this.submit(offset, data.length, data, opts?.fua === true, opts?.stable === true);
     this.writesAcked++;
     this.bytesAcked += data.length;
   }
@@ -408,7 +438,7 @@ export class LiveVolume implements BlockExport {
   async writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
     this.checkRange(offset, length);
     if (length === 0) return;
-    await this.submit(offset, length, null, opts?.fua === true);
+    await this.submit(offset, length, null, opts?.fua === true, false);
     this.writesAcked++;
     this.bytesAcked += length;
   }
@@ -418,53 +448,93 @@ export class LiveVolume implements BlockExport {
     return this.writeZeroes(offset, length);
   }
 
-  private async submit(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+  private submit(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean): Promise<void> {
     const recordBytes = HEADER_SIZE + (data ? length : 0);
+    if (this.journal.needsSpace(recordBytes) || this.journal.waitingForSpace > 0 || this.journal.prepareAppend() !== null)
+      return this.submitAfterWait(offset, length, data, fua, stable, recordBytes);
+    return this.submitNow(offset, length, data, fua, stable);
+  }
+
+  private async submitAfterWait(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean, recordBytes: number): Promise<void> {
     if (this.journal.needsSpace(recordBytes) || this.journal.waitingForSpace > 0) await this.journal.waitForSpace(recordBytes);
     const prep = this.journal.prepareAppend();
     if (prep) await prep;
-    if (this.closed) throw new HoldfastError('NOT_FOUND', `Volume ${this.name} was closed while the write waited.`);
+    return this.submitNow(offset, length, data, fua, stable);
+  }
 
-    // From here to the append everything is synchronous: the decision and the record agree.
+  /**
+   * The journal batch the records staged so far belong to, with OS errors mapped once per
+   * batch (every write of an event-loop turn shares one commit and one promise).
+   */
+  private logged(): Promise<void> {
+    const raw = this.journal.committed();
+    if (raw !== this.loggedRaw) {
+      this.loggedRaw = raw;
+      this.loggedMapped = raw.catch((e: unknown) => {
+        throw ioError(e, `Logging writes to volume ${this.name}`);
+      });
+      this.loggedMapped.catch(() => undefined);
+      // Entries superseded by writes of this batch can be let go once it is in the file.
+      raw.then(() => this.queue.confirm(this.journal.committedSeq), () => undefined);
+    }
+    return this.loggedMapped;
+  }
+
+  private loggedRaw: Promise<void> | null = null;
+  private loggedMapped: Promise<void> = Promise.resolve();
+
+  /**
+   * Decides and stages the record synchronously (the decision and the record agree, and seqs
+   * follow arrival order); the record reaches the journal file with the rest of this turn's
+   * batch, before the write is forwarded to the device or acknowledged.
+   */
+  private submitNow(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean): Promise<void> {
+    if (this.closed) return Promise.reject(new HoldfastError('NOT_FOUND', `Volume ${this.name} was closed while the write waited.`));
     const b = this.backup;
     const hold = (b !== null && b.rule.mustHold(offset, length)) || this.queue.overlaps(offset, length);
     if (hold) {
       const early = this.cfg.ackMode === 'journal';
-      const copy = data ? Buffer.from(data) : null; // the caller may reuse its buffer after we return
+      const copy = data ? (stable ? data : Buffer.from(data)) : null; // the caller may reuse a buffer it did not mark stable
       let seq: number;
       try {
         seq = copy
-        ? early
-          ? this.journal.appendData(offset, copy, crc32(copy))
-          : this.journal.appendIntent(offset, length, 0)
-        : this.journal.appendZero(offset, length, early ? HELD_ZERO : 0);
+          ? early
+            ? this.journal.stageData(offset, copy, crc32(copy))
+            : this.journal.stageIntent(offset, length)
+          : this.journal.stageZero(offset, length, early ? HELD_ZERO : 0);
       } catch (e) {
-        throw ioError(e, `Logging a held write to volume ${this.name}`);
+        return Promise.reject(ioError(e, `Logging a held write to volume ${this.name}`));
       }
       const entry = new HeldWrite(seq, offset, length, copy, this.cfg.env.monotonic());
-      let applied: Promise<void> | null = null;
-      if (!early) applied = new Promise<void>((res, rej) => (entry.onApplied = (err) => (err ? rej(err) : res())));
+      // If the batch fails to commit, onCommitFailed takes the entry out of the queue again.
       this.queue.push(entry);
       this.onHoldChange?.();
-      if (applied) await applied;
-      if (fua) await this.flush();
-      return;
+      let done = this.logged();
+      if (!early) {
+        const applied = new Promise<void>((res, rej) => (entry.onApplied = (err) => (err ? rej(err) : res())));
+        done = done.then(() => applied);
+      }
+      return fua ? done.then(() => this.flush()) : done;
     }
 
     let seq: number;
     try {
       // Intent records carry no data, so no data checksum: recovery can only mark them changed,
       // and checksumming every forwarded write would cost ~1 ms per MiB on the hot path.
-      seq = data ? this.journal.appendIntent(offset, length, 0) : this.journal.appendZero(offset, length, 0);
+      seq = data ? this.journal.stageIntent(offset, length) : this.journal.stageZero(offset, length, 0);
     } catch (e) {
-      throw ioError(e, `Logging a write to volume ${this.name}`);
+      return Promise.reject(ioError(e, `Logging a write to volume ${this.name}`));
     }
-    await this.applyOrdered(seq, offset, length, data);
-    if (fua) await this.flush();
+    const applied = this.applyOrdered(seq, offset, length, data, this.logged());
+    return fua ? applied.then(() => this.flush()) : applied;
   }
 
-  /** Forwards one write to the device after every overlapping in-flight write, then marks it changed. */
-  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null): Promise<void> {
+  /**
+   * Forwards one write to the device once its record is in the journal file and every
+   * overlapping in-flight write finished, then marks it changed. It joins `inflight` at once,
+   * so later overlapping writes (and a backup's drain) wait for it.
+   */
+  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null, logged: Promise<void>): Promise<void> {
     let before: Promise<void>[] | null = null;
     if (this.inflight.size > 0) {
       const end = offset + length;
@@ -474,9 +544,12 @@ export class LiveVolume implements BlockExport {
     const op: InflightWrite = { seq, offset, length, done: new Promise<void>((r) => (finish = r)) };
     this.inflight.add(op);
     try {
+      await logged;
       if (before) await Promise.all(before);
-      if (data) await this.deviceWrite(offset, data);
-      else await this.deviceZero(offset, length);
+      if (data) {
+        if (data.length <= SYNC_IO_MAX) this.deviceWriteSync(offset, data);
+        else await this.deviceWrite(offset, data);
+      } else await this.deviceZero(offset, length);
       this.markChanged(offset, length);
     } catch (e) {
       throw ioError(e, `Writing ${length} bytes at ${offset} to volume ${this.name}`);
@@ -681,21 +754,33 @@ export class LiveVolume implements BlockExport {
    */
   private async releaseLoop(): Promise<void> {
     for (;;) {
+      // Every queued entry's record is in the file before any of them reaches the device.
+      this.journal.commit();
       // Block sets keep a pass linear in the queue length (pairwise range checks were
       // quadratic: thousands of held writes blocked the thread for tens of milliseconds).
       const blocked = new BlockSet();
       const inBatch = new BlockSet();
       const batch: Array<{ w: HeldWrite; prev: HeldWrite | null }> = [];
+      /** The batch entries that write (superseded ones are no-ops). */
+      const writes: HeldWrite[] = [];
       let batchBytes = 0;
       let prev: HeldWrite | null = null;
       for (let w = this.queue.first; w; w = w.next) {
-        if (batch.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES) break;
+        if (writes.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES || batch.length >= RELEASE_BATCH_MAX) break;
+        if (w.superseded) {
+          // A later queued write covers it and is applied after it: nothing to write, whatever
+          // the backup still needs (the device is not touched), so it leaves with this batch.
+          batch.push({ w, prev });
+          continue;
+        }
         // Most held writes share no block with any other: then neither set needs a look, and
         // a pass costs one counter lookup per entry.
         const alone = this.queue.alone(w);
         const overlapsBatch = !alone && inBatch.overlaps(w.offset, w.length);
         if (!overlapsBatch && this.releasable(w, blocked, alone)) {
           batch.push({ w, prev });
+          writes.push(w);
+          w.releasing = true;
           if (!alone) inBatch.add(w.offset, w.length);
           batchBytes += w.length;
         } else {
@@ -708,16 +793,16 @@ export class LiveVolume implements BlockExport {
       }
       if (batch.length === 0) return;
       const waits: Promise<void>[] = [];
-      for (const w of this.inflight) if (batch.length && batchOverlaps(batch, inBatch, w.offset, w.length)) waits.push(w.done);
+      if (writes.length > 0) for (const w of this.inflight) if (batchOverlaps(writes, inBatch, w.offset, w.length)) waits.push(w.done);
       if (waits.length) await Promise.all(waits);
       // Small writes are synchronous copies: give the event loop a turn every few of them, so
       // clients' requests are answered while a long queue drains. The entries stay queued
-      // (reads see them, overlapping writes wait) until the batch's APPLIED record is appended.
+      // (reads see them, overlapping writes wait) until the batch's APPLIED record is staged.
       const big: Promise<void>[] = [];
       let sinceYield = 0;
-      for (const { w } of batch) {
+      for (const w of writes) {
         if (w.data && w.data.length <= SYNC_IO_MAX) {
-          await this.deviceWrite(w.offset, w.data);
+          this.deviceWriteSync(w.offset, w.data);
           if (++sinceYield === RELEASE_YIELD_EVERY) {
             sinceYield = 0;
             await new Promise<void>((r) => setImmediate(r));
@@ -727,7 +812,10 @@ export class LiveVolume implements BlockExport {
       await Promise.all(big);
       const prep = this.journal.prepareAppend();
       if (prep) await prep;
-      this.journal.appendApplied(batch.map(({ w }) => w.seq));
+      // Staged, not written at once: it reaches the file with (or before) the record of any
+      // later write that overlaps these entries, and that write goes to the device only after
+      // its own record is in the file. A crash that loses it only redoes these writes again.
+      this.journal.stageApplied(batch.map(({ w }) => w.seq));
       // Forward order: each entry's recorded predecessor is the last entry before it that
       // stays queued, which is its real predecessor once the batch entries before it are gone.
       for (const { w, prev: p } of batch) {
