@@ -26,6 +26,25 @@ export class ByteQueue {
     return [dst, 0];
   }
 
+  /**
+   * Consumes n bytes as a buffer the caller may keep: a view of the received chunk when the
+   * bytes lie in one (no allocation of its own, no copy; the chunk is never reused), else a copy.
+   */
+  takeView(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first && first.length - this.head >= n) {
+      const v = first.subarray(this.head, this.head + n);
+      this.head += n;
+      this.length -= n;
+      if (this.head === first.length) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+      return v;
+    }
+    return this.take(n);
+  }
+
   /** Consumes n bytes into a new buffer the caller owns. */
   take(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);

@@ -137,9 +137,10 @@ export class Transmission {
         }
         if (q.length < P.REQUEST_HEADER_SIZE + length) return; // wait for the payload
         q.skip(P.REQUEST_HEADER_SIZE);
-        const data = q.take(length);
+        // A view of the received chunk where possible: the export may keep it (held writes).
+        const data = q.takeView(length);
         this.begin(cost);
-        this.track(this.callSafely(() => writeAny(this.ex, offset, data, (flags & P.NBD_CMD_FLAG_FUA) !== 0)), cost, cookieHi, cookieLo, true);
+        this.track(this.callSafely(() => writeAny(this.ex, offset, data, (flags & P.NBD_CMD_FLAG_FUA) !== 0, true)), cost, cookieHi, cookieLo, true);
         continue;
       }
 
@@ -316,17 +317,17 @@ export class Transmission {
   // ---- replies ----
 
   private replySimple(hi: number, lo: number, errno: number): void {
-    const h = Buffer.allocUnsafe(P.SIMPLE_REPLY_SIZE);
-    h.writeUInt32BE(P.NBD_SIMPLE_REPLY_MAGIC, 0);
-    h.writeUInt32BE(errno, 4);
-    h.writeUInt32BE(hi, 8);
-    h.writeUInt32BE(lo, 12);
-    this.wire.send(h);
+    this.wire.simpleReply(P.NBD_SIMPLE_REPLY_MAGIC, errno, hi, lo);
   }
 
   private replyData(hi: number, lo: number, offset: number, data: Buffer): void {
     if (!this.structured) {
-      this.replySimple(hi, lo, 0);
+      const h = Buffer.allocUnsafe(P.SIMPLE_REPLY_SIZE);
+      h.writeUInt32BE(P.NBD_SIMPLE_REPLY_MAGIC, 0);
+      h.writeUInt32BE(0, 4);
+      h.writeUInt32BE(hi, 8);
+      h.writeUInt32BE(lo, 12);
+      this.wire.send(h);
       this.wire.send(data);
       return;
     }

@@ -133,13 +133,14 @@ async function merged(ex: BlockExport, offset: number, data: Buffer): Promise<[n
   return [start, out];
 }
 
-export function writeAny(ex: BlockExport, offset: number, data: Buffer, fua: boolean): Promise<void> {
+/** `stable`: the caller never changes data afterwards (the export may keep it without a copy). */
+export function writeAny(ex: BlockExport, offset: number, data: Buffer, fua: boolean, stable = false): Promise<void> {
   const ss = ex.sectorSize;
   const aligned = offset % ss === 0 && data.length % ss === 0;
-  if (aligned) return withRange(ex, offset, data.length, false, () => ex.write(offset, data, { fua }));
+  if (aligned) return withRange(ex, offset, data.length, false, () => ex.write(offset, data, { fua, stable }));
   return withRange(ex, offset, data.length, true, async () => {
     const [start, buf] = await merged(ex, offset, data);
-    return ex.write(start, buf, { fua });
+    return ex.write(start, buf, { fua, stable: true });
   });
 }
 

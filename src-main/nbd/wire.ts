@@ -1,18 +1,30 @@
 /**
  * One client's socket as the protocol code sees it: received bytes land in a ByteQueue;
  * the handshake awaits `need(n)`, the transmission phase takes over with `onData`. Outgoing
- * messages written in the same tick are corked into one writev. Once closed, nothing is
- * sent and every pending `need` rejects, so no code path waits on a dead client.
+ * messages written in the same tick are corked into one writev. Simple replies (16 bytes, the
+ * answer to every write) are packed into a shared slab and sent with one socket write per
+ * event-loop turn: at tens of thousands of writes a second, a stream write per reply cost more
+ * than the write itself. Order is kept: any other message flushes the packed replies first.
+ * Once closed, nothing is sent and every pending `need` rejects, so no code path waits on a
+ * dead client.
  */
 import type { Socket } from 'node:net';
 import { HoldfastError } from '../../src-shared/errors';
 import { ByteQueue } from './byte-queue';
+
+/** Slab for packed simple replies (4096 of them). */
+const OUT_SLAB = 64 << 10;
 
 export class Wire {
   readonly queue = new ByteQueue();
   closed = false;
   private waiter: { n: number; resolve: () => void; reject: (e: Error) => void } | null = null;
   private corked = false;
+  /** Packed simple replies not yet handed to the socket: out[outStart, outEnd). */
+  private out = Buffer.allocUnsafe(OUT_SLAB);
+  private outStart = 0;
+  private outEnd = 0;
+  private flushScheduled = false;
   private readonly closeHandlers: Array<() => void> = [];
   /** Set by the transmission phase: called after every received chunk. */
   onData: (() => void) | null = null;
@@ -44,8 +56,49 @@ export class Wire {
     });
   }
 
+  /** Queues an NBD simple reply (magic, errno, cookie); sent with the others of this turn. */
+  simpleReply(magic: number, errno: number, cookieHi: number, cookieLo: number): void {
+    if (this.closed) return;
+    if (this.outEnd + 16 > this.out.length) {
+      this.flushReplies();
+      if (this.out.length - this.outEnd < 16) {
+        this.out = Buffer.allocUnsafe(OUT_SLAB);
+        this.outStart = this.outEnd = 0;
+      }
+    }
+    const o = this.out;
+    const at = this.outEnd;
+    o.writeUInt32BE(magic, at);
+    o.writeUInt32BE(errno, at + 4);
+    o.writeUInt32BE(cookieHi, at + 8);
+    o.writeUInt32BE(cookieLo, at + 12);
+    this.outEnd = at + 16;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushLater);
+    }
+  }
+
+  private readonly flushLater = (): void => {
+    this.flushScheduled = false;
+    this.flushReplies();
+  };
+
+  /** Hands the packed replies to the socket; that part of the slab is never written again. */
+  private flushReplies(): void {
+    if (this.outEnd === this.outStart) return;
+    const chunk = this.out.subarray(this.outStart, this.outEnd);
+    this.outStart = this.outEnd;
+    if (this.out.length - this.outEnd < 1024) {
+      this.out = Buffer.allocUnsafe(OUT_SLAB);
+      this.outStart = this.outEnd = 0;
+    }
+    if (!this.closed) this.socket.write(chunk);
+  }
+
   send(buf: Buffer): void {
     if (this.closed) return;
+    this.flushReplies();
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -67,6 +120,7 @@ export class Wire {
   /** Graceful close: flushes what was sent, then ends the socket. */
   end(): void {
     if (this.socket.destroyed) return;
+    this.flushReplies();
     this.socket.end();
     this.markClosed();
   }
