@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { runBackup } from '../../src-main/engine/vault/backup-writer';
+import { ChunkWorkers } from '../../src-main/engine/vault/chunk-workers';
 import { restoreToFile } from '../../src-main/engine/vault/restore';
 import { Vault } from '../../src-main/engine/vault/vault';
 import { ImageSnapshotSource } from './helpers/image-source';
@@ -215,6 +216,14 @@ describe('incrementals', () => {
 });
 
 describe('incrementals read by the chunk workers (located ranges)', () => {
+  /** A pool whose workers have booted (until one has, the engine thread reads instead). */
+  async function bootedWorkers(): Promise<ChunkWorkers> {
+    const w = new ChunkWorkers({ encKey: null, idKey: null, level: 1 }, 2);
+    await w.digest(Buffer.from('boot')); // a worker's ready message precedes its first reply
+    expect(w.booted).toBe(true);
+    return w;
+  }
+
   test('under the range policy with a writer that never pauses, the incremental is the image as of begin and every write lands', async () => {
     const img = path.join(t.dir, 'vol.img');
     makeImage(img, 16 * MiB, 'located');
@@ -240,7 +249,8 @@ describe('incrementals read by the chunk workers (located ranges)', () => {
       write();
       return locate(o, l);
     };
-    const inc = await runBackup(src, vault);
+    const workers = await bootedWorkers();
+    const inc = await runBackup(src, vault, { workers }).finally(() => workers.close());
     clearInterval(timer);
     src.close();
     expect(inc.kind).toBe('incremental');
@@ -269,7 +279,8 @@ describe('incrementals read by the chunk workers (located ranges)', () => {
       if (src.locates === 40) src.state = 'aborted'; // what the engine does before it closes device files
       return locate(o, l);
     };
-    await expect(runBackup(src, vault)).rejects.toThrow(/after the session finished/);
+    const workers = await bootedWorkers();
+    await expect(runBackup(src, vault, { workers }).finally(() => workers.close())).rejects.toThrow(/after the session finished/);
     src.close();
     expect((await vault.listSnapshots()).map((s) => s.id)).toEqual([full.id]);
     expect(fs.readdirSync(path.join(vault.dir, 'inprogress'))).toEqual([]);

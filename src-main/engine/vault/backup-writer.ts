@@ -89,7 +89,11 @@ class TaskWindow {
   }
 }
 
-type SlotPool = ReturnType<ChunkWorkers['slots']>;
+/** Where slots come from and go back to: a pool's slot set, or a SlotLimit over it. */
+interface SlotPool {
+  acquire(): Promise<ChunkSlot>;
+  release(s: ChunkSlot): void;
+}
 
 /** Largest delta chunk (changed blocks packed together) an incremental writes. */
 const DELTA_PACK_BYTES = 1 << 20;
@@ -116,6 +120,34 @@ async function addWithSlot(window: TaskWindow, pool: SlotPool, slot: ChunkSlot, 
   } catch (e) {
     done(); // the window refused the task (an earlier one failed)
     throw e;
+  }
+}
+
+/** At most `limit` slots of a pool held at once (through this object). */
+class SlotLimit implements SlotPool {
+  private held = 0;
+  private readonly waiters: (() => void)[] = [];
+  constructor(
+    private readonly pool: SlotPool,
+    private readonly limit: number,
+  ) {}
+  async acquire(): Promise<ChunkSlot> {
+    while (this.held >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    this.held++;
+    try {
+      return await this.pool.acquire();
+    } catch (e) {
+      this.unhold();
+      throw e;
+    }
+  }
+  release(slot: ChunkSlot): void {
+    this.pool.release(slot);
+    this.unhold();
+  }
+  private unhold(): void {
+    this.held--;
+    this.waiters.shift()?.();
   }
 }
 
@@ -218,6 +250,7 @@ export async function runBackup(source: SnapshotSource, vault: Vault, opts: Back
     checkAbort(opts.signal);
     if (source.size % vault.blockSize !== 0 && source.size % 512 !== 0)
       throw new HoldfastError('INVALID_SIZE', `Volume size ${source.size} is not a multiple of 512 bytes.`);
+    workers ??= new ChunkWorkers(vault.keys); // threads boot while the vault is prepared
     release = await vault.beginWrite(source.backupId, opts.signal);
 
     const parent = await vault.newestOf(source.volume);
@@ -235,7 +268,6 @@ export async function runBackup(source: SnapshotSource, vault: Vault, opts: Back
       // Past half the volume a full is cheaper to read, store and restore than a delta layer.
       ch.count() * ch.granularity <= source.size / 2;
 
-    workers ??= new ChunkWorkers(vault.keys);
     const inFlight = opts.inFlight ?? workers.size * 2 + 2;
     const store = new ChunkStore(vault, workers, c);
     const id = newSnapshotId(vault.env.now(), crypto.randomBytes(3));
@@ -449,7 +481,9 @@ async function backupChanged(
   const entryChunk: number[] = [];
   const entrySlot: number[] = [];
   const chunkDigests: Buffer[] = [];
-  const pool = store.workers.slots(inFlight, vault.chunkSize);
+  // Packs in flight: one per worker and one being written are enough to keep both busy, and
+  // every further slot would be fresh memory to fault in.
+  const pool = new SlotLimit(store.workers.slots(inFlight, vault.chunkSize), store.workers.size + 1);
   let pack: Pack | null = null;
 
   const flush = async () => {
@@ -514,7 +548,8 @@ async function backupChanged(
       if (pack && (pack.raw + r.count > perChunk || pack.picks.length + r.changed > perPack)) await flush();
       pack ??= { slot: await pool.acquire(), reads: [], picks: [], blocks: [], runs: [], raw: 0 };
       const at = pack.raw * bs;
-      const located = source.locate?.(r.first * bs, r.count * bs) ?? null;
+      // Until a worker has booted, this thread reads (it would only wait otherwise).
+      const located = store.workers.booted ? (source.locate?.(r.first * bs, r.count * bs) ?? null) : null;
       if (located) {
         let a = at;
         for (const piece of located) {

@@ -41,6 +41,8 @@ interface Task {
 
 interface WorkerReply {
   id: number;
+  /** Sent once, when the worker has loaded its codec (id 0). */
+  ready?: boolean;
   digest?: Uint8Array;
   out?: Uint8Array;
   buf?: Uint8Array;
@@ -73,6 +75,7 @@ if (workerData.nice !== null) {
 let slots = null;
 const slotIn = (m) => Buffer.from(slots.input, m.slot * slots.inputBytes, m.len);
 const slotOut = (m) => Buffer.from(slots.output, m.slot * slots.outputBytes, slots.outputBytes);
+parentPort.postMessage({ id: 0, ready: true });
 parentPort.on('message', (m) => {
   try {
     if (m.op === 'slots') {
@@ -235,6 +238,7 @@ export class ChunkWorkers {
   private nextId = 1;
   private closed = false;
   private slotSet: SlotSet | null = null;
+  private readyCount = 0;
 
   constructor(keys: CodecKeys, count = Math.max(1, Math.min(4, os.availableParallelism()))) {
     const source = WORKER_SOURCE(makeChunkCodec.toString());
@@ -253,6 +257,14 @@ export class ChunkWorkers {
 
   get size(): number {
     return this.workers.length;
+  }
+
+  /**
+   * Whether a worker has started up (loaded its codec). A worker thread takes ~0.1 s to boot on
+   * a small VM; until one has, work the caller can do itself is better not queued behind the boot.
+   */
+  get booted(): boolean {
+    return this.readyCount > 0;
   }
 
   /**
@@ -381,6 +393,10 @@ export class ChunkWorkers {
   }
 
   private settle(w: Worker, r: WorkerReply): void {
+    if (r.ready) {
+      this.readyCount++;
+      return;
+    }
     const t = this.running.get(w);
     if (!t || t.id !== r.id) return;
     this.running.delete(w);
