@@ -24,3 +24,33 @@ describe('BlockBitmap.forEachSet', () => {
     }
   });
 });
+
+describe('BlockBitmap.allIn / anyIn', () => {
+  it('agree with a block-by-block check for every span over random maps (byte fast path included)', () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    for (let round = 0; round < 40; round++) {
+      const blocks = 1 + Math.floor(rnd() * 200);
+      const m = new BlockBitmap(blocks * 4096);
+      const density = rnd();
+      for (let b = 0; b < blocks; b++) if (rnd() < density) m.setBlock(b);
+      // Some all-set and all-clear byte runs so the whole-byte path decides too.
+      if (round % 3 === 0) for (let b = 8; b < Math.min(blocks, 40); b++) m.setBlock(b);
+      for (let k = 0; k < 200; k++) {
+        const first = Math.floor(rnd() * blocks);
+        const n = 1 + Math.floor(rnd() * (blocks - first));
+        let all = true;
+        let any = false;
+        for (let b = first; b < first + n; b++) {
+          if (m.has(b)) any = true;
+          else all = false;
+        }
+        // Unaligned byte offsets touch the same blocks as the aligned span.
+        const off = first * 4096 + (k % 2 ? 512 : 0);
+        const len = n * 4096 - (k % 2 ? 1024 : 0);
+        expect(m.allIn(off, len)).toBe(all);
+        expect(m.anyIn(off, len)).toBe(any);
+      }
+    }
+  });
+});

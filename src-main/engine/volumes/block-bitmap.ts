@@ -52,15 +52,22 @@ export class BlockBitmap {
     for (let i = a; i <= b; i++) this.bits[i >> 3]! |= 1 << (i & 7);
   }
 
+  /** Whole bytes of the span at once: the hold-state block map asks this of 1024 cells up to 40 times a second. */
   allIn(offset: number, length: number): boolean {
     const [a, b] = this.span(offset, length);
-    for (let i = a; i <= b; i++) if (!this.has(i)) return false;
+    let i = a;
+    for (; i <= b && (i & 7) !== 0; i++) if (!this.has(i)) return false;
+    for (; i + 7 <= b; i += 8) if (this.bits[i >> 3] !== 0xff) return false;
+    for (; i <= b; i++) if (!this.has(i)) return false;
     return true;
   }
 
   anyIn(offset: number, length: number): boolean {
     const [a, b] = this.span(offset, length);
-    for (let i = a; i <= b; i++) if (this.has(i)) return true;
+    let i = a;
+    for (; i <= b && (i & 7) !== 0; i++) if (this.has(i)) return true;
+    for (; i + 7 <= b; i += 8) if (this.bits[i >> 3] !== 0) return true;
+    for (; i <= b; i++) if (this.has(i)) return true;
     return false;
   }
 
