@@ -15,6 +15,12 @@ export const VolumeName = z
 export const Size = z.number().int().positive().max(2 ** 53 - 1);
 export const HoldPolicy = z.enum(['volume', 'range', 'metadata']);
 export type HoldPolicy = z.infer<typeof HoldPolicy>;
+/**
+ * Backup throttle: `auto` (default) reads the volume at a limited rate while volumes are being
+ * written, so their writers keep their latency; `off` runs at full speed whatever happens.
+ */
+export const BackupThrottle = z.enum(['auto', 'off']);
+export type BackupThrottle = z.infer<typeof BackupThrottle>;
 export const AckMode = z.enum(['journal', 'device']);
 export type AckMode = z.infer<typeof AckMode>;
 
@@ -219,7 +225,7 @@ export const operations = {
   'volume.adopt': op(z.object({ path: z.string().min(1), name: VolumeName.optional() }), Volume),
   'holds.get': op(z.object({ volume: VolumeName.optional() }), z.array(HoldState)),
   'backup.start': op(
-    VaultOpt.extend({ volume: VolumeName, policy: HoldPolicy.optional(), full: z.boolean().optional(), detach: z.boolean().optional() }),
+    VaultOpt.extend({ volume: VolumeName, policy: HoldPolicy.optional(), full: z.boolean().optional(), detach: z.boolean().optional(), throttle: BackupThrottle.optional() }),
     Backup,
   ),
   'backup.list': op(z.object({}), z.array(Backup)),

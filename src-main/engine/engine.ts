@@ -101,6 +101,11 @@ export class Engine {
       },
       revokeExports: (n) => this.revokeExports(n),
       isBackingUp: (n) => this.sessionFor(n) !== null,
+      foregroundWrites: () => {
+        let n = 0;
+        for (const v of this.live.values()) n += v.writesAcked;
+        return n;
+      },
     });
     this.scheduler = new Scheduler(
       schedulerHostOf({ catalog, events: this.events, env, defaultVault: dataDir.defaultVault, api: () => this.api, isBackingUp: (n) => this.sessionFor(n) !== null }),

@@ -25,6 +25,7 @@ import type { ChunkWorkers } from '../vault/chunk-workers';
 import { Vault } from '../vault/vault';
 import { ChunkWorkerPools } from '../vault/worker-pools';
 import type { BackupSession } from './backup-session';
+import { BackupPacer, pacedSource } from './backup-pacer';
 import type { LiveVolume } from '../volumes/live-volume';
 
 /** What the backup application needs from the engine that hosts it. */
@@ -39,6 +40,8 @@ export interface BackupHost {
   createVolume(name: string, size: number): Promise<LiveVolume>;
   revokeExports(volume: string): void;
   isBackingUp(volume: string): boolean;
+  /** Grows with every write acknowledged by any volume (the backup throttle watches it). */
+  foregroundWrites(): number;
 }
 
 interface Running {
@@ -140,7 +143,8 @@ export class BackupApp {
     const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null };
     this.running.set(id, run);
     const lease = this.pools.lease(vault);
-    run.done = runBackup(session, vault, {
+    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites() });
+    run.done = runBackup(pacedSource(session, pacer), vault, {
       workers: lease.workers,
       full: i.full,
       signal: controller.signal,

@@ -17,6 +17,7 @@ export const VALUE_FLAGS = new Set([
   'name',
   'vault',
   'policy',
+  'throttle',
   'port',
   'nbd-port',
   'nbd-socket',

@@ -232,8 +232,8 @@ export const COMMANDS: AnySpec[] = [
     op: 'volume.adopt', input: (a) => optional({ path: abs(a.pos[0]!), name: a.value('name') }), output: 'object', human: describeVolume,
   },
   {
-    words: ['backup', 'start'], usage: 'backup start VOLUME [--vault DIR] [--policy volume|range|metadata] [--full] [--detach]', summary: 'Back up a volume into a vault (waits, progress on stderr)', flags: ['vault', 'policy', 'full', 'detach'], args: [1, 1],
-    op: 'backup.start', input: (a) => optional({ volume: a.pos[0], ...vaultInput(a), policy: a.value('policy'), full: a.flag('full'), detach: a.flag('detach') }), output: 'object', human: describeBackup, long: 'backup',
+    words: ['backup', 'start'], usage: 'backup start VOLUME [--vault DIR] [--policy volume|range|metadata] [--full] [--throttle auto|off] [--detach]', summary: 'Back up a volume into a vault (waits, progress on stderr); --throttle auto (default) slows it while volumes are written', flags: ['vault', 'policy', 'full', 'throttle', 'detach'], args: [1, 1],
+    op: 'backup.start', input: (a) => optional({ volume: a.pos[0], ...vaultInput(a), policy: a.value('policy'), full: a.flag('full'), throttle: a.value('throttle'), detach: a.flag('detach') }), output: 'object', human: describeBackup, long: 'backup',
   },
   {
     words: ['backup', 'list'], usage: 'backup list', summary: 'Running and past backups', flags: [], args: [0, 0],
