@@ -11,14 +11,16 @@
 // and QD16 on the Holdfast volume with no backup, and while full `range`-policy backups of
 // it run back to back into the engine's default vault. The two conditions alternate order
 // each round; each p99 is the best (lowest) of the rounds, the ratio is during ÷ without
-// (target ≤ 1.5×). A third condition backs up another volume of the same size that nobody
+// (target ≤ 1.5×). The backups use the engine default throttle (auto: paced while volumes are
+// written; NBD_BENCH_THROTTLE=off for full speed); the mean duration of one backup is reported. A third condition backs up another volume of the same size that nobody
 // writes: the same CPU and disk load with no hold on the measured volume, which separates
 // what the machine pays for a backup from what holding costs.
 //
 //   npm run build && node bench/nbd/nbd-bench.mjs
 //   env: NBD_BENCH_RUNTIME (s per fio run, default 10), NBD_BENCH_ROUNDS (default 2),
 //        NBD_BENCH_SIZE_MIB (backing file size, default 512), NBD_BENCH_LAT_ROUNDS (default 3),
-//        NBD_BENCH_ONLY=throughput|latency (one phase only)
+//        NBD_BENCH_ONLY=throughput|latency (one phase only; replaces only that phase in nbd.json),
+//        NBD_BENCH_THROTTLE=auto|off (the backups' throttle; default: the engine's, auto)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -205,15 +207,34 @@ for (const [id, slot] of Object.entries(latency)) {
   slot.otherRatio = slot.bestOtherBackupUs / slot.bestNoBackupUs;
   slot.iops = { none: Math.max(...slot.none.map((x) => x.iops)), backup: Math.max(...slot.backup.map((x) => x.iops)), other: Math.max(...slot.other.map((x) => x.iops)) };
   slot.target = 1.5;
+  // Mean wall time of one full backup of the 512 MiB volume while fio writes (the throttle's cost).
+  const meanBackupS = (sts) => {
+    const done = sts.reduce((a, st) => a + st.completed, 0);
+    return done ? sts.reduce((a, st) => a + st.backupMs, 0) / 1000 / done : null;
+  };
+  slot.backupSeconds = { backup: meanBackupS(slot.backupStats), other: meanBackupS(slot.otherStats) };
   latencyRows.push([id, slot]);
 }
 
-const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', date: new Date().toISOString() };
+const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
 fs.mkdirSync(resultsDir, { recursive: true });
-// A one-phase run (NBD_BENCH_ONLY) is for investigation: it must not replace the full results.
-if (only) console.error(`NBD_BENCH_ONLY=${only}: bench/results/nbd.json left as it was.`);
-else fs.writeFileSync(path.join(resultsDir, 'nbd.json'), JSON.stringify({ env, results, latency }, null, 2) + '\n');
+// A one-phase run (NBD_BENCH_ONLY) replaces only its own phase in bench/results/nbd.json; the
+// other phase's figures (and their env, kept as envOf.<phase>) stay as the last run left them.
+const resultsFile = path.join(resultsDir, 'nbd.json');
+let out = { env, results, latency };
+if (only) {
+  const prev = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
+  const keep = only === 'latency' ? 'throughput' : 'latency';
+  out = {
+    env,
+    envOf: { ...(prev.envOf ?? {}), [keep]: prev.envOf?.[keep] ?? prev.env ?? null, [only]: env },
+    results: only === 'latency' ? (prev.results ?? {}) : results,
+    latency: only === 'latency' ? latency : (prev.latency ?? {}),
+  };
+  console.error(`NBD_BENCH_ONLY=${only}: only the ${only} figures of bench/results/nbd.json were replaced.`);
+}
+fs.writeFileSync(resultsFile, JSON.stringify(out, null, 2) + '\n');
 
 const fmt = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const lines = [
@@ -229,12 +250,12 @@ for (const row of rows) {
 if (latencyRows.length) {
   lines.push(
     '',
-    '| Holdfast write latency | no backup | during range-policy backup of it | during ÷ no backup (best) | (median) | target | during backup of another volume | other ÷ no backup |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| Holdfast write latency | no backup | during range-policy backup of it | during ÷ no backup (best) | (median) | target | during backup of another volume | other ÷ no backup | one 512 MiB backup meanwhile (it / other) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const [id, l] of latencyRows)
     lines.push(
-      `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× |`,
+      `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× | ${l.backupSeconds.backup?.toFixed(1) ?? '-'} s / ${l.backupSeconds.other?.toFixed(1) ?? '-'} s |`,
     );
 }
 console.log(lines.join('\n'));

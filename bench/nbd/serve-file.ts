@@ -37,6 +37,8 @@ function arg(name: string): string | undefined {
 }
 
 const VOLUME = 'bench';
+/** NBD_BENCH_THROTTLE=auto|off: the backups' throttle (default: the engine's, auto). */
+const THROTTLE = process.env.NBD_BENCH_THROTTLE === 'off' || process.env.NBD_BENCH_THROTTLE === 'auto' ? process.env.NBD_BENCH_THROTTLE : undefined;
 const OTHER = 'bench-other';
 
 interface LoopStats {
@@ -77,18 +79,28 @@ class BackupLoop {
     this.loop = (async () => {
       while (this.running) {
         const t = Date.now();
-        const b = await this.engine.api['backup.start']({ volume, policy: 'range', full: true, detach: true });
+        // Waits for the backup to end (no polling of the backup list: that is a catalog query
+        // on the thread that serves NBD, and it would be the bench's load, not the backup's).
+        const run = this.engine.api['backup.start']({ volume, policy: 'range', full: true, ...(THROTTLE ? { throttle: THROTTLE } : {}) });
         this.stats.backups++;
-        this.began?.();
-        this.began = null;
-        for (;;) {
-          const cur = this.engine.backups.list().find((x) => x.id === b.id);
-          if (!cur || cur.state !== 'running') {
-            if (cur?.state === 'completed') this.stats.completed++;
-            break;
-          }
-          await new Promise((r) => setTimeout(r, 20));
+        let sub: { dispose(): void } | null = null;
+        if (this.began) {
+          // Begun once the volume's flag is set (start() sets it before it streams anything).
+          const began = this.began;
+          this.began = null;
+          sub = this.engine.events.on('backup.progress', (p) => {
+            if (p.volume === volume) {
+              sub?.dispose();
+              began();
+            }
+          });
+          const settled = () => {
+            sub?.dispose();
+            began(); // a start that failed before beginning still answers BACKUP-ON
+          };
+          run.then(settled, settled);
         }
+        if (await run.then(() => true, () => false)) this.stats.completed++;
         this.stats.backupMs += Date.now() - t;
       }
       this.stats.wallMs = Date.now() - t0;
