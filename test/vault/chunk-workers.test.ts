@@ -149,10 +149,13 @@ describe('incompressible chunks in an unencrypted vault', () => {
 });
 
 describe('slotPack (delta chunks gathered by the workers)', () => {
-  it('reads located pieces from a real file, keeps the picked non-zero blocks in order, and reads past the end as zeroes', async () => {
+  for (const where of ['on the calling thread before a worker has booted', 'in a booted worker'] as const)
+  it(`${where}: reads located pieces from a real file, keeps the picked non-zero blocks in order, and reads past the end as zeroes`, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-slotpack-'));
     const pool = new ChunkWorkers(sealed, 2);
     try {
+      if (where === 'in a booted worker') await pool.digest(Buffer.from('boot')); // a worker's ready message precedes its reply
+      expect(pool.booted).toBe(where === 'in a booted worker');
       const file = path.join(dir, 'dev.img');
       const B = 4096;
       const dev = crypto.randomBytes(64 * B);

@@ -548,8 +548,7 @@ async function backupChanged(
       if (pack && (pack.raw + r.count > perChunk || pack.picks.length + r.changed > perPack)) await flush();
       pack ??= { slot: await pool.acquire(), reads: [], picks: [], blocks: [], runs: [], raw: 0 };
       const at = pack.raw * bs;
-      // Until a worker has booted, this thread reads (it would only wait otherwise).
-      const located = store.workers.booted ? (source.locate?.(r.first * bs, r.count * bs) ?? null) : null;
+      const located = source.locate?.(r.first * bs, r.count * bs) ?? null;
       if (located) {
         let a = at;
         for (const piece of located) {

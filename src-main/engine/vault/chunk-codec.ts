@@ -44,7 +44,7 @@ export interface ChunkCodec {
 }
 
 /** The part of zstd-napi's low-level binding encodeInto uses: compress into a caller's buffer. */
-interface ZstdBinding {
+export interface ZstdBinding {
   CCtx: new () => { compress2(dst: Uint8Array, src: Uint8Array): number; setParameter(p: number, v: number): void };
   DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
   CParameter: { compressionLevel: number };
@@ -268,7 +268,7 @@ export function makeChunkCodec(deps: CodecDeps): ChunkCodec {
   return { digest, encode, encodeInto, encodeHead, decode, decodeInto, isZero };
 }
 
-/** The codec on the calling thread. */
-export function localCodec(keys: CodecKeys): ChunkCodec {
-  return makeChunkCodec({ crypto, zstd, keys });
+/** The codec on the calling thread (with zstd-napi's low-level binding, encodeHead stores incompressible chunks without a copy). */
+export function localCodec(keys: CodecKeys, zstdBinding: ZstdBinding | null = null): ChunkCodec {
+  return makeChunkCodec({ crypto, zstd, zstdBinding, keys });
 }

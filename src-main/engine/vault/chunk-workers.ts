@@ -21,7 +21,8 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
-import { makeChunkCodec, type CodecKeys } from './chunk-codec';
+import fs from 'node:fs';
+import { localCodec, makeChunkCodec, type ChunkCodec, type CodecKeys, type ZstdBinding } from './chunk-codec';
 
 type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDecode' | 'slotPack';
 
@@ -56,7 +57,57 @@ interface WorkerReply {
   corrupt?: boolean;
 }
 
-const WORKER_SOURCE = (factory: string) => `
+/**
+ * slotPack's work: gathers `reads` (fd, position, length, slot offset) into `input` (a file
+ * ending early reads as zeroes), keeps the non-zero blocks at `picks` packed from the start, and
+ * hashes and encodes them into `output`. Runs in a worker, or on the caller's thread while no
+ * worker has booted; self-contained, as its source is what the workers run.
+ */
+function packSlot(
+  fs: { readSync(fd: number, buf: Buffer, at: number, len: number, pos: number): number },
+  codec: ChunkCodec,
+  input: Buffer,
+  output: Buffer,
+  reads: Float64Array,
+  picks: Uint32Array,
+  bs: number,
+): { zeroBlocks: Uint8Array; digest?: Buffer; outLen: number; plainTail?: boolean } {
+  for (let i = 0; i < reads.length; i += 4) {
+    const fd = reads[i]!;
+    const pos = reads[i + 1]!;
+    const len = reads[i + 2]!;
+    const at = reads[i + 3]!;
+    if (at + len > input.length) throw new Error('a gather read overruns its slot');
+    for (let done = 0; done < len; ) {
+      const n = fs.readSync(fd, input, at + done, len - done, pos + done);
+      if (n === 0) {
+        input.fill(0, at + done, at + len);
+        break;
+      }
+      done += n;
+    }
+  }
+  const zeroBlocks = new Uint8Array(picks.length);
+  let kept = 0;
+  for (let j = 0; j < picks.length; j++) {
+    if (j > 0 && picks[j]! <= picks[j - 1]!) throw new Error('picked blocks ascend');
+    const src = picks[j]! * bs;
+    if (src + bs > input.length) throw new Error('a picked block lies outside its slot');
+    if (codec.isZero(input.subarray(src, src + bs))) {
+      zeroBlocks[j] = 1;
+      continue;
+    }
+    if (src !== kept * bs) input.copy(input, kept * bs, src, src + bs); // src >= kept * bs: never overwrites a block still to pick
+    kept++;
+  }
+  if (kept === 0) return { zeroBlocks, outLen: 0 };
+  const plain = input.subarray(0, kept * bs);
+  const digest = codec.digest(plain);
+  const h = codec.encodeHead(plain, digest.toString('hex'), output);
+  return { zeroBlocks, digest, outLen: h.length, plainTail: h.plainTail };
+}
+
+const WORKER_SOURCE = (factory: string, pack: string) => `
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -68,6 +119,7 @@ const keys = {
   level: workerData.level,
 };
 const codec = (${factory})({ crypto, zstd, zstdBinding, keys });
+const packSlot = (${pack});
 const own = (b) => (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : Buffer.from(b));
 if (workerData.nice !== null) {
   try { require('node:os').setPriority(workerData.nice); } catch {}
@@ -94,35 +146,8 @@ parentPort.on('message', (m) => {
       return;
     }
     if (m.op === 'slotPack') {
-      // Gather: read the located pieces into the slot (a file ending early reads as zeroes)...
-      const buf = Buffer.from(slots.input, m.slot * slots.inputBytes, slots.inputBytes);
-      const r = m.pack.reads;
-      for (let i = 0; i < r.length; i += 4) {
-        const fd = r[i], pos = r[i + 1], len = r[i + 2], at = r[i + 3];
-        if (at + len > buf.length) throw new Error('a gather read overruns its slot');
-        for (let done = 0; done < len; ) {
-          const n = fs.readSync(fd, buf, at + done, len - done, pos + done);
-          if (n === 0) { buf.fill(0, at + done, at + len); break; }
-          done += n;
-        }
-      }
-      // ...then keep the picked blocks that are not all zero, in order, from the slot's start.
-      const bs = m.pack.blockSize, picks = m.pack.picks;
-      const zeroBlocks = new Uint8Array(picks.length);
-      let kept = 0;
-      for (let j = 0; j < picks.length; j++) {
-        if (j > 0 && picks[j] <= picks[j - 1]) throw new Error('picked blocks ascend');
-        const src = picks[j] * bs;
-        if (src + bs > buf.length) throw new Error('a picked block lies outside its slot');
-        if (codec.isZero(buf.subarray(src, src + bs))) { zeroBlocks[j] = 1; continue; }
-        if (src !== kept * bs) buf.copy(buf, kept * bs, src, src + bs); // src >= kept * bs: never overwrites a block still to pick
-        kept++;
-      }
-      if (kept === 0) { parentPort.postMessage({ id: m.id, zeroBlocks, outLen: 0 }); return; }
-      const plain = buf.subarray(0, kept * bs);
-      const digest = codec.digest(plain);
-      const h = codec.encodeHead(plain, digest.toString('hex'), slotOut(m));
-      parentPort.postMessage({ id: m.id, zeroBlocks, digest, outLen: h.length, plainTail: h.plainTail });
+      const r = packSlot(fs, codec, Buffer.from(slots.input, m.slot * slots.inputBytes, slots.inputBytes), slotOut(m), m.pack.reads, m.pack.picks, m.pack.blockSize);
+      parentPort.postMessage({ id: m.id, ...r });
       return;
     }
     if (m.op === 'slotDecode') {
@@ -239,9 +264,13 @@ export class ChunkWorkers {
   private closed = false;
   private slotSet: SlotSet | null = null;
   private readyCount = 0;
+  private local: ChunkCodec | null = null;
 
-  constructor(keys: CodecKeys, count = Math.max(1, Math.min(4, os.availableParallelism()))) {
-    const source = WORKER_SOURCE(makeChunkCodec.toString());
+  constructor(
+    private readonly keys: CodecKeys,
+    count = Math.max(1, Math.min(4, os.availableParallelism())),
+  ) {
+    const source = WORKER_SOURCE(makeChunkCodec.toString(), packSlot.toString());
     for (let i = 0; i < count; i++) {
       const w = new Worker(source, {
         eval: true,
@@ -315,7 +344,17 @@ export class ChunkWorkers {
     blockSize: number,
   ): Promise<{ zeroBlocks: Uint8Array; length: number; digest: Buffer | null; outLen: number; plainTail: boolean }> {
     invariant(reads.length % 4 === 0 && picks.length > 0, 'a pack names whole reads and at least one block');
-    const r = await this.runSlot('slotPack', slot, 0, undefined, undefined, undefined, { reads, picks, blockSize });
+    let r: { zeroBlocks?: Uint8Array; digest?: Uint8Array; outLen?: number; plainTail?: boolean };
+    if (!this.booted && !this.closed) {
+      // No worker is up yet (~0.1 s after the pool starts on a small VM): a pack is a few ms of
+      // work, cheaper done here than queued behind the boot.
+      invariant(this.slotSet?.all[slot.index] === slot, 'slot tasks name a slot of this pool');
+      if (!this.local) {
+        const binding = zstdBindingPath();
+        this.local = localCodec(this.keys, binding ? (require(binding) as ZstdBinding) : null);
+      }
+      r = packSlot(fs, this.local, slot.input, slot.output, reads, picks, blockSize);
+    } else r = await this.runSlot('slotPack', slot, 0, undefined, undefined, undefined, { reads, picks, blockSize });
     const zeroBlocks = r.zeroBlocks!;
     const length = (picks.length - zeroBlocks.reduce((n, z) => n + z, 0)) * blockSize;
     return { zeroBlocks, length, digest: length ? asBuffer(r.digest!) : null, outLen: r.outLen!, plainTail: r.plainTail === true };
