@@ -139,6 +139,7 @@ describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
     expectError(hf('volume', 'create', 'bad!name', '--size', '1M', '--data', data), 1, 'INVALID_ARGUMENT');
     expectError(hf('volume', 'create', 'huge', '--size', '1P', '--data', data), 1, 'NO_SPACE');
     expectError(hf('device', 'add', path.join(tmp, 'missing.img'), '--data', data), 1, 'DEVICE_MISSING');
+    expectError(hf('backup', 'start', 'alpha', '--throttle', 'fast', '--data', data), 1, 'INVALID_ARGUMENT'); // auto|off
   });
 
   it('says NOT_AVAILABLE, never faking an address, when a snapshot is mounted without an NBD server running', () => {
@@ -153,7 +154,7 @@ describe('holdfast CLI (in process)', { timeout: 120_000 }, () => {
     const init = hf('vault', 'init', vault, '--data', data, '--json');
     expect(init.code, init.stderr).toBe(0);
     expect(json(init)).toEqual({ dir: vault, encrypted: false });
-    const b = hf('backup', 'start', 'alpha', '--vault', vault, '--policy', 'range', '--json', '--data', data);
+    const b = hf('backup', 'start', 'alpha', '--vault', vault, '--policy', 'range', '--throttle', 'off', '--json', '--data', data);
     expect(b.code, b.stderr).toBe(0);
     const backup = json(b);
     expect(backup).toMatchObject({ volume: 'alpha', policy: 'range', state: 'completed', bytesDone: 64 * 1024 * 1024 });
