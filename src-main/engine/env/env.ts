@@ -58,8 +58,12 @@ export interface Env {
   mkdir(path: string): Promise<void>; // recursive, ok if it exists
   readdir(path: string): Promise<string[]>;
   readFile(path: string): Promise<Buffer>;
-  /** Writes a whole file durably: temp file, fsync, rename over path, fsync the directory. */
-  writeFileAtomic(path: string, data: Buffer | string): Promise<void>;
+  /**
+   * Writes a whole file durably: temp file, fsync, rename over path, fsync the directory. With
+   * `durable: false` no fsync: other processes see the old file or the whole new one, but a crash
+   * may lose it (for markers of live processes and probes, which mean nothing after a crash).
+   */
+  writeFileAtomic(path: string, data: Buffer | string, opts?: { durable?: boolean }): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>; // ok if missing
   rmdir(path: string): Promise<void>; // recursive, ok if missing

@@ -95,11 +95,11 @@ export class FaultyEnv implements Env {
     if (r) throw errno(r.error ?? 'EIO', 'read', p);
     return this.inner.readFile(p);
   }
-  async writeFileAtomic(p: string, data: Buffer | string): Promise<void> {
+  async writeFileAtomic(p: string, data: Buffer | string, opts?: { durable?: boolean }): Promise<void> {
     const r = this.match('writeFile', p);
     if (r) throw errno(r.error ?? 'EIO', 'write', p);
     if (this.crashed || (this.crashBudget !== null && this.takeBudget(Buffer.byteLength(data)) < Buffer.byteLength(data))) return;
-    return this.inner.writeFileAtomic(p, data);
+    return this.inner.writeFileAtomic(p, data, opts);
   }
   async rename(from: string, to: string): Promise<void> {
     const r = this.match('rename', from);

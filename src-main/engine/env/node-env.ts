@@ -192,17 +192,18 @@ export class NodeEnv implements Env {
     return fsp.readFile(p);
   }
 
-  async writeFileAtomic(p: string, data: Buffer | string): Promise<void> {
+  async writeFileAtomic(p: string, data: Buffer | string, opts: { durable?: boolean } = {}): Promise<void> {
+    const durable = opts.durable !== false;
     const tmp = `${p}.tmp-${process.pid}-${Date.now()}`;
     const fh = await fsp.open(tmp, 'w', 0o644);
     try {
       await fh.writeFile(data);
-      await fh.datasync();
+      if (durable) await fh.datasync();
     } finally {
       await fh.close();
     }
     await fsp.rename(tmp, p);
-    await this.fsyncDir(path.dirname(p));
+    if (durable) await this.fsyncDir(path.dirname(p));
   }
 
   rename(from: string, to: string): Promise<void> {

@@ -142,7 +142,7 @@ export class ReaderLease {
     if (!this.file) return;
     this.marker.chain = chain;
     try {
-      await this.vault.env.writeFileAtomic(this.file, JSON.stringify(this.marker));
+      await this.vault.env.writeFileAtomic(this.file, JSON.stringify(this.marker), { durable: false });
     } catch {
       await this.release(); // an "opening" marker left behind would make gc wait for it in vain
     }
@@ -265,7 +265,7 @@ export class Vault {
     const probe = path.join(this.dir, 'tmp', `.probe-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
     try {
       await this.env.mkdir(path.join(this.dir, 'tmp'));
-      await this.env.writeFileAtomic(probe, 'probe');
+      await this.env.writeFileAtomic(probe, 'probe', { durable: false }); // only asks whether the drive takes writes
       await this.env.unlink(probe);
       this.writableReason = null;
     } catch (e) {
@@ -566,7 +566,8 @@ export class Vault {
   async beginWrite(name: string, signal?: AbortSignal): Promise<() => Promise<void>> {
     this.assertWritable();
     const marker = this.inProgressPath(name);
-    await this.env.writeFileAtomic(marker, JSON.stringify(this.markerSelf())).catch((e) => {
+    // Markers name a live process: visible at once to gc in other processes, meaningless after a crash (no fsync).
+    await this.env.writeFileAtomic(marker, JSON.stringify(this.markerSelf()), { durable: false }).catch((e) => {
       throw vaultIoError(e, this.dir, 'registering a writer');
     });
     const release = () => this.env.unlink(marker).catch(() => undefined);
@@ -607,7 +608,7 @@ export class Vault {
     const file = path.join(this.readersDir(), `${safe}-${process.pid}-${crypto.randomBytes(4).toString('hex')}.json`);
     try {
       await this.env.mkdir(this.readersDir());
-      await this.env.writeFileAtomic(file, JSON.stringify(marker));
+      await this.env.writeFileAtomic(file, JSON.stringify(marker), { durable: false });
     } catch {
       await this.env.unlink(file).catch(() => undefined);
       return new ReaderLease(this, null, marker);

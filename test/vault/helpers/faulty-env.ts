@@ -39,9 +39,9 @@ export class VaultFaultyEnv extends NodeEnv {
     };
     return f;
   }
-  override async writeFileAtomic(p: string, data: Buffer | string): Promise<void> {
+  override async writeFileAtomic(p: string, data: Buffer | string, opts?: { durable?: boolean }): Promise<void> {
     this.spend(typeof data === 'string' ? Buffer.byteLength(data) : data.length, `write ${p}`);
-    return super.writeFileAtomic(p, data);
+    return super.writeFileAtomic(p, data, opts);
   }
   override async mkdir(p: string): Promise<void> {
     if (this.readOnly) throw errno('EROFS', `mkdir ${p}`);
