@@ -110,6 +110,25 @@ describe('pacedSource', () => {
     expect(log).toEqual([`readInto 0 ${4 * MiB}`, `readInto ${4 * MiB} ${4 * MiB}`, `read ${8 * MiB} ${4 * MiB}`, 'copied 0 4096', 'end snap', 'abort x']);
   });
 
+  it('paces located reads too (the chunk workers read them): pace() waits like a read, locate and confirmLocated pass through', async () => {
+    const clock = fakeClock();
+    const log: string[] = [];
+    const src: SnapshotSource = {
+      ...source(log),
+      locate: (o, l) => (log.push(`locate ${o} ${l}`), [{ fd: 3, position: o, length: l }]),
+      confirmLocated: () => void log.push('confirm'),
+    };
+    const p = new BackupPacer({ mode: 'auto', activity: () => 0, clock, busyBytesPerSec: 100 * MiB, quietMs: 250 });
+    const s = pacedSource(src, p);
+    await s.pace!(4 * MiB);
+    expect(s.locate!(0, 4 * MiB)).toEqual([{ fd: 3, position: 0, length: 4 * MiB }]);
+    await s.pace!(4 * MiB);
+    s.confirmLocated!();
+    expect(clock.sleeps).toEqual([40]);
+    expect(log).toEqual([`locate 0 ${4 * MiB}`, 'confirm']);
+    expect(pacedSource(source([]), p).pace, 'a source without locate needs no pace').toBeUndefined();
+  });
+
   it('with throttle off is the source itself', () => {
     const src = source([]);
     expect(pacedSource(src, new BackupPacer({ mode: 'off', activity: () => 0 }))).toBe(src);

@@ -137,7 +137,10 @@ export function pacedSource(source: SnapshotSource, pacer: BackupPacer): Snapsho
       return readInto(offset, target);
     };
   }
-  if (source.locate) paced.locate = source.locate.bind(source);
+  if (source.locate) {
+    paced.locate = source.locate.bind(source);
+    paced.pace = (bytes) => pacer.before(bytes); // located bytes are read by the chunk workers, not through readInto
+  }
   if (source.confirmLocated) paced.confirmLocated = source.confirmLocated.bind(source);
   return paced;
 }

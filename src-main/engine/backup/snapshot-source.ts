@@ -50,6 +50,8 @@ export interface SnapshotSource {
    * the session runs: after reading located pieces, call confirmLocated() before using the bytes.
    */
   locate?(offset: number, length: number): FilePiece[] | null;
+  /** Waits, if the backup is being throttled, before `bytes` of located pieces are read (reads through readInto wait by themselves). */
+  pace?(bytes: number): Promise<void>;
   /** Throws BACKUP_NOT_RUNNING once the session has ended: reads of located pieces made before this call are then not to be trusted. */
   confirmLocated?(): void;
   /** Range policy: these bytes are in the vault's hands; held writes wholly inside copied ranges are released. */

@@ -548,6 +548,7 @@ async function backupChanged(
       if (pack && (pack.raw + r.count > perChunk || pack.picks.length + r.changed > perPack)) await flush();
       pack ??= { slot: await pool.acquire(), reads: [], picks: [], blocks: [], runs: [], raw: 0 };
       const at = pack.raw * bs;
+      if (source.locate && source.pace) await source.pace(r.count * bs);
       const located = source.locate?.(r.first * bs, r.count * bs) ?? null;
       if (located) {
         let a = at;
