@@ -200,6 +200,11 @@ export class VolumeJournal {
   prepareAppend(): Promise<void> | null {
     const seg = this.segments[this.segments.length - 1];
     if (seg && seg.file && seg.bytes < this.options.segmentBytes) return null;
+    return this.openNext();
+  }
+
+  /** Opens the next segment (appends keep going to the current one meanwhile) and switches to it. */
+  private openNext(): Promise<void> {
     if (!this.pendingOpen) {
       invariant(!this.closed, 'append to a closed journal');
       const firstSeq = this.nextSeq;
@@ -410,12 +415,17 @@ export class VolumeJournal {
     }
     const cur = this.segments[this.segments.length - 1];
     // A current segment that is entirely checkpointed is restarted so its bytes stop counting.
+    // The next one is opened first while writers keep appending here (a switch through an
+    // empty journal stalled every write for an open + directory fsync); if they appended
+    // meanwhile, this segment is no longer entirely checkpointed and goes at the next checkpoint.
     if (cur && cur.file && cur.lastSeq <= throughSeq && cur.bytes > 0) {
-      const oldFile = cur.file;
-      this.segments.pop();
-      await this.ready();
-      await oldFile.close();
-      await this.env.unlink(oldFile.path);
+      await this.openNext();
+      const at = this.segments.indexOf(cur);
+      if (at >= 0 && at < this.segments.length - 1 && cur.lastSeq <= throughSeq && cur.written === cur.bytes) {
+        this.segments.splice(at, 1);
+        await cur.file.close();
+        await this.env.unlink(cur.file.path);
+      }
     }
     this.wakeSpaceWaiters();
   }
