@@ -36,7 +36,9 @@ const median = (xs) => {
 };
 
 async function startServe(dataDir) {
-  const child = spawn(process.execPath, ['bin/holdfast.cjs', 'serve', '--port', '0', '--nbd-port', '0', '--no-open', '--data', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  // UI_BENCH_SERVE_NODE_ARGS: extra node flags for the engine process (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+  const nodeArgs = (process.env.UI_BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/holdfast.cjs', 'serve', '--port', '0', '--nbd-port', '0', '--no-open', '--data', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (c) => (err += c));
   const line = await new Promise((resolve, reject) => {
