@@ -21,6 +21,8 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking'
 const LOADS = Number(process.env.UI_BENCH_LOADS ?? 15);
 const DURATION = Number(process.env.UI_BENCH_SECONDS ?? 60);
 const VOL = 512 << 20;
+/** fio jobs, each its own NBD connection (the server advertises multi-conn). */
+const FIO_JOBS = Number(process.env.UI_BENCH_FIO_JOBS ?? 1);
 
 if (!existsSync(CHROMIUM)) {
   console.log(`ui bench skipped: ${CHROMIUM} is missing`);
@@ -123,7 +125,7 @@ try {
   await page.getByTestId('held-count-bench').waitFor();
   fio = spawn('fio', [
     '--name=w', '--ioengine=nbd', `--uri=nbd+unix:///bench?socket=${serve.socket}`, '--rw=randwrite', '--bs=4k', '--iodepth=64',
-    '--size=64M', '--time_based', `--runtime=${DURATION + 20}`, '--output-format=json', '--norandommap', '--randrepeat=0',
+    `--numjobs=${FIO_JOBS}`, '--group_reporting', '--size=64M', '--time_based', `--runtime=${DURATION + 20}`, '--output-format=json', '--norandommap', '--randrepeat=0',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let fioOut = '';
   let fioErr = '';
@@ -203,7 +205,7 @@ try {
   result.results.holdPanel = {
     what: 'hold panel DOM-changed frames per second while volume-policy backups run under an fio NBD write load',
     windowS: DURATION,
-    writer: `fio ioengine=nbd randwrite 4k iodepth=64 over ${serve.socket}`,
+    writer: `fio ioengine=nbd randwrite 4k iodepth=64 numjobs=${FIO_JOBS} over ${serve.socket}`,
     writesPerSecFio: fioIops === null ? null : Math.round(fioIops),
     fioError: fioIops === null ? fioErr.slice(0, 300) : undefined,
     backups: backups.length,
