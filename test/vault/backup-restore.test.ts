@@ -265,6 +265,27 @@ describe('incrementals read by the chunk workers (located ranges)', () => {
     expect(src.held.length).toBe(0);
   });
 
+  test('a small incremental packs on the calling thread without starting worker threads; a full backup starts them', async () => {
+    const img = path.join(t.dir, 'vol.img');
+    makeImage(img, 16 * MiB, 'lazy');
+    const vault = await Vault.init(path.join(t.dir, 'vault'), { chunkSize: MiB });
+    const w0 = new ChunkWorkers({ encKey: null, idKey: null, level: 1 }, 2);
+    const s0 = new ImageSnapshotSource(img);
+    const full = await runBackup(s0, vault, { workers: w0 });
+    s0.close();
+    expect(w0.threadsStarted).toBe(true);
+    await w0.close();
+    const blocks = scatterChange(img, 0.01, 'lazy1');
+    const w1 = new ChunkWorkers({ encKey: null, idKey: null, level: 1 }, 2);
+    const src = new ImageSnapshotSource(img, { locate: true, changed: { granularity: 4096, parentSnapshotId: full.id, blocks } });
+    const inc = await runBackup(src, vault, { workers: w1 });
+    src.close();
+    expect(inc.kind).toBe('incremental');
+    expect(w1.threadsStarted, 'no thread was started for a 164 KiB change').toBe(false);
+    await w1.close();
+    expect(await restoredHash(vault, inc.id)).toBe(sha256File(img));
+  });
+
   test('a session that ends while the workers read (the engine shutting down) fails the backup and leaves no snapshot', async () => {
     const img = path.join(t.dir, 'vol.img');
     makeImage(img, 16 * MiB, 'located-end');

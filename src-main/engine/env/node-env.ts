@@ -155,6 +155,8 @@ export class NodeEnv implements Env {
       if (opts.exclusive) flags |= fs.constants.O_EXCL;
     }
     const fd = await fopen(p, flags, 0o644);
+    // A file this call created is empty and regular: no fstat round trip (chunk files are created by the hundred).
+    if (opts.create && opts.exclusive && !opts.readOnly) return new NodeBlockFile(p, fd, 0, false);
     const st = await ffstat(fd);
     const isBlock = st.isBlockDevice();
     const size = isBlock ? blockDeviceSize(p, fd) : st.size;

@@ -265,13 +265,25 @@ export class ChunkWorkers {
   private slotSet: SlotSet | null = null;
   private readyCount = 0;
   private local: ChunkCodec | null = null;
+  private started = false;
 
+  /**
+   * The threads start on the first task that needs them, or on start(): a worker costs ~70 ms
+   * of CPU to boot on a small VM, more than a small incremental's whole packing work (which
+   * slotPack does on the calling thread until a worker is up).
+   */
   constructor(
     private readonly keys: CodecKeys,
-    count = Math.max(1, Math.min(4, os.availableParallelism())),
-  ) {
+    private readonly count = Math.max(1, Math.min(4, os.availableParallelism())),
+  ) {}
+
+  /** Starts the worker threads (once; they boot in the background). */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    const keys = this.keys;
     const source = WORKER_SOURCE(makeChunkCodec.toString(), packSlot.toString());
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < this.count; i++) {
       const w = new Worker(source, {
         eval: true,
         workerData: { zstdPath: zstdPath(), zstdBindingPath: zstdBindingPath(), encKey: keys.encKey, idKey: keys.idKey, level: keys.level, nice: WORKER_NICE },
@@ -281,11 +293,19 @@ export class ChunkWorkers {
       w.on('exit', () => this.fail(w, new Error('chunk worker exited')));
       this.workers.push(w);
       this.idle.push(w);
+      const set = this.slotSet;
+      if (set) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: set.inputBytes, outputBytes: set.outputBytes });
     }
   }
 
+  /** Whether the threads were started (by start() or a task that needs them). */
+  get threadsStarted(): boolean {
+    return this.started;
+  }
+
+  /** Worker threads (the intended number until they are started). */
   get size(): number {
-    return this.workers.length;
+    return this.started ? this.workers.length : this.count;
   }
 
   /**
@@ -306,7 +326,7 @@ export class ChunkWorkers {
       invariant(this.slotSet.all.length >= count && this.slotSet.inputBytes >= bytes, 'a pool has one slot set, sized by its first user');
       return this.slotSet;
     }
-    const n = Math.max(count, this.workers.length * 2 + 2);
+    const n = Math.max(count, this.size * 2 + 2);
     const outputBytes = bytes + ENCODE_OVERHEAD;
     const set = new SlotSet(n, bytes, outputBytes, new SharedArrayBuffer(n * bytes), new SharedArrayBuffer(n * outputBytes));
     for (const w of this.workers) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: bytes, outputBytes });
@@ -406,6 +426,7 @@ export class ChunkWorkers {
 
   private run(op: Op, buf: Buffer, name?: string): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
+    this.start();
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, op, buf: transferable(buf), name, resolve, reject });
       this.pump();
@@ -415,6 +436,7 @@ export class ChunkWorkers {
   private runSlot(op: Op, slot: ChunkSlot, len: number, name?: string, zeroCheck?: boolean, zeroGrain?: number, pack?: Task['pack']): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
     invariant(this.slotSet?.all[slot.index] === slot && len <= (op === 'slotDecode' ? this.slotSet.outputBytes : this.slotSet.inputBytes), 'slot tasks name a slot of this pool and fit it');
+    this.start();
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, zeroGrain, pack, resolve, reject });
       this.pump();

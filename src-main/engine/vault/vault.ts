@@ -158,7 +158,6 @@ export class ReaderLease {
 export class Vault {
   readonly codec: ChunkCodec;
   private readonly knownChunks = new Set<string>();
-  private readonly madeDirs = new Set<string>();
   private writableReason: string | null = null;
 
   private constructor(
@@ -453,10 +452,6 @@ export class Vault {
     const tmp = path.join(this.dir, 'tmp', `${hex}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`);
     const fan = path.join(this.dir, 'chunks', hex.slice(0, 2));
     try {
-      if (!this.madeDirs.has(fan)) {
-        await this.env.mkdir(fan);
-        this.madeDirs.add(fan);
-      }
       const f = await this.env.open(tmp, { create: true, exclusive: true });
       try {
         if (parts.length === 1) await f.write(parts[0]!, 0);
@@ -466,7 +461,12 @@ export class Vault {
       } finally {
         await f.close();
       }
-      await this.env.rename(tmp, this.chunkPath(hex));
+      // The fan-out folder usually exists: make it only when the rename says it is missing.
+      await this.env.rename(tmp, this.chunkPath(hex)).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        await this.env.mkdir(fan);
+        await this.env.rename(tmp, this.chunkPath(hex));
+      });
     } catch (e) {
       await this.env.unlink(tmp).catch(() => undefined);
       throw vaultIoError(e, this.dir, `writing chunk ${hex.slice(0, 12)}…`);
