@@ -319,15 +319,7 @@ export class LiveVolume implements BlockExport {
 
   private *pieces(offset: number, length: number): IterableIterator<{ file: BlockFile; pos: number; at: number; len: number; deviceId: number }> {
     let at = 0;
-    // Binary search the first extent.
-    let lo = 0;
-    let hi = this.extents.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.extents[mid]!.volumeOffset <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    for (let i = lo; i < this.extents.length && at < length; i++) {
+    for (let i = this.extentIndexAt(offset); i < this.extents.length && at < length; i++) {
       const e = this.extents[i]!;
       const start = offset + at;
       const within = start - e.volumeOffset;
@@ -353,6 +345,11 @@ export class LiveVolume implements BlockExport {
   }
 
   private extentAt(offset: number): MappedExtent | undefined {
+    return this.extents[this.extentIndexAt(offset)];
+  }
+
+  /** Index of the extent holding offset (binary search; extents are sorted by volume offset). */
+  private extentIndexAt(offset: number): number {
     let lo = 0;
     let hi = this.extents.length - 1;
     while (lo < hi) {
@@ -360,7 +357,7 @@ export class LiveVolume implements BlockExport {
       if (this.extents[mid]!.volumeOffset <= offset) lo = mid;
       else hi = mid - 1;
     }
-    return this.extents[lo];
+    return lo;
   }
 
   private async deviceWrite(offset: number, data: Buffer): Promise<void> {
