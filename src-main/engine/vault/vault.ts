@@ -388,19 +388,21 @@ export class Vault {
   }
 
   /**
-   * Makes a snapshot visible: the index first (atomic + durable), then the manifest by rename.
-   * A crash before the manifest rename leaves only garbage that gc removes.
+   * Makes a snapshot visible: the index first (atomic + durable) — while the fan-out folders of
+   * `chunks` (the chunk files it wrote) are synced — then the manifest by rename. A crash before
+   * the manifest rename leaves only garbage that gc removes.
    */
-  async commitSnapshot(manifest: Omit<SnapshotManifest, 'index'>, index: SnapshotIndex): Promise<SnapshotManifest> {
+  async commitSnapshot(manifest: Omit<SnapshotManifest, 'index'>, index: SnapshotIndex, chunks: Iterable<string> = []): Promise<SnapshotManifest> {
     this.assertWritable();
     const body = encodeIndex(index, sha256);
     const file = this.codec.encode(body, `index:${manifest.id}`);
     const name = `${manifest.id}.${crypto.randomBytes(4).toString('hex')}.idx`;
     const full: SnapshotManifest = { ...manifest, index: { file: name, digest: sha256(file).toString('hex'), bytes: file.length } };
     try {
-      await this.env.writeFileAtomic(path.join(this.dir, 'indexes', name), file);
+      await Promise.all([this.env.writeFileAtomic(path.join(this.dir, 'indexes', name), file), this.syncChunkDirs(chunks)]);
       await this.env.writeFileAtomic(this.manifestPath(manifest.id), JSON.stringify(full, null, 2) + '\n');
     } catch (e) {
+      if (e instanceof HoldfastError) throw e;
       throw vaultIoError(e, this.dir, `writing snapshot ${manifest.id}`);
     }
     return full;
@@ -478,6 +480,7 @@ export class Vault {
   async syncChunkDirs(hexes: Iterable<string>): Promise<void> {
     const dirs = new Set<string>();
     for (const h of hexes) dirs.add(h.slice(0, 2));
+    if (dirs.size === 0) return;
     try {
       // Independent directories: sync them together (one at a time cost a round trip and a
       // journal commit each — hundreds after a full backup).
