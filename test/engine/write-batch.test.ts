@@ -130,6 +130,30 @@ describe('superseded held writes', () => {
     await t.vol.close();
   });
 
+  it('ack mode device: a held write is acknowledged only once its bytes (or newer ones) survive a crash', async () => {
+    // Regression (crash harness, run 78): a superseded entry was released as a no-op — and, in
+    // ack mode device, acknowledged — while its superseder was still held with only an intent
+    // record, so a crash then left the bytes from before both writes.
+    const d = mk();
+    const t = await openTestVolume(d, 'vol', 8 << 20, { ackMode: 'device' });
+    await t.vol.write(0, pattern(1, 4096));
+    const s = await BackupSession.begin(t.vol, 'b', 'range', noProbe);
+    let aAcked = false;
+    const a = t.vol.write(0, pattern(2, 4096)).then(() => void (aAcked = true));
+    const w = t.vol.write(0, pattern(3, 4096));
+    a.catch(() => undefined);
+    w.catch(() => undefined);
+    s.rangeCopied(1 << 20, 1 << 20); // another range: a release pass runs, block 0 is not copied yet
+    await new Promise((r) => setTimeout(r, 50));
+    await t.vol.abandon();
+    await t.file.close();
+    const r = await t.reopen();
+    const bytes = readImage(t.imagePath, 0, 4096);
+    if (aAcked) expect(bytes.equals(pattern(2, 4096)) || bytes.equals(pattern(3, 4096)), 'an acknowledged write survives').toBe(true);
+    expect(aAcked, 'block 0 is not copied: the write is still held, so not acknowledged').toBe(false);
+    await r.vol.close();
+  });
+
   it('a crash before release redoes the journal in order and ends with the newest bytes', async () => {
     const d = mk();
     const t = await openTestVolume(d);

@@ -108,6 +108,14 @@ export class HoldQueue {
   queuedTotal = 0;
   releasedTotal = 0;
 
+  /**
+   * `supersede`: whether a later write may supersede an earlier one. Only where every held
+   * write's data is in the journal (ack mode `journal`): a superseded entry is released (and,
+   * in ack mode `device`, acknowledged) as a no-op before its superseder reaches the device, so
+   * its bytes must be recoverable from the superseder's data record if the process dies between.
+   */
+  constructor(private readonly supersede = true) {}
+
   get count(): number {
     return this._count;
   }
@@ -133,7 +141,7 @@ export class HoldQueue {
     this._bytes += w.length;
     this.queuedTotal++;
     this.counts.add(w.offset, w.length, 1);
-    const older = this.latestAt.get(w.offset);
+    const older = this.supersede ? this.latestAt.get(w.offset) : undefined;
     if (older && !older.releasing && older.length <= w.length) {
       older.superseded = true;
       // Until w's record is committed the older data stays reachable from w (dropSeqs revives it).

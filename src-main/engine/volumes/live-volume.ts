@@ -120,7 +120,7 @@ export class LiveVolume implements BlockExport {
   readonly readOnly = false;
   private _size: number;
   private extents: MappedExtent[];
-  private readonly queue = new HoldQueue();
+  private readonly queue: HoldQueue;
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
@@ -148,6 +148,8 @@ export class LiveVolume implements BlockExport {
     readonly journal: VolumeJournal,
   ) {
     this._size = cfg.size;
+    // Superseding held writes needs their data in the journal (ack mode journal); see HoldQueue.
+    this.queue = new HoldQueue(cfg.ackMode === 'journal');
     this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
     this.cbt = new BlockBitmap(cfg.size);
     this.journalSync = new GroupSync(() => this.journal.sync());
