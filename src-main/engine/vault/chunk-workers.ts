@@ -52,6 +52,8 @@ interface WorkerReply {
   plainTail?: boolean;
   zeroPieces?: Uint8Array | null;
   zeroBlocks?: Uint8Array;
+  /** slotPack: bytes kept (non-zero picks). */
+  length?: number;
   error?: string;
   code?: string;
   corrupt?: boolean;
@@ -71,7 +73,7 @@ function packSlot(
   reads: Float64Array,
   picks: Uint32Array,
   bs: number,
-): { zeroBlocks: Uint8Array; digest?: Buffer; outLen: number; plainTail?: boolean } {
+): { zeroBlocks: Uint8Array; length: number; digest?: Buffer; outLen: number; plainTail?: boolean } {
   for (let i = 0; i < reads.length; i += 4) {
     const fd = reads[i]!;
     const pos = reads[i + 1]!;
@@ -100,11 +102,11 @@ function packSlot(
     if (src !== kept * bs) input.copy(input, kept * bs, src, src + bs); // src >= kept * bs: never overwrites a block still to pick
     kept++;
   }
-  if (kept === 0) return { zeroBlocks, outLen: 0 };
+  if (kept === 0) return { zeroBlocks, length: 0, outLen: 0 };
   const plain = input.subarray(0, kept * bs);
   const digest = codec.digest(plain);
   const h = codec.encodeHead(plain, digest.toString('hex'), output);
-  return { zeroBlocks, digest, outLen: h.length, plainTail: h.plainTail };
+  return { zeroBlocks, length: kept * bs, digest, outLen: h.length, plainTail: h.plainTail };
 }
 
 const WORKER_SOURCE = (factory: string, pack: string) => `
@@ -364,7 +366,7 @@ export class ChunkWorkers {
     blockSize: number,
   ): Promise<{ zeroBlocks: Uint8Array; length: number; digest: Buffer | null; outLen: number; plainTail: boolean }> {
     invariant(reads.length % 4 === 0 && picks.length > 0, 'a pack names whole reads and at least one block');
-    let r: { zeroBlocks?: Uint8Array; digest?: Uint8Array; outLen?: number; plainTail?: boolean };
+    let r: { zeroBlocks?: Uint8Array; length?: number; digest?: Uint8Array; outLen?: number; plainTail?: boolean };
     if (!this.booted && !this.closed) {
       // No worker is up yet (~0.1 s after the pool starts on a small VM): a pack is a few ms of
       // work, cheaper done here than queued behind the boot.
@@ -375,9 +377,8 @@ export class ChunkWorkers {
       }
       r = packSlot(fs, this.local, slot.input, slot.output, reads, picks, blockSize);
     } else r = await this.runSlot('slotPack', slot, 0, undefined, undefined, undefined, { reads, picks, blockSize });
-    const zeroBlocks = r.zeroBlocks!;
-    const length = (picks.length - zeroBlocks.reduce((n, z) => n + z, 0)) * blockSize;
-    return { zeroBlocks, length, digest: length ? asBuffer(r.digest!) : null, outLen: r.outLen!, plainTail: r.plainTail === true };
+    const length = r.length!;
+    return { zeroBlocks: r.zeroBlocks!, length, digest: length ? asBuffer(r.digest!) : null, outLen: r.outLen!, plainTail: r.plainTail === true };
   }
 
   /** The chunk file a slot encode produced, as the parts to write. */
