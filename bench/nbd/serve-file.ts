@@ -4,7 +4,7 @@
  *
  * - file mode (`--file IMG`): a FileExport straight on the file (the server alone);
  * - engine mode (`--engine DATA --adopt IMG`): an Engine in DATA adopts IMG 1:1 as volume
- *   `bench` (journaling on, ack mode journal) and serves it through engineExportRegistry —
+ *   `bench` (journaling on, ack mode journal) and serves it through engine.exports —
  *   every write goes through the journaled write path and hold queue, as users get it.
  *
  * In engine mode stdin takes commands so the benchmark can measure writes during a backup:
@@ -26,7 +26,6 @@ import readline from 'node:readline';
 import type { ExportRegistry } from '../../src-main/engine/block-export';
 import { Engine } from '../../src-main/engine/engine';
 import { nodeEnv } from '../../src-main/engine/env/node-env';
-import { engineExportRegistry } from '../../src-main/engine/nbd-exports';
 import { FileExport } from '../../src-main/nbd/file-export';
 import { NbdServer } from '../../src-main/nbd/server';
 import { StaticExportRegistry } from '../../src-main/nbd/static-registry';
@@ -145,9 +144,7 @@ async function main(): Promise<void> {
     if (!have(VOLUME)) await engine.api['volume.adopt']({ path: adopt, name: VOLUME });
     const other = arg('adopt-other');
     if (other && !have(OTHER)) await engine.api['volume.adopt']({ path: other, name: OTHER });
-    const reg = engineExportRegistry(engine);
-    closers.push(async () => reg.dispose());
-    registry = reg;
+    registry = engine.exports; // disposed by engine.close()
     loop = new BackupLoop(engine);
   } else {
     const syncIoMax = arg('sync-io-max');

@@ -11,7 +11,8 @@
  * for the snapshot's indexes. One SnapshotExport per snapshot is shared by all its leases and
  * closed with the last one (until then it is a registered vault reader: gc keeps its chunks).
  *
- * Invariants: a snapshot name is listed/openable iff the last catalogue read saw its manifest
+ * Invariants: a snapshot name is listed/openable iff the last successful catalogue read saw its
+ * manifest (a missing vault reads as empty; other read errors keep the catalogue)
  * (names are unambiguous: neither volume names nor snapshot ids may contain '@'); every write
  * request to a snapshot fails with READ_ONLY; when a snapshot disappears from the vault (prune)
  * its leases are revoked, so the server drops those clients.
@@ -122,19 +123,7 @@ class LazySnapshotExport implements BlockExport {
   }
 }
 
-/** Volumes and default-vault snapshots of an open engine. */
-export function engineExportRegistry(engine: Engine): EngineExportRegistry {
-  return exportRegistryOf({
-    volumes: engine.exports,
-    events: engine.events,
-    backups: engine.backups,
-    api: engine.api,
-    env: engine.env,
-    defaultVault: engine.dataDir.defaultVault,
-  });
-}
-
-/** The registry over explicit sources (what Engine itself would use to build `exports`). */
+/** The registry over explicit sources: Engine builds its `exports` with it (volumes + default-vault snapshots). */
 export function exportRegistryOf(engine: ExportSources): EngineExportRegistry {
   let snapshots = new Map<string, SnapshotEntry>();
   const open = new Map<string, OpenSnapshot>();
@@ -164,8 +153,11 @@ export function exportRegistryOf(engine: ExportSources): EngineExportRegistry {
         let next: Map<string, SnapshotEntry>;
         try {
           next = await readCatalogue();
-        } catch {
-          // A vault drive that is gone or unreadable exports no snapshots until it is back.
+        } catch (e) {
+          // A vault that is gone exports no snapshots until it is back; any other failure
+          // (a busy drive, too many open files) keeps the last catalogue rather than dropping
+          // every connected snapshot client over a transient error.
+          if (!(e instanceof HoldfastError && e.code === 'VAULT_MISSING')) continue;
           next = new Map();
         }
         if (disposed) return;

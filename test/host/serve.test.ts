@@ -59,7 +59,11 @@ describe('serve host', () => {
     const none = await request({ method: 'POST', path: '/api/volume.list', body: '{}' });
     expect(none.status).toBe(401);
     expect(JSON.parse(none.body)).toMatchObject({ ok: false, error: { code: 'UNAUTHORIZED' } });
-    const wrong = await api('volume.list', {}, { Authorization: `Bearer ${host.token.slice(0, -1)}A` });
+    // A token one character off (the last character of 32 bytes in base64url is one of 16, often 'A').
+    const last = host.token.slice(-1);
+    const wrongToken = host.token.slice(0, -1) + (last === 'E' ? 'I' : 'E');
+    expect(wrongToken).not.toBe(host.token);
+    const wrong = await api('volume.list', {}, { Authorization: `Bearer ${wrongToken}` });
     expect(wrong.status).toBe(401);
     expect(fake.calls.filter((c) => c.op === 'volume.list')).toHaveLength(0);
   });

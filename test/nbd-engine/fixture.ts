@@ -1,6 +1,7 @@
 /**
  * A real engine in a temp data directory, served by the real NbdServer on `<data>/nbd.sock`
- * through engineExportRegistry (live volumes + `<volume>@<snapshot>` read-only snapshots),
+ * through the engine's own registry `engine.exports` (live volumes + `<volume>@<snapshot>`
+ * read-only snapshots, exactly what `holdfast nbd` serves),
  * plus a qemu-io writer driven over stdin whose every acknowledged write is known in order.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -8,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Engine } from '../../src-main/engine/engine';
-import { engineExportRegistry, type EngineExportRegistry } from '../../src-main/engine/nbd-exports';
+import type { EngineExportRegistry } from '../../src-main/engine/nbd-exports';
 import { NbdServer } from '../../src-main/nbd/server';
 
 export { mustRun, run } from '../nbd/fixture';
@@ -31,7 +32,7 @@ export async function serveEngine(opts: { deviceBytes?: number } = {}): Promise<
   const dataDir = path.join(dir, 'data');
   const engine = await Engine.open({ dataDir });
   await engine.api['device.add']({ path: path.join(dir, 'disk.img'), create: true, size: opts.deviceBytes ?? 512 << 20 });
-  const registry = engineExportRegistry(engine);
+  const registry = engine.exports;
   const logs: string[] = [];
   const server = new NbdServer(registry, { log: (m) => logs.push(m) });
   const socket = path.join(dataDir, 'nbd.sock');
@@ -49,8 +50,7 @@ export async function serveEngine(opts: { deviceBytes?: number } = {}): Promise<
     // Reads the fields at cleanup time: a test may replace them (engine restart).
     cleanup: async () => {
       await served.server.close();
-      served.registry.dispose();
-      await served.engine.close();
+      await served.engine.close(); // disposes engine.exports
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../src-main/engine/engine';
-import { engineExportRegistry } from '../../src-main/engine/nbd-exports';
 import { NbdServer } from '../../src-main/nbd/server';
 import { RawClient } from '../nbd/raw-client';
 import { mustRun, serveEngine, waitFor, type EngineServed } from './fixture';
@@ -56,11 +55,10 @@ describe('snapshot exports follow the vault', () => {
     await mustRun('nbdcopy', [src, s.uri('r')]);
     const b = await s.engine.api['backup.start']({ volume: 'r', policy: 'volume' });
     await s.server.close();
-    s.registry.dispose();
     await s.engine.close();
 
     const engine = await Engine.open({ dataDir: s.dataDir });
-    const registry = engineExportRegistry(engine);
+    const registry = engine.exports;
     const server = new NbdServer(registry);
     await server.listenUnix(s.socket);
     // cleanup() closes these instead of the first ones.
