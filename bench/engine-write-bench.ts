@@ -112,7 +112,7 @@ async function main() {
     q.push(w);
     entries.push(w);
   }
-  for (const w of entries) q.remove(w, null);
+  for (const w of entries) q.remove(w);
   const holdSeconds = (performance.now() - t0) / 1000;
 
   const bytesPerHeld = heldWriteMemory();

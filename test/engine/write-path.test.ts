@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HoldfastError } from '../../src-shared/errors';
+import { NodeEnv } from '../../src-main/engine/env/node-env';
+import type { BlockFile } from '../../src-main/engine/env/env';
 import { noProbe, openTestVolume, pattern, readImage, useTempDirs } from './helpers';
 
 const mk = useTempDirs();
@@ -139,6 +141,43 @@ describe('range policy', () => {
     expect(readImage(t.imagePath, 8192, 4096).equals(pattern(3, 4096))).toBe(true);
     await s.end('s');
     expect(readImage(t.imagePath, 1 << 20, 4096).equals(pattern(2, 4096))).toBe(true);
+    await t.vol.close();
+  });
+});
+
+describe('reads while held writes are released', () => {
+  it('a read in flight while its held write is applied and leaves the queue still returns that write', async () => {
+    // The device read of a large request runs on the thread pool. Here it reads the device
+    // before the release writes it, and completes only after the entry left the queue.
+    let gate: Promise<void> | null = null;
+    let open!: () => void;
+    const inner = new NodeEnv();
+    const env = Object.create(inner) as NodeEnv;
+    env.open = async (p, o) => {
+      const f = await inner.open(p, o);
+      return Object.assign(Object.create(f) as BlockFile, {
+        read: async (buf: Buffer, pos: number) => {
+          const n = await f.read(buf, pos);
+          if (gate && p.endsWith('.img')) await gate;
+          return n;
+        },
+      });
+    };
+    const t = await openTestVolume(mk(), 'vol', 8 << 20, { env });
+    const s = await BackupSession.begin(t.vol, 'r', 'range', noProbe);
+    await t.vol.write(0, pattern(7, 4096));
+    expect(t.vol.holdState().heldCount).toBe(1);
+    gate = new Promise<void>((r) => (open = r));
+    const reading = t.vol.read(0, 256 << 10);
+    await new Promise((r) => setTimeout(r, 20)); // the device read has happened (old bytes)
+    s.rangeCopied(0, 1 << 20);
+    for (let i = 0; i < 100 && t.vol.holdState().heldCount > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(t.vol.holdState().heldCount).toBe(0);
+    open();
+    const got = await reading;
+    expect(got.subarray(0, 4096).equals(pattern(7, 4096))).toBe(true);
+    gate = null;
+    await s.end('s');
     await t.vol.close();
   });
 });

@@ -13,18 +13,27 @@
  *   later write, applied after every queued write before it, leaves the same bytes). It stays
  *   queued (and counted) until released, so seqs, APPLIED records and the UI counts are
  *   unchanged; it no longer counts in the block counter (the later entry covers its blocks).
- * Memory per entry: one small object (seq, offset, length, data ref, next, waiter), plus a
+ * - `inRegions` finds every queued entry touching a region without walking the list: each
+ *   entry is listed in the bucket of every 1 MiB region it touches (buckets drop removed
+ *   entries lazily, and compact once half of a bucket is removed).
+ * Memory per entry: one small object (seq, offset, length, data ref, links, waiter), plus a
  * shared paged counter of 2 bytes per 4 KiB volume block touched (allocated while holding),
  * plus one map slot per distinct start offset of the entries that are not superseded.
  */
 import { invariant } from '../../../src-shared/errors';
 
 export const HOLD_BLOCK_SHIFT = 12; // 4 KiB
+/** Regions of the bucket index: 1 MiB. */
+export const HOLD_REGION_SHIFT = 20;
+const REGION_SIZE = 2 ** HOLD_REGION_SHIFT;
 const PAGE_SHIFT = 12; // 4096 blocks per counter page (16 MiB of volume)
 const PAGE_MASK = (1 << PAGE_SHIFT) - 1;
 
 export class HeldWrite {
   next: HeldWrite | null = null;
+  prev: HeldWrite | null = null;
+  /** In the queue (false once applied or dropped); buckets skip entries that are not. */
+  queued = false;
   /** A later queued write covers this one entirely: releasing it is a no-op. */
   superseded = false;
   /** The entry this one superseded and its data, until this one's record is committed (confirm). */
@@ -94,12 +103,25 @@ class BlockCounts {
   }
 }
 
+/** The entries touching one region, in push order; removed entries linger until compaction. */
+interface Bucket {
+  items: HeldWrite[];
+  removed: number;
+}
+
+/** First and last region index of [offset, offset + length). */
+export function regionSpan(offset: number, length: number): [number, number] {
+  return [Math.floor(offset / REGION_SIZE), Math.floor((offset + Math.max(1, length) - 1) / REGION_SIZE)];
+}
+
 export class HoldQueue {
   private head: HeldWrite | null = null;
   private tail: HeldWrite | null = null;
   private counts = new BlockCounts();
   /** The newest queued entry starting at each offset (superseded entries are not in it). */
   private latestAt = new Map<number, HeldWrite>();
+  /** Region index → the entries touching it (see `inRegions`). */
+  private buckets = new Map<number, Bucket>();
   /** Entries that superseded another before their own record was committed. */
   private unconfirmed: HeldWrite[] = [];
   private _count = 0;
@@ -134,9 +156,18 @@ export class HoldQueue {
 
   push(w: HeldWrite): void {
     invariant(this.tail === null || this.tail.seq < w.seq, 'hold queue must stay in arrival order');
+    invariant(!w.queued, 'a held write is queued once');
+    w.prev = this.tail;
     if (this.tail) this.tail.next = w;
     else this.head = w;
     this.tail = w;
+    w.queued = true;
+    const [r0, r1] = regionSpan(w.offset, w.length);
+    for (let r = r0; r <= r1; r++) {
+      let b = this.buckets.get(r);
+      if (!b) this.buckets.set(r, (b = { items: [], removed: 0 }));
+      b.items.push(w);
+    }
     this._count++;
     this._bytes += w.length;
     this.queuedTotal++;
@@ -163,22 +194,74 @@ export class HoldQueue {
     return this.counts.max(w.offset, w.length) <= 1;
   }
 
-  /** Removes an applied entry; `prev` is its predecessor in the list (null for the head). */
-  remove(w: HeldWrite, prev: HeldWrite | null): void {
-    invariant(prev === null ? this.head === w : prev.next === w, 'hold queue unlink with a wrong predecessor');
-    if (prev) prev.next = w.next;
-    else this.head = w.next;
-    if (this.tail === w) this.tail = prev;
+  /** Removes an applied entry (anywhere in the list: entries that do not overlap leave in any order). */
+  remove(w: HeldWrite): void {
+    this.unlink(w);
+    this.releasedTotal++;
+    if (this._count === 0) this.reset();
+  }
+
+  private unlink(w: HeldWrite): void {
+    invariant(w.queued, 'only a queued entry can leave the hold queue');
+    const prev = w.prev;
+    const next = w.next;
+    if (prev) prev.next = next;
+    else this.head = next;
+    if (next) next.prev = prev;
+    else this.tail = prev;
     w.next = null;
+    w.prev = null;
+    w.queued = false;
     this._count--;
     this._bytes -= w.length;
-    this.releasedTotal++;
     this.forget(w);
-    if (this._count === 0) {
-      this.counts.clear();
-      this.latestAt.clear();
-      this.unconfirmed = [];
+    const [r0, r1] = regionSpan(w.offset, w.length);
+    for (let r = r0; r <= r1; r++) {
+      const b = this.buckets.get(r)!;
+      if (++b.removed === b.items.length) this.buckets.delete(r);
+      else if (b.removed >= 16 && b.removed * 2 >= b.items.length) {
+        b.items = b.items.filter((x) => x.queued);
+        b.removed = 0;
+      }
     }
+  }
+
+  private reset(): void {
+    this.counts.clear();
+    this.latestAt.clear();
+    this.buckets.clear();
+    this.unconfirmed = [];
+  }
+
+  /** Regions of [offset, offset + length) that have queued entries. */
+  regionsWithEntries(offset: number, length: number): number[] {
+    const [r0, r1] = regionSpan(offset, length);
+    const out: number[] = [];
+    if (r1 - r0 + 1 > this.buckets.size) {
+      for (const r of this.buckets.keys()) if (r >= r0 && r <= r1) out.push(r);
+    } else {
+      for (let r = r0; r <= r1; r++) if (this.buckets.has(r)) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Every queued entry touching one of `regions`, each once, in arrival order. Costs the
+   * size of those buckets, not the queue length.
+   */
+  inRegions(regions: Iterable<number>): HeldWrite[] {
+    const out: HeldWrite[] = [];
+    const seen = new Set<HeldWrite>();
+    for (const r of regions) {
+      const b = this.buckets.get(r);
+      if (!b) continue;
+      for (const w of b.items) {
+        if (!w.queued || seen.has(w)) continue;
+        seen.add(w);
+        out.push(w);
+      }
+    }
+    return out.sort((a, b) => a.seq - b.seq);
   }
 
   private forget(w: HeldWrite): void {
@@ -220,28 +303,17 @@ export class HoldQueue {
       this.counts.add(older.offset, older.length, 1);
     }
     this.unconfirmed = this.unconfirmed.filter((w) => w.seq < first || w.seq > last);
-    let prev: HeldWrite | null = null;
     let dropped = 0;
     for (let w = this.head; w; ) {
       const next: HeldWrite | null = w.next;
       if (w.seq >= first && w.seq <= last) {
-        if (prev) prev.next = next;
-        else this.head = next;
-        if (this.tail === w) this.tail = prev;
-        w.next = null;
-        this._count--;
-        this._bytes -= w.length;
+        this.unlink(w);
         this.queuedTotal--;
-        this.forget(w);
         dropped++;
-      } else prev = w;
+      }
       w = next;
     }
-    if (this._count === 0) {
-      this.counts.clear();
-      this.latestAt.clear();
-      this.unconfirmed = [];
-    }
+    if (this._count === 0) this.reset();
     return dropped;
   }
 
@@ -250,16 +322,39 @@ export class HoldQueue {
     for (let w = this.head; w; w = w.next) yield w;
   }
 
-  /** Held bytes overlaying [offset, offset+buf.length) are copied into buf in arrival order (read-your-writes). */
-  overlay(offset: number, buf: Buffer): void {
-    if (!this.overlaps(offset, buf.length)) return;
-    const end = offset + buf.length;
-    for (let w = this.head; w; w = w.next) {
-      const s = Math.max(offset, w.offset);
-      const e = Math.min(end, w.offset + w.length);
-      if (s >= e || w.superseded) continue;
-      if (w.data) w.data.copy(buf, s - offset, s - w.offset, e - w.offset);
-      else buf.fill(0, s - offset, e - offset);
+  /**
+   * The held bytes overlaying [offset, offset + length), in arrival order, taken *before* the
+   * device is read (read-your-writes): a release pass may write an entry to the device and
+   * drop it from the queue while the read is in flight, and the read must still see it. The
+   * data buffers are never written after they are queued, so holding references is enough.
+   */
+  overlayOf(offset: number, length: number): HeldOverlay[] | null {
+    if (!this.overlaps(offset, length)) return null;
+    const end = offset + length;
+    const out: HeldOverlay[] = [];
+    for (const w of this.inRegions(this.regionsWithEntries(offset, length))) {
+      if (w.superseded || w.offset >= end || offset >= w.offset + w.length) continue;
+      out.push({ offset: w.offset, length: w.length, data: w.data });
     }
+    return out;
+  }
+}
+
+/** One held write as a read sees it: its bytes, or zeroes (write-zeroes, trim). */
+export interface HeldOverlay {
+  offset: number;
+  length: number;
+  data: Buffer | null;
+}
+
+/** Copies the overlays (arrival order) over `buf`, which holds the device bytes at `offset`. */
+export function applyOverlay(overlays: HeldOverlay[], offset: number, buf: Buffer): void {
+  const end = offset + buf.length;
+  for (const w of overlays) {
+    const s = Math.max(offset, w.offset);
+    const e = Math.min(end, w.offset + w.length);
+    if (s >= e) continue;
+    if (w.data) w.data.copy(buf, s - offset, s - w.offset, e - w.offset);
+    else buf.fill(0, s - offset, e - offset);
   }
 }
