@@ -38,6 +38,12 @@ export const VERSION = '0.1.0';
 // Hold-queue state is sampled at most every 25 ms per volume (≤ 40/s) on a fixed grid (see
 // event-pacer.ts), so a panel gets ~40 updates/s under write load; hosts only guard bursts per client.
 export const HOLD_EVENT_INTERVAL_MS = 25;
+/**
+ * Hold events carry the block map at most this often per backup (counts go out every event):
+ * computing it costs ~1 ms per event on a 20k-entry queue, which at 40 events/s stalled
+ * clients' writes.
+ */
+export const BLOCK_MAP_EVENT_MS = 200;
 
 export interface EngineOptions {
   dataDir: string;
@@ -67,7 +73,8 @@ export class Engine {
   private readonly sessions = new Map<number, BackupSession>();
   private readonly leases = new Map<number, Set<{ revoke: () => void }>>();
   private readonly holdEvents = new EventPacer<LiveVolume>(HOLD_EVENT_INTERVAL_MS, (vol) => {
-    if (!vol.isClosed && !this.closed) this.events.emit('holds.changed', this.holdStateOf(vol));
+    // Nobody watching (a headless `holdfast nbd`): the state is not even computed.
+    if (!vol.isClosed && !this.closed && this.events.wants('holds.changed')) this.events.emit('holds.changed', this.holdStateOf(vol, BLOCK_MAP_EVENT_MS));
   });
   private writeRates: WriteRateSampler | null = null;
   private nbdAddress: { socket: string | null; tcp: string | null } = { socket: null, tcp: null };
@@ -223,12 +230,19 @@ export class Engine {
 
   // ------------------------------------------------------------------ hold-queue state
 
-  holdStateOf(vol: LiveVolume): HoldState {
+  /** `blockMapMaxAgeMs`: a block map computed this recently may be sent again (events). */
+  holdStateOf(vol: LiveVolume, blockMapMaxAgeMs = 0): HoldState {
     const st = vol.holdState();
     const session = this.sessions.get(vol.id);
     if (!session) return st;
-    return { ...st, blockMap: this.blockMapOf(vol) };
+    const now = this.env.monotonic();
+    let cached = this.blockMaps.get(session);
+    if (!cached || now - cached.at > blockMapMaxAgeMs) this.blockMaps.set(session, (cached = { at: now, map: this.blockMapOf(vol) }));
+    return { ...st, blockMap: cached.map };
   }
+
+  /** The last block map of each running backup (events send it at most every BLOCK_MAP_EVENT_MS). */
+  private readonly blockMaps = new WeakMap<BackupSession, { at: number; map: HoldState['blockMap'] }>();
 
   /** Coarse map for the UI: copied / not copied / held, at most 1024 cells. */
   private blockMapOf(vol: LiveVolume): HoldState['blockMap'] {
@@ -244,11 +258,9 @@ export class Engine {
       if (copied === null) states[i] = vol.backupPolicy === 'metadata' ? CellState.OUTSIDE : CellState.NOT_COPIED;
       else states[i] = copied.allIn(off, len) ? CellState.COPIED : CellState.NOT_COPIED;
     }
-    for (const r of vol.heldRanges(4096)) {
-      const a = Math.floor(r.offset / cellBytes);
-      const b = Math.floor((r.offset + r.length - 1) / cellBytes);
-      for (let i = a; i <= b && i < n; i++) states[i] = CellState.HELD;
-    }
+    vol.forEachHeldCell(cellBytes, (i) => {
+      if (i < n) states[i] = CellState.HELD;
+    });
     return { cells: n, cellBytes, states: encodeBlockMap(states) };
   }
 

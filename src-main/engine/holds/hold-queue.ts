@@ -317,9 +317,27 @@ export class HoldQueue {
     return dropped;
   }
 
-  /** Arrival-order iteration; safe while the caller does not remove entries mid-walk. */
-  *entries(): IterableIterator<HeldWrite> {
-    for (let w = this.head; w; w = w.next) yield w;
+  /**
+   * Marks `mark(i)` for every cell i of `cellBytes` that a queued entry touches, exactly, in
+   * time proportional to the regions with entries plus the entries of regions that span more
+   * than one cell (never a walk of the list).
+   */
+  forEachHeldCell(cellBytes: number, mark: (cell: number) => void): void {
+    for (const [r, b] of this.buckets) {
+      const start = r * REGION_SIZE;
+      const first = Math.floor(start / cellBytes);
+      if (Math.floor((start + REGION_SIZE - 1) / cellBytes) === first) {
+        mark(first); // a bucket exists only while it lists a queued entry
+        continue;
+      }
+      const end = start + REGION_SIZE;
+      for (const w of b.items) {
+        if (!w.queued) continue;
+        const a = Math.max(start, w.offset);
+        const e = Math.min(end, w.offset + w.length);
+        for (let c = Math.floor(a / cellBytes), last = Math.floor((e - 1) / cellBytes); c <= last; c++) mark(c);
+      }
+    }
   }
 
   /**

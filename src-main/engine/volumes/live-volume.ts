@@ -689,9 +689,8 @@ export class LiveVolume implements BlockExport {
     const b = this.backup;
     if (!b || !b.copied) return [];
     const out: Array<{ offset: number; length: number }> = [];
-    for (const w of this.queue.entries()) {
+    for (let w = this.queue.first; w && out.length < limit; w = w.next) {
       if (!b.copied.allIn(w.offset, w.length)) out.push({ offset: w.offset, length: w.length });
-      if (out.length >= limit) break;
     }
     return out;
   }
@@ -980,14 +979,9 @@ export class LiveVolume implements BlockExport {
     return this.backup?.copied ?? null;
   }
 
-  /** Byte ranges of queued writes (for the UI block map), at most `limit`. */
-  heldRanges(limit: number): Array<{ offset: number; length: number }> {
-    const out: Array<{ offset: number; length: number }> = [];
-    for (const w of this.queue.entries()) {
-      out.push({ offset: w.offset, length: w.length });
-      if (out.length >= limit) break;
-    }
-    return out;
+  /** Cells of `cellBytes` that queued writes touch (the UI block map), without walking the queue. */
+  forEachHeldCell(cellBytes: number, mark: (cell: number) => void): void {
+    this.queue.forEachHeldCell(cellBytes, mark);
   }
 
   /** Changed-block map since `parentSnapshotId` (null parent ⇒ unknown ⇒ full). */

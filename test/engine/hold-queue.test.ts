@@ -1,0 +1,86 @@
+/**
+ * The hold queue's region index against brute force over the list: after random pushes,
+ * supersedes and removals (in any order, as range-policy releases do), the entries found by
+ * region, the held cells of the UI block map and the overlay a read sees are exactly what a
+ * walk over every queued entry gives.
+ */
+import { describe, expect, it } from 'vitest';
+import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../../src-main/engine/holds/hold-queue';
+
+const MiB = 1 << 20;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('hold queue region index', () => {
+  it('finds by region, marks held cells and overlays reads exactly as a walk of the list would', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const rand = rng(seed);
+      const size = 24 * MiB;
+      const q = new HoldQueue(true);
+      const live: HeldWrite[] = [];
+      let seq = 0;
+      for (let step = 0; step < 3000; step++) {
+        if (rand() < 0.65 || live.length === 0) {
+          const len = rand() < 0.8 ? (1 + Math.floor(rand() * 8)) * 512 : (1 + Math.floor(rand() * 4096)) * 512;
+          const off = Math.min(size - len, rand() < 0.3 ? (1 + Math.floor(rand() * 22)) * MiB - Math.floor(rand() * 8) * 512 : Math.floor(rand() * (size / 512)) * 512);
+          const data = rand() < 0.1 ? null : Buffer.alloc(len, ++seq % 251);
+          const w = new HeldWrite(++seq, off, len, data, 0);
+          q.push(w);
+          live.push(w);
+        } else {
+          // Any entry may leave (range releases are not in arrival order).
+          const i = Math.floor(rand() * live.length);
+          q.remove(live[i]!);
+          live.splice(i, 1);
+        }
+      }
+      expect(q.count).toBe(live.length);
+
+      // inRegions: every queued entry touching the regions, once, in arrival order.
+      const regions = [0, 3, 4, 11, 23];
+      const expected = live.filter((w) => {
+        const [a, b] = regionSpan(w.offset, w.length);
+        return regions.some((r) => r >= a && r <= b);
+      });
+      expect(q.inRegions(regions)).toEqual(expected);
+
+      // Held cells for cell sizes smaller than, equal to and larger than a region, aligned or not.
+      for (const cellBytes of [4096, 512 * 1024, MiB, 1.5 * MiB, 3 * MiB, 24 * MiB]) {
+        const got = new Set<number>();
+        q.forEachHeldCell(cellBytes, (c) => got.add(c));
+        const want = new Set<number>();
+        for (const w of live) for (let c = Math.floor(w.offset / cellBytes); c <= Math.floor((w.offset + w.length - 1) / cellBytes); c++) want.add(c);
+        expect([...got].sort((a, b) => a - b), `seed ${seed} cells of ${cellBytes}`).toEqual([...want].sort((a, b) => a - b));
+      }
+
+      // A read sees the queued writes in arrival order (superseded ones are covered by later ones).
+      for (let k = 0; k < 20; k++) {
+        const len = (1 + Math.floor(rand() * 4096)) * 512;
+        const off = Math.floor(rand() * ((size - len) / 512)) * 512;
+        const base = Buffer.alloc(len, 0xee);
+        const got = Buffer.from(base);
+        const overlays = q.overlayOf(off, len);
+        if (overlays) applyOverlay(overlays, off, got);
+        const want = Buffer.from(base);
+        for (const w of live) {
+          const s = Math.max(off, w.offset);
+          const e = Math.min(off + len, w.offset + w.length);
+          if (s >= e) continue;
+          if (w.superseded) continue; // its data is gone; a later queued write covers all of it
+          if (w.data) w.data.copy(want, s - off, s - w.offset, e - w.offset);
+          else want.fill(0, s - off, e - off);
+        }
+        expect(got.equals(want), `seed ${seed} overlay at ${off}+${len}`).toBe(true);
+      }
+    }
+  });
+});
