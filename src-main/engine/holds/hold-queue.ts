@@ -1,5 +1,5 @@
 /**
- * The hold queue of one volume (claims 2, 7, 8): a singly linked list of held writes in
+ * The hold queue of one volume (claims 2, 7, 8): a doubly linked list of held writes in
  * arrival order. A held write is not forwarded to the device while it is in the queue.
  *
  * Invariants:
@@ -16,9 +16,11 @@
  * - `inRegions` finds every queued entry touching a region without walking the list: each
  *   entry is listed in the bucket of every 1 MiB region it touches (buckets drop removed
  *   entries lazily, and compact once half of a bucket is removed).
- * Memory per entry: one small object (seq, offset, length, data ref, links, waiter), plus a
- * shared paged counter of 2 bytes per 4 KiB volume block touched (allocated while holding),
- * plus one map slot per distinct start offset of the entries that are not superseded.
+ * - Superseding looks back at most SUPERSEDE_LOOKBACK entries of the region (a miss only
+ *   keeps an older write's data until it is released; the bytes written are the same).
+ * Memory per entry: one small object (seq, offset, length, data ref, links, flags, waiter),
+ * one slot in the bucket of each region it touches, plus a shared paged counter of 2 bytes
+ * per 4 KiB volume block touched (allocated while holding).
  */
 import { invariant } from '../../../src-shared/errors';
 
@@ -26,21 +28,24 @@ export const HOLD_BLOCK_SHIFT = 12; // 4 KiB
 /** Regions of the bucket index: 1 MiB. */
 export const HOLD_REGION_SHIFT = 20;
 const REGION_SIZE = 2 ** HOLD_REGION_SHIFT;
+/** How far back in a region's entries a write looks for the one it supersedes. */
+const SUPERSEDE_LOOKBACK = 32;
 const PAGE_SHIFT = 12; // 4096 blocks per counter page (16 MiB of volume)
 const PAGE_MASK = (1 << PAGE_SHIFT) - 1;
 
+const QUEUED = 1;
+const SUPERSEDED = 2;
+const RELEASING = 4;
+
+/**
+ * One held write. Kept small (it is allocated per write while a backup holds): the three
+ * states share one flags field, and what superseding needs until the superseder's record is
+ * committed lives in the queue's `unconfirmed` list, not here.
+ */
 export class HeldWrite {
   next: HeldWrite | null = null;
   prev: HeldWrite | null = null;
-  /** In the queue (false once applied or dropped); buckets skip entries that are not. */
-  queued = false;
-  /** A later queued write covers this one entirely: releasing it is a no-op. */
-  superseded = false;
-  /** The entry this one superseded and its data, until this one's record is committed (confirm). */
-  replaced: HeldWrite | null = null;
-  replacedData: Buffer | null = null;
-  /** Being written to the device by a release pass: no longer superseded by newer writes. */
-  releasing = false;
+  private flags = 0;
   /** Resolves the writer's promise when ack mode is `device` (classic: a held writer waits). */
   onApplied: ((err?: Error) => void) | null = null;
   constructor(
@@ -51,6 +56,35 @@ export class HeldWrite {
     public data: Buffer | null,
     readonly heldAt: number,
   ) {}
+
+  /** In the queue (false once applied or dropped); buckets skip entries that are not. */
+  get queued(): boolean {
+    return (this.flags & QUEUED) !== 0;
+  }
+  set queued(v: boolean) {
+    this.flags = v ? this.flags | QUEUED : this.flags & ~QUEUED;
+  }
+  /** A later queued write covers this one entirely: releasing it is a no-op. */
+  get superseded(): boolean {
+    return (this.flags & SUPERSEDED) !== 0;
+  }
+  set superseded(v: boolean) {
+    this.flags = v ? this.flags | SUPERSEDED : this.flags & ~SUPERSEDED;
+  }
+  /** Being written to the device by a release pass: no longer superseded by newer writes. */
+  get releasing(): boolean {
+    return (this.flags & RELEASING) !== 0;
+  }
+  set releasing(v: boolean) {
+    this.flags = v ? this.flags | RELEASING : this.flags & ~RELEASING;
+  }
+}
+
+/** A supersede not yet final: `by`'s record may still fail to commit, and then `older` (with `data`) comes back. */
+interface Unconfirmed {
+  by: HeldWrite;
+  older: HeldWrite;
+  data: Buffer | null;
 }
 
 /** Sparse per-block reference counts: how many queued entries touch each 4 KiB block. */
@@ -118,12 +152,10 @@ export class HoldQueue {
   private head: HeldWrite | null = null;
   private tail: HeldWrite | null = null;
   private counts = new BlockCounts();
-  /** The newest queued entry starting at each offset (superseded entries are not in it). */
-  private latestAt = new Map<number, HeldWrite>();
   /** Region index → the entries touching it (see `inRegions`). */
   private buckets = new Map<number, Bucket>();
   /** Entries that superseded another before their own record was committed. */
-  private unconfirmed: HeldWrite[] = [];
+  private unconfirmed: Unconfirmed[] = [];
   private _count = 0;
   private _bytes = 0;
   /** Lifetime counters for the UI timeline. */
@@ -172,17 +204,29 @@ export class HoldQueue {
     this._bytes += w.length;
     this.queuedTotal++;
     this.counts.add(w.offset, w.length, 1);
-    const older = this.supersede ? this.latestAt.get(w.offset) : undefined;
+    const older = this.supersede ? this.latestAt(w) : null;
     if (older && !older.releasing && older.length <= w.length) {
       older.superseded = true;
-      // Until w's record is committed the older data stays reachable from w (dropSeqs revives it).
-      w.replaced = older;
-      w.replacedData = older.data;
+      // Until w's record is committed the older data stays reachable (dropSeqs revives it).
+      this.unconfirmed.push({ by: w, older, data: older.data });
       older.data = null;
-      this.unconfirmed.push(w);
       this.counts.add(older.offset, older.length, -1);
     }
-    this.latestAt.set(w.offset, w);
+  }
+
+  /**
+   * The newest queued entry before w that starts where w starts and is not superseded, among
+   * the last SUPERSEDE_LOOKBACK entries of w's first region (no per-offset map: it cost more
+   * memory per held write than the entry itself). Rewrites of a hot block are recent there.
+   */
+  private latestAt(w: HeldWrite): HeldWrite | null {
+    const items = this.buckets.get(Math.floor(w.offset / REGION_SIZE))!.items;
+    // items ends with w itself.
+    for (let i = items.length - 2, stop = Math.max(0, items.length - 1 - SUPERSEDE_LOOKBACK); i >= stop; i--) {
+      const x = items[i]!;
+      if (x.offset === w.offset && x.queued && !x.superseded) return x;
+    }
+    return null;
   }
 
   overlaps(offset: number, length: number): boolean {
@@ -228,7 +272,6 @@ export class HoldQueue {
 
   private reset(): void {
     this.counts.clear();
-    this.latestAt.clear();
     this.buckets.clear();
     this.unconfirmed = [];
   }
@@ -267,7 +310,6 @@ export class HoldQueue {
   private forget(w: HeldWrite): void {
     if (w.superseded) return; // its blocks were uncounted when it was superseded
     this.counts.add(w.offset, w.length, -1);
-    if (this.latestAt.get(w.offset) === w) this.latestAt.delete(w.offset);
   }
 
   /** Records through `seq` are committed: what their entries superseded is gone for good. */
@@ -275,12 +317,9 @@ export class HoldQueue {
     const u = this.unconfirmed;
     if (u.length === 0) return;
     let i = 0;
-    for (; i < u.length && u[i]!.seq <= seq; i++) {
-      u[i]!.replaced = null;
-      u[i]!.replacedData = null;
-    }
+    while (i < u.length && u[i]!.by.seq <= seq) i++;
     if (i === u.length) this.unconfirmed = [];
-    else this.unconfirmed = u.slice(i);
+    else if (i > 0) this.unconfirmed = u.slice(i);
   }
 
   /**
@@ -292,17 +331,13 @@ export class HoldQueue {
   dropSeqs(first: number, last: number): number {
     // Newest first, so an entry superseded twice in the batch ends with its own data.
     for (let i = this.unconfirmed.length - 1; i >= 0; i--) {
-      const w = this.unconfirmed[i]!;
-      if (w.seq < first || w.seq > last || !w.replaced) continue;
-      const older = w.replaced;
+      const { by, older, data } = this.unconfirmed[i]!;
+      if (by.seq < first || by.seq > last) continue;
       older.superseded = false;
-      older.data = w.replacedData;
-      w.replaced = null;
-      w.replacedData = null;
-      if (this.latestAt.get(older.offset) === w) this.latestAt.set(older.offset, older);
+      older.data = data;
       this.counts.add(older.offset, older.length, 1);
     }
-    this.unconfirmed = this.unconfirmed.filter((w) => w.seq < first || w.seq > last);
+    this.unconfirmed = this.unconfirmed.filter((u) => u.by.seq < first || u.by.seq > last);
     let dropped = 0;
     for (let w = this.head; w; ) {
       const next: HeldWrite | null = w.next;
