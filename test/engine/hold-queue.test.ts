@@ -83,4 +83,28 @@ describe('hold queue region index', () => {
       }
     }
   });
+
+  it('a rewrite supersedes the previous write at its offset however many writes to the region came between', () => {
+    const q = new HoldQueue(true);
+    const data = Buffer.alloc(4096, 1);
+    const hot: HeldWrite[] = [];
+    let seq = 0;
+    for (let round = 0; round < 10; round++) {
+      const w = new HeldWrite(++seq, 8192, 4096, Buffer.alloc(4096, round), 0);
+      q.push(w);
+      hot.push(w);
+      // 300 writes to other blocks of the same 1 MiB region between rewrites (past the scan limit).
+      for (let k = 0; k < 300; k++) q.push(new HeldWrite(++seq, (16 + (k % 200)) * 4096, 4096, data, 0));
+    }
+    expect(hot.slice(0, -1).every((w) => w.superseded && w.data === null)).toBe(true);
+    expect(hot[hot.length - 1]!.superseded).toBe(false);
+    // Releasing the newest one (as a drain would, after the older no-ops) leaves nothing at the offset to supersede.
+    for (const w of hot) q.remove(w);
+    const again = new HeldWrite(++seq, 8192, 4096, data, 0);
+    q.push(again);
+    expect(again.superseded).toBe(false);
+    const overlay = Buffer.alloc(4096);
+    applyOverlay(q.overlayOf(8192, 4096)!, 8192, overlay);
+    expect(overlay.equals(data)).toBe(true);
+  });
 });

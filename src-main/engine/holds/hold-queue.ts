@@ -16,11 +16,10 @@
  * - `inRegions` finds every queued entry touching a region without walking the list: each
  *   entry is listed in the bucket of every 1 MiB region it touches (buckets drop removed
  *   entries lazily, and compact once half of a bucket is removed).
- * - Superseding looks back at most SUPERSEDE_LOOKBACK entries of the region (a miss only
- *   keeps an older write's data until it is released; the bytes written are the same).
  * Memory per entry: one small object (seq, offset, length, data ref, links, flags, waiter),
- * one slot in the bucket of each region it touches, plus a shared paged counter of 2 bytes
- * per 4 KiB volume block touched (allocated while holding).
+ * one slot in the bucket of each region it touches (and a map slot per offset in regions
+ * with more than LATEST_MAP_AT entries), plus a shared paged counter of 2 bytes per 4 KiB
+ * volume block touched (allocated while holding).
  */
 import { invariant } from '../../../src-shared/errors';
 
@@ -28,8 +27,8 @@ export const HOLD_BLOCK_SHIFT = 12; // 4 KiB
 /** Regions of the bucket index: 1 MiB. */
 export const HOLD_REGION_SHIFT = 20;
 const REGION_SIZE = 2 ** HOLD_REGION_SHIFT;
-/** How far back in a region's entries a write looks for the one it supersedes. */
-const SUPERSEDE_LOOKBACK = 32;
+/** Past this many entries a region bucket keeps a map from offset to its newest entry. */
+const LATEST_MAP_AT = 128;
 const PAGE_SHIFT = 12; // 4096 blocks per counter page (16 MiB of volume)
 const PAGE_MASK = (1 << PAGE_SHIFT) - 1;
 
@@ -141,6 +140,12 @@ class BlockCounts {
 interface Bucket {
   items: HeldWrite[];
   removed: number;
+  /**
+   * Once the bucket is large: the newest queued entry starting at each offset of the region
+   * (superseded entries are not in it), so a rewrite finds the write it supersedes however
+   * far back it is. Small buckets are scanned instead (a map costs more than the entries).
+   */
+  latest: Map<number, HeldWrite> | null;
 }
 
 /** First and last region index of [offset, offset + length). */
@@ -197,7 +202,7 @@ export class HoldQueue {
     const [r0, r1] = regionSpan(w.offset, w.length);
     for (let r = r0; r <= r1; r++) {
       let b = this.buckets.get(r);
-      if (!b) this.buckets.set(r, (b = { items: [], removed: 0 }));
+      if (!b) this.buckets.set(r, (b = { items: [], removed: 0, latest: null }));
       b.items.push(w);
     }
     this._count++;
@@ -215,18 +220,32 @@ export class HoldQueue {
   }
 
   /**
-   * The newest queued entry before w that starts where w starts and is not superseded, among
-   * the last SUPERSEDE_LOOKBACK entries of w's first region (no per-offset map: it cost more
-   * memory per held write than the entry itself). Rewrites of a hot block are recent there.
+   * The newest queued entry before w that starts where w starts and is not superseded (w was
+   * just added to the bucket of its first region, and is not a candidate).
    */
   private latestAt(w: HeldWrite): HeldWrite | null {
-    const items = this.buckets.get(Math.floor(w.offset / REGION_SIZE))!.items;
-    // items ends with w itself.
-    for (let i = items.length - 2, stop = Math.max(0, items.length - 1 - SUPERSEDE_LOOKBACK); i >= stop; i--) {
-      const x = items[i]!;
-      if (x.offset === w.offset && x.queued && !x.superseded) return x;
+    const b = this.buckets.get(Math.floor(w.offset / REGION_SIZE))!;
+    const items = b.items;
+    let found: HeldWrite | null = null;
+    if (b.latest) found = b.latest.get(w.offset) ?? null;
+    else if (items.length > LATEST_MAP_AT) {
+      b.latest = new Map();
+      for (let i = 0; i < items.length - 1; i++) {
+        const x = items[i]!;
+        if (x.queued && !x.superseded) b.latest.set(x.offset, x);
+      }
+      found = b.latest.get(w.offset) ?? null;
+    } else {
+      for (let i = items.length - 2; i >= 0; i--) {
+        const x = items[i]!;
+        if (x.offset === w.offset && x.queued && !x.superseded) {
+          found = x;
+          break;
+        }
+      }
     }
-    return null;
+    b.latest?.set(w.offset, w);
+    return found;
   }
 
   overlaps(offset: number, length: number): boolean {
@@ -310,6 +329,8 @@ export class HoldQueue {
   private forget(w: HeldWrite): void {
     if (w.superseded) return; // its blocks were uncounted when it was superseded
     this.counts.add(w.offset, w.length, -1);
+    const latest = this.buckets.get(Math.floor(w.offset / REGION_SIZE))?.latest;
+    if (latest && latest.get(w.offset) === w) latest.delete(w.offset);
   }
 
   /** Records through `seq` are committed: what their entries superseded is gone for good. */
@@ -336,6 +357,8 @@ export class HoldQueue {
       older.superseded = false;
       older.data = data;
       this.counts.add(older.offset, older.length, 1);
+      const latest = this.buckets.get(Math.floor(older.offset / REGION_SIZE))?.latest;
+      if (latest && latest.get(older.offset) === by) latest.set(older.offset, older);
     }
     this.unconfirmed = this.unconfirmed.filter((u) => u.by.seq < first || u.by.seq > last);
     let dropped = 0;
