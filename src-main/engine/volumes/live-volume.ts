@@ -40,15 +40,59 @@ const RELEASE_BATCH_MAX = 4096;
 /** Synchronous device writes between two event-loop turns while releasing. */
 const RELEASE_YIELD_EVERY = 16;
 
-/** Does [offset, offset + length) overlap a batch entry? inBatch holds only the entries that were not alone. */
-/** What one release pass applies: `batch` in arrival order, `writes` the entries of it that write. */
-interface ReleaseBatch {
-  batch: HeldWrite[];
-  writes: HeldWrite[];
-  /** Blocks of the batch's writes that share a block with another queued entry. */
-  inBatch: BlockSet;
+/**
+ * One release pass's batch, built from entries offered in arrival order (claim 8's decision,
+ * shared by both ways of picking): an entry is taken when it may go to the device and
+ * overlaps neither an earlier entry that stays nor one already in the batch.
+ */
+class ReleaseBatch {
+  /** Taken entries in arrival order. */
+  readonly batch: HeldWrite[] = [];
+  /** The taken entries that write (superseded ones are no-ops). */
+  readonly writes: HeldWrite[] = [];
+  /** Blocks of taken writes that share a block with another queued entry. */
+  readonly inBatch = new BlockSet();
+  /** Blocks of entries that stay and share a block with another queued entry. */
+  readonly blocked = new BlockSet();
+  private bytes = 0;
+
+  constructor(
+    private readonly queue: HoldQueue,
+    /** The flag/copied rule plus the `blocked` check (LiveVolume.releasable). */
+    private readonly releasable: (w: HeldWrite, blocked: BlockSet, alone: boolean) => boolean,
+  ) {}
+
+  get full(): boolean {
+    return this.writes.length >= RELEASE_BATCH_COUNT || this.bytes >= RELEASE_BATCH_BYTES || this.batch.length >= RELEASE_BATCH_MAX;
+  }
+
+  /** 'taken'; 'stays'; or 'behind-batch': it overlaps a taken entry and must wait for a later pass. */
+  offer(w: HeldWrite): 'taken' | 'stays' | 'behind-batch' {
+    if (w.superseded) {
+      // A later queued write covers it and is applied after it: nothing to write, whatever
+      // the backup still needs (the device is not touched), so it leaves with this batch.
+      this.batch.push(w);
+      return 'taken';
+    }
+    // Most held writes share no block with any other: then neither set needs a look, and
+    // an offer costs one counter lookup.
+    const alone = this.queue.alone(w);
+    const overlapsBatch = !alone && this.inBatch.overlaps(w.offset, w.length);
+    if (!overlapsBatch && this.releasable(w, this.blocked, alone)) {
+      this.batch.push(w);
+      this.writes.push(w);
+      w.releasing = true;
+      if (!alone) this.inBatch.add(w.offset, w.length);
+      this.bytes += w.length;
+      return 'taken';
+    }
+    // It stays: later writes that overlap it wait behind it.
+    if (!alone) this.blocked.add(w.offset, w.length);
+    return overlapsBatch ? 'behind-batch' : 'stays';
+  }
 }
 
+/** Does [offset, offset + length) overlap a batch entry? inBatch holds only the entries that were not alone. */
 function batchOverlaps(batch: HeldWrite[], inBatch: BlockSet, offset: number, length: number): boolean {
   if (inBatch.overlaps(offset, length)) return true;
   const end = offset + length;
@@ -836,36 +880,11 @@ export class LiveVolume implements BlockExport {
    * quadratic: thousands of held writes blocked the thread for tens of milliseconds).
    */
   private pickInArrivalOrder(): ReleaseBatch {
-    const blocked = new BlockSet();
-    const inBatch = new BlockSet();
-    const batch: HeldWrite[] = [];
-    /** The batch entries that write (superseded ones are no-ops). */
-    const writes: HeldWrite[] = [];
-    let batchBytes = 0;
-    for (let w = this.queue.first; w; w = w.next) {
-      if (writes.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES || batch.length >= RELEASE_BATCH_MAX) break;
-      if (w.superseded) {
-        // A later queued write covers it and is applied after it: nothing to write, whatever
-        // the backup still needs (the device is not touched), so it leaves with this batch.
-        batch.push(w);
-        continue;
-      }
-      // Most held writes share no block with any other: then neither set needs a look, and
-      // a pass costs one counter lookup per entry.
-      const alone = this.queue.alone(w);
-      const overlapsBatch = !alone && inBatch.overlaps(w.offset, w.length);
-      if (!overlapsBatch && this.releasable(w, blocked, alone)) {
-        batch.push(w);
-        writes.push(w);
-        w.releasing = true;
-        if (!alone) inBatch.add(w.offset, w.length);
-        batchBytes += w.length;
-      } else {
-        if (overlapsBatch) break; // keep arrival order among overlapping writes: next pass
-        if (!alone) blocked.add(w.offset, w.length);
-      }
+    const b = new ReleaseBatch(this.queue, (w, blocked, alone) => this.releasable(w, blocked, alone));
+    for (let w = this.queue.first; w && !b.full; w = w.next) {
+      if (b.offer(w) === 'behind-batch') break; // keep arrival order among overlapping writes: next pass
     }
-    return { batch, writes, inBatch };
+    return b;
   }
 
   /**
@@ -895,38 +914,17 @@ export class LiveVolume implements BlockExport {
       }
       if (grew) cands = this.queue.inRegions(regions);
     }
-    const blocked = new BlockSet();
-    const inBatch = new BlockSet();
-    const batch: HeldWrite[] = [];
-    const writes: HeldWrite[] = [];
-    let batchBytes = 0;
+    const b = new ReleaseBatch(this.queue, (w, blocked, alone) => this.releasable(w, blocked, alone));
     for (let i = 0; i < cands.length; i++) {
-      const w = cands[i]!;
-      if (writes.length >= RELEASE_BATCH_COUNT || batchBytes >= RELEASE_BATCH_BYTES || batch.length >= RELEASE_BATCH_MAX) {
+      if (b.full) {
         for (let j = i; j < cands.length; j++) this.markReleasePending(cands[j]!.offset, cands[j]!.length);
         break;
       }
-      if (w.superseded) {
-        batch.push(w);
-        continue;
-      }
-      const alone = this.queue.alone(w);
-      const overlapsBatch = !alone && inBatch.overlaps(w.offset, w.length);
-      if (!overlapsBatch && this.releasable(w, blocked, alone)) {
-        batch.push(w);
-        writes.push(w);
-        w.releasing = true;
-        if (!alone) inBatch.add(w.offset, w.length);
-        batchBytes += w.length;
-      } else {
-        // Waits for an earlier overlapping write: in this batch (look again after it), or one
-        // that stays (looked at again when that one is applied). Either way later writes that
-        // overlap it wait behind it.
-        if (overlapsBatch) this.markReleasePending(w.offset, w.length);
-        if (!alone) blocked.add(w.offset, w.length);
-      }
+      // Behind an entry of this batch: look again after it. Behind one that stays: looked at
+      // again when that one is applied (see releaseLoop).
+      if (b.offer(cands[i]!) === 'behind-batch') this.markReleasePending(cands[i]!.offset, cands[i]!.length);
     }
-    return { batch, writes, inBatch };
+    return b;
   }
 
   // ---------------------------------------------------------------- checkpoint, state, close
