@@ -88,3 +88,15 @@ export function readImage(p: string, offset: number, len: number): Buffer {
 }
 
 export const noProbe = async () => ({ isMetadata: () => true, describe: () => 'test' });
+
+/** A deterministic PRNG (mulberry32) in [0, 1): random tests print their seed so a failure replays. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -6,19 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../../src-main/engine/holds/hold-queue';
+import { rng } from './helpers';
 
 const MiB = 1 << 20;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('hold queue region index', () => {
   it('finds by region, marks held cells and overlays reads exactly as a walk of the list would', () => {

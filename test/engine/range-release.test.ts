@@ -13,23 +13,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
-import { noProbe, openTestVolume, readImage, useTempDirs } from './helpers';
+import { noProbe, openTestVolume, readImage, rng, useTempDirs } from './helpers';
 
 const mk = useTempDirs();
 const MiB = 1 << 20;
 const BLOCK = 4096;
 
-/** Deterministic PRNG (mulberry32) so a failure can be replayed from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function waitUntil(cond: () => boolean, ms: number): Promise<boolean> {
   const t0 = Date.now();

@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawClient } from './raw-client';
 import { mustRun, serve, type Served } from './fixture';
+import { rng } from '../engine/helpers';
 
 const MiB = 1024 * 1024;
 const VOL = 64 * MiB;
@@ -18,16 +19,6 @@ const EINVAL = 22;
 const ENOSPC = 28;
 const ENOTSUP = 95;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let s: Served;
 let messages = 0;
