@@ -15,6 +15,7 @@ const entries = [
   ['bench/engine-write-bench.ts', 'dist/bench/engine-write-bench.cjs'],
   ['bench/nbd/serve-file.ts', 'dist/bench/nbd-serve-file.cjs'],
   ['bench/vault/vault-lib.ts', 'dist/bench/vault-lib.cjs'],
+  ['bench/ui/serve-load.ts', 'dist/bench/ui-serve-load.cjs'],
 ];
 for (const [src, out] of entries) {
   if (!existsSync(path.join(root, src))) continue;
