@@ -32,6 +32,7 @@ function arg(name: string): string {
 const BLOCK = 4096;
 const MAX_IN_FLIGHT = 64;
 const SLAB = 256 * 1024;
+const TEMPLATE = Buffer.alloc(BLOCK, 0x5a);
 
 /** Paced random 4 KiB writes: a token bucket refilled every millisecond, capped in flight. */
 class WriteLoad {
@@ -68,12 +69,14 @@ class WriteLoad {
     while (this.issued < due && this.inFlight < MAX_IN_FLIGHT) {
       // Writes share 256 KiB slabs, as NBD writes share the socket's read chunks.
       if (this.slabAt + BLOCK > this.slab.length) {
-        this.slab = Buffer.alloc(SLAB);
+        this.slab = Buffer.allocUnsafeSlow(SLAB);
         this.slabAt = 0;
       }
       const data = this.slab.subarray(this.slabAt, this.slabAt + BLOCK);
       this.slabAt += BLOCK;
-      data.writeUInt32LE(++this.seq, 0); // distinct bytes per write; the rest stays zero
+      // The bytes are copied in, as a socket read copies a request's data into the server's buffer.
+      TEMPLATE.copy(data);
+      data.writeUInt32LE(++this.seq, 0);
       this.issued++;
       this.inFlight++;
       this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
