@@ -3,7 +3,8 @@
  * writer. fio over NBD tops out near 30k writes/s on a 2-core machine (fio itself costs
  * ~12 µs of CPU per write, and shares the cores with Chromium and the engine); this writer
  * calls the volume's write path directly — journal, hold queue, release, events, exactly as
- * NBD writes do after parsing — so the hold panel can be measured at 50,000 writes/s.
+ * NBD writes do after parsing — so the hold panel is measured at the rate the engine itself
+ * sustains (it asks for 50,000 writes/s), without fio's and NBD's share of the CPU.
  *
  *   node dist/bench/ui-serve-load.cjs --data DIR
  *

@@ -243,7 +243,7 @@ async function measureHoldPanel(serve, ctx, writer) {
       windowS: DURATION,
       writer: writer.what,
       writesPerSec: w.writesPerSec,
-      writer_detail: w,
+      writerDetail: w,
       backups: backups.length,
       backupMsMedian: backups.length ? Math.round(median(backups.map((b) => b.ms))) : null,
       backupsNotCompleted: backups.filter((b) => b.state !== 'completed').length,
@@ -343,7 +343,8 @@ for (const [label, hp] of [
   ['in-process writer, 4k random, no NBD', result.results.holdPanelEngineWriter],
 ]) {
   if (!hp) continue;
-  console.log(`| write load (${label}) | ${hp.writesPerSec ?? 'n/a'} writes/s | 50,000/s |`);
+  const failed = hp.writerDetail?.errors ? ` (${hp.writerDetail.errors} writes failed)` : '';
+  console.log(`| write load (${label}) | ${hp.writesPerSec ?? 'n/a'} writes/s${failed} | 50,000/s |`);
   console.log(`| — hold panel updates/s (median / min per second over ${hp.windowS} s) | ${hp.panelUpdatesPerSecMedian} / ${hp.panelUpdatesPerSecMin} | ≥ ${hp.targetUpdatesPerSec} |`);
   console.log(`| — hold panel updates/s while a backup runs | ${hp.panelUpdatesPerSecWhileRunning} | ≥ ${hp.targetUpdatesPerSec} |`);
   console.log(`| — backups during the window | ${hp.backups} (median ${hp.backupMsMedian} ms; not completed: ${hp.backupsNotCompleted}) | — |`);
