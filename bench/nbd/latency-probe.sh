@@ -54,6 +54,6 @@ import json, sys
 j = json.load(open(sys.argv[1]))['jobs'][0]
 w = j['write']
 print('fio: %d IOPS, CPU usr/sys %.0f%%/%.0f%%, latency µs' % (w['iops'], j['usr_cpu'], j['sys_cpu']),
-      {k.split('.')[0]: round(v / 1000) for k, v in w['clat_ns']['percentile'].items()})
+      {'p' + k.rstrip('0').rstrip('.'): round(v / 1000) for k, v in w['clat_ns']['percentile'].items()})
 EOF
 if [ -n "${SCHED:-}" ]; then python3 "$ROOT/bench/nbd/sched-blame.py" "$D/sched.data"; fi
