@@ -43,3 +43,8 @@ export function formatWhen(iso: string | null, now = new Date()): string {
   if (Number.isNaN(d.getTime())) return iso;
   return d.toDateString() === now.toDateString() ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' }) : formatDate(iso);
 }
+
+/** A long path cut to its last `max` characters (the folder names that tell vaults apart), after an ellipsis. */
+export function shortPath(p: string, max = 30): string {
+  return p.length <= max ? p : `…${p.slice(p.length - (max - 1))}`;
+}

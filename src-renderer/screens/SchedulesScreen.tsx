@@ -11,7 +11,7 @@ import { TIME_OF_DAY_RE, type HoldPolicy, type OpInput, type Retention, type Sch
 import { useApi } from '../api/client-context';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
-import { formatDate, formatWhen } from '../components/format';
+import { formatDate, formatWhen, shortPath } from '../components/format';
 import { POLICIES, policyName } from '../components/policies';
 import { driveListQuery } from '../queries/drives';
 import { engineInfoQuery } from '../queries/engine';
@@ -135,7 +135,10 @@ function ScheduleRow({ schedule: s, onEdit, editing }: { schedule: Schedule; onE
           </div>
         </td>
         <td>
-          <span className="mono small">{s.vault}</span> {!s.vaultPresent && <Badge tone="warn">Not connected</Badge>}
+          <span className="mono small nowrap" title={s.vault}>
+            {shortPath(s.vault, 24)}
+          </span>{' '}
+          {!s.vaultPresent && <Badge tone="warn">Not connected</Badge>}
           <div className="muted small">{describeRetention(s.retention)}</div>
         </td>
         <td className="nowrap">{s.nextRunAt ? formatDate(s.nextRunAt) : <span className="muted">{s.enabled ? 'On plug-in only' : '—'}</span>}</td>

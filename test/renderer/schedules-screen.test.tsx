@@ -87,9 +87,15 @@ describe('Schedules screen', () => {
   });
 
   it('lists next and last runs with status and reason; run now, turn off, delete after confirming', async () => {
-    const { engine } = renderApp('schedules', withSchedules());
+    const long = '/media/backup/holdfast-vaults/family-archive/vault';
+    const setup = withSchedules();
+    setup.schedules[0] = { ...setup.schedules[0]!, vault: long };
+    const { engine } = renderApp('schedules', setup);
     await screen.findByRole('row', { name: /: vm-disk$/ });
     const vm = within(row('vm-disk'));
+    // A long vault folder shows its end (what tells vaults apart); the whole path is its title.
+    expect(vm.getByTitle(long).textContent).toBe('…ts/family-archive/vault');
+    expect(within(row('photos')).getByText('/media/usb/vault')).toBeTruthy();
     expect(vm.getByText('Every day at 02:30')).toBeTruthy();
     expect(vm.getByText('Keeps the last 3, 7 daily')).toBeTruthy();
     expect(vm.getByText('Completed')).toBeTruthy();
