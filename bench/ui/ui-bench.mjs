@@ -9,7 +9,7 @@
 //    per second is the panel update rate (target ≥ 30/s). The renderer's JS heap is read over CDP
 //    after a forced GC at the start and the end of the window (target: no growth). The write rate
 //    is fio's own figure plus the engine's held-write count.
-// 3. The same measure with an in-process writer at 50,000 writes/s (UI_BENCH_ENGINE_RATE): fio
+// 3. The same measure with an in-process writer asked for 50,000 writes/s (UI_BENCH_ENGINE_RATE): fio
 //    over NBD cannot reach that rate on a 2-core machine (fio alone costs ~12 µs of CPU per
 //    write), so `dist/bench/ui-serve-load.cjs` — holdfast serve plus a writer calling the
 //    volume's write path (journal, hold queue, events) directly — serves the UI instead, and
@@ -74,7 +74,11 @@ async function startServe(dataDir, withLoad = false) {
         }
       }
     });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+    child.once('exit', (code) => {
+      const e = new Error(`serve exited ${code}: ${err}`);
+      reject(e);
+      for (const w of lineWaiters.splice(0)) w.reject(e); // no answer is coming
+    });
   });
   const m = /^Holdfast UI: (http:\/\/127\.0\.0\.1:\d+)\/\?token=(\S+)$/.exec(line);
   if (!m) throw new Error(`unexpected first line: ${line}`);
@@ -86,7 +90,7 @@ async function startServe(dataDir, withLoad = false) {
     socket: path.join(dataDir, 'nbd.sock'),
     /** Sends a command to the in-process writer and resolves with the rest of its answer line. */
     command(cmd, answerPrefix) {
-      const answer = new Promise((resolve) => lineWaiters.push({ prefix: answerPrefix, resolve }));
+      const answer = new Promise((resolve, reject) => lineWaiters.push({ prefix: answerPrefix, resolve, reject }));
       child.stdin.write(`${cmd}\n`);
       return answer;
     },
