@@ -45,7 +45,7 @@ describe('hold queue region index', () => {
       expect(q.inRegions(regions)).toEqual(expected);
 
       // Held cells for cell sizes smaller than, equal to and larger than a region, aligned or not.
-      for (const cellBytes of [4096, 512 * 1024, MiB, 1.5 * MiB, 3 * MiB, 24 * MiB]) {
+      for (const cellBytes of [4096, 12 * 1024, 512 * 1024, MiB, 1.5 * MiB, 3 * MiB, 24 * MiB]) {
         const got = new Set<number>();
         q.forEachHeldCell(cellBytes, (c) => got.add(c));
         const want = new Set<number>();

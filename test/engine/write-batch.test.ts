@@ -54,6 +54,17 @@ describe('record checksums', () => {
       const b = Buffer.from(Array.from({ length: lb }, (_, i) => (i * 17 + la) & 0xff));
       expect(crc32Combine(crc32(a), crc32(b), b.length)).toBe(crc32(Buffer.concat([a, b])));
     }
+    // Table lookups for the first lengths seen, the shift loop past the table cache; each
+    // length twice (the last table is reused), with every byte of crc(a) varying.
+    for (let round = 0; round < 2; round++) {
+      for (let k = 0; k < 20; k++) {
+        const lb = 512 * (k + 1) + (k % 3);
+        const a = Buffer.from(Array.from({ length: 40 }, (_, i) => (i * 97 + k * 13 + round) & 0xff));
+        const b = Buffer.from(Array.from({ length: lb }, (_, i) => (i * 29 + k) & 0xff));
+        expect(crc32Combine(crc32(a), crc32(b), lb)).toBe(crc32(Buffer.concat([a, b])));
+        expect(crc32Combine(crc32(a), crc32(b), lb)).toBe(crc32(Buffer.concat([a, b])));
+      }
+    }
     const data = pattern(0x5a, 4096);
     const h = Buffer.alloc(HEADER_SIZE);
     encodeHeaderInto(h, RecordType.SUBMIT_DATA, 42, 8192, 4096, crc32(data), data, crc32(data));

@@ -199,17 +199,20 @@ export class HoldQueue {
     else this.head = w;
     this.tail = w;
     w.queued = true;
-    const [r0, r1] = regionSpan(w.offset, w.length);
+    const r0 = Math.floor(w.offset / REGION_SIZE);
+    const r1 = Math.floor((w.offset + Math.max(1, w.length) - 1) / REGION_SIZE);
+    let firstBucket: Bucket | null = null;
     for (let r = r0; r <= r1; r++) {
       let b = this.buckets.get(r);
       if (!b) this.buckets.set(r, (b = { items: [], removed: 0, latest: null }));
       b.items.push(w);
+      firstBucket ??= b;
     }
     this._count++;
     this._bytes += w.length;
     this.queuedTotal++;
     this.counts.add(w.offset, w.length, 1);
-    const older = this.supersede ? this.latestAt(w) : null;
+    const older = this.supersede ? this.latestAt(w, firstBucket!) : null;
     if (older && !older.releasing && older.length <= w.length) {
       older.superseded = true;
       // Until w's record is committed the older data stays reachable (dropSeqs revives it).
@@ -221,10 +224,9 @@ export class HoldQueue {
 
   /**
    * The newest queued entry before w that starts where w starts and is not superseded (w was
-   * just added to the bucket of its first region, and is not a candidate).
+   * just added to b, the bucket of its first region, and is not a candidate).
    */
-  private latestAt(w: HeldWrite): HeldWrite | null {
-    const b = this.buckets.get(Math.floor(w.offset / REGION_SIZE))!;
+  private latestAt(w: HeldWrite, b: Bucket): HeldWrite | null {
     const items = b.items;
     let found: HeldWrite | null = null;
     if (b.latest) found = b.latest.get(w.offset) ?? null;
@@ -376,9 +378,10 @@ export class HoldQueue {
   }
 
   /**
-   * Marks `mark(i)` for every cell i of `cellBytes` that a queued entry touches, exactly, in
-   * time proportional to the regions with entries plus the entries of regions that span more
-   * than one cell (never a walk of the list).
+   * Marks `mark(i)` for every cell i of `cellBytes` that a queued entry touches, exactly (a cell
+   * that straddles two regions may be marked twice), in time proportional to the regions with
+   * entries plus, in a region that spans several cells, its entries up to the one that marks
+   * its last unmarked cell (never a walk of the list).
    */
   forEachHeldCell(cellBytes: number, mark: (cell: number) => void): void {
     for (const [r, b] of this.buckets) {
@@ -389,11 +392,22 @@ export class HoldQueue {
         continue;
       }
       const end = start + REGION_SIZE;
-      for (const w of b.items) {
+      // Every cell of the region marked: the rest of the bucket cannot add one (a bucket of
+      // thousands of random writes is decided by its first few).
+      const cells = Math.floor((end - 1) / cellBytes) - first + 1;
+      const seen = new Uint8Array(cells);
+      let left = cells;
+      for (let i = 0; i < b.items.length && left > 0; i++) {
+        const w = b.items[i]!;
         if (!w.queued) continue;
         const a = Math.max(start, w.offset);
         const e = Math.min(end, w.offset + w.length);
-        for (let c = Math.floor(a / cellBytes), last = Math.floor((e - 1) / cellBytes); c <= last; c++) mark(c);
+        for (let c = Math.floor(a / cellBytes), last = Math.floor((e - 1) / cellBytes); c <= last; c++) {
+          if (seen[c - first]) continue;
+          seen[c - first] = 1;
+          left--;
+          mark(c);
+        }
       }
     }
   }

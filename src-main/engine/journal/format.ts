@@ -92,9 +92,36 @@ function shiftOp(len: number): number {
   return op;
 }
 
+/**
+ * Multiplying by a fixed operator is linear over GF(2): the product is the XOR of the products
+ * of the four bytes of crcA, each looked up in a 256-entry table (4 lookups instead of up to 32
+ * shift-and-XOR rounds, on every held write's record). Tables for a few lengths; others take
+ * the loop.
+ */
+const combineTables = new Map<number, Uint32Array>();
+const COMBINE_TABLES_MAX = 8;
+let lastLen = -1;
+let lastTable: Uint32Array | null = null;
+
+function combineTable(len: number): Uint32Array | null {
+  if (len === lastLen) return lastTable;
+  let t = combineTables.get(len) ?? null;
+  if (!t && combineTables.size < COMBINE_TABLES_MAX) {
+    const op = shiftOp(len);
+    t = new Uint32Array(1024);
+    for (let j = 0; j < 4; j++) for (let b = 0; b < 256; b++) t[j * 256 + b] = multModP(op, (b << (8 * j)) >>> 0);
+    combineTables.set(len, t);
+  }
+  lastLen = len;
+  lastTable = t;
+  return t;
+}
+
 /** crc32(a ‖ b) from crc32(a), crc32(b) and b's length (zlib's crc32_combine), without touching the bytes. */
 export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
-  return (multModP(shiftOp(lenB), crcA >>> 0) ^ (crcB >>> 0)) >>> 0;
+  const t = combineTable(lenB);
+  if (t === null) return (multModP(shiftOp(lenB), crcA >>> 0) ^ (crcB >>> 0)) >>> 0;
+  return (t[crcA & 0xff]! ^ t[256 + ((crcA >>> 8) & 0xff)]! ^ t[512 + ((crcA >>> 16) & 0xff)]! ^ t[768 + (crcA >>> 24)]! ^ crcB) >>> 0;
 }
 
 function writeU64(b: Buffer, v: number, at: number): void {
