@@ -199,8 +199,7 @@ export class HoldQueue {
     else this.head = w;
     this.tail = w;
     w.queued = true;
-    const r0 = Math.floor(w.offset / REGION_SIZE);
-    const r1 = Math.floor((w.offset + Math.max(1, w.length) - 1) / REGION_SIZE);
+    const [r0, r1] = regionSpan(w.offset, w.length);
     let firstBucket: Bucket | null = null;
     for (let r = r0; r <= r1; r++) {
       let b = this.buckets.get(r);
