@@ -16,11 +16,18 @@
 // writes: the same CPU and disk load with no hold on the measured volume, which separates
 // what the machine pays for a backup from what holding costs.
 //
+// The peer workflow for the same figure: qemu-nbd serving the image, and restic backing the
+// image up (`restic backup --stdin`, back to back, into a local repository) while fio writes —
+// what a qemu-nbd user runs for backups. qemu-nbd's p99 with and without restic, in the same
+// rounds, gives the peer's ratio next to Holdfast's (skipped when restic is not installed, or
+// with NBD_BENCH_PEER=0).
+//
 //   npm run build && node bench/nbd/nbd-bench.mjs
 //   env: NBD_BENCH_RUNTIME (s per fio run, default 10), NBD_BENCH_ROUNDS (default 2),
 //        NBD_BENCH_SIZE_MIB (backing file size, default 512), NBD_BENCH_LAT_ROUNDS (default 3),
 //        NBD_BENCH_ONLY=throughput|latency (one phase only; replaces only that phase in nbd.json),
-//        NBD_BENCH_THROTTLE=auto|off (the backups' throttle; default: the engine's, auto)
+//        NBD_BENCH_THROTTLE=auto|off (the backups' throttle; default: the engine's, auto),
+//        NBD_BENCH_PEER=0 (no qemu-nbd + restic latency rows)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -111,6 +118,49 @@ function holdfastCommand(cmd, answer) {
   });
 }
 
+/** restic (the peer's backup tool) backing up the image in a loop; stop() ends the loop and waits. */
+const resticRepo = path.join(dir, 'restic-repo');
+const resticEnv = { ...process.env, RESTIC_PASSWORD: 'holdfast-bench', RESTIC_REPOSITORY: resticRepo };
+async function resticAvailable() {
+  if (process.env.NBD_BENCH_PEER === '0') return false;
+  try {
+    await sh('restic', ['version']);
+  } catch {
+    console.error('peer latency rows skipped: restic is not installed');
+    return false;
+  }
+  await new Promise((resolve, reject) =>
+    execFile('restic', ['init', '-q'], { env: resticEnv }, (err, _o, stderr) => (err ? reject(new Error(`restic init: ${stderr}`)) : resolve())),
+  );
+  return true;
+}
+function resticLoop() {
+  let stopping = false;
+  let runs = 0;
+  let child = null;
+  const done = (async () => {
+    while (!stopping) {
+      await new Promise((resolve) => {
+        const input = fs.openSync(img, 'r');
+        child = spawn('restic', ['backup', '-q', '--stdin', '--stdin-filename', 'backing.img'], { env: resticEnv, stdio: [input, 'ignore', 'inherit'] });
+        child.once('exit', (code) => {
+          fs.closeSync(input);
+          if (code === 0) runs++;
+          resolve();
+        });
+      });
+    }
+  })();
+  return {
+    async stop() {
+      stopping = true;
+      child?.kill('SIGINT');
+      await done;
+      return runs;
+    },
+  };
+}
+
 async function fio(name, rw, qd) {
   const out = await sh('fio', ['--name=bench', '--ioengine=nbd', `--uri=${uri(name)}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${qd}`,
     '--time_based', `--runtime=${runtime}`, '--ramp_time=1', `--size=${sizeMiB}M`, '--norandommap', '--randrepeat=0', '--output-format=json'], (runtime + 60) * 1000);
@@ -138,6 +188,8 @@ const rows = [
 
 const results = {};
 const latency = {};
+const peerLatency = {};
+const peer = only !== 'throughput' && (await resticAvailable());
 try {
   for (let round = 1; round <= rounds && only !== 'latency'; round++) {
     for (const row of rows) {
@@ -170,6 +222,16 @@ try {
         }
         const label = { none: 'no backup', backup: 'during range backup of it', other: 'during backup of another volume' }[c];
         console.error(`latency round ${round} QD${qd} ${label}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${extra}`);
+      }
+      if (!peer) continue;
+      const pslot = (peerLatency[`qemu-nbd ${id}`] ??= { none: [], restic: [], resticRuns: [] });
+      for (const c of round % 2 ? ['none', 'restic'] : ['restic', 'none']) {
+        const loop = c === 'restic' ? resticLoop() : null;
+        const r = await fio('qemu-nbd', 'randwrite', qd);
+        const runs = loop ? await loop.stop() : 0;
+        pslot[c].push({ p99us: r.p99us, iops: r.value });
+        if (loop) pslot.resticRuns.push(runs);
+        console.error(`latency round ${round} QD${qd} qemu-nbd ${c === 'none' ? 'no backup' : 'while restic backs up the image'}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${loop ? ` (${runs} restic backups completed)` : ''}`);
       }
     }
   }
@@ -216,13 +278,20 @@ for (const [id, slot] of Object.entries(latency)) {
   latencyRows.push([id, slot]);
 }
 
+for (const slot of Object.values(peerLatency)) {
+  const best = (xs) => Math.min(...xs.map((x) => x.p99us));
+  slot.bestNoBackupUs = best(slot.none);
+  slot.bestDuringBackupUs = best(slot.restic);
+  slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
+}
+
 const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
 fs.mkdirSync(resultsDir, { recursive: true });
 // A one-phase run (NBD_BENCH_ONLY) replaces only its own phase in bench/results/nbd.json; the
 // other phase's figures (and their env, kept as envOf.<phase>) stay as the last run left them.
 const resultsFile = path.join(resultsDir, 'nbd.json');
-let out = { env, results, latency };
+let out = { env, results, latency, peerLatency };
 if (only) {
   const prev = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
   const keep = only === 'latency' ? 'throughput' : 'latency';
@@ -231,16 +300,14 @@ if (only) {
     envOf: { ...(prev.envOf ?? {}), [keep]: prev.envOf?.[keep] ?? prev.env ?? null, [only]: env },
     results: only === 'latency' ? (prev.results ?? {}) : results,
     latency: only === 'latency' ? latency : (prev.latency ?? {}),
+    peerLatency: only === 'latency' ? peerLatency : (prev.peerLatency ?? {}),
   };
   console.error(`NBD_BENCH_ONLY=${only}: only the ${only} figures of bench/results/nbd.json were replaced.`);
 }
 fs.writeFileSync(resultsFile, JSON.stringify(out, null, 2) + '\n');
 
 const fmt = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
-const lines = [
-  '| workload | Holdfast | qemu-nbd | nbdkit file | Holdfast ÷ qemu-nbd | Holdfast ÷ nbdkit |',
-  '|---|---:|---:|---:|---:|---:|',
-];
+const lines = table.length ? ['| workload | Holdfast | qemu-nbd | nbdkit file | Holdfast ÷ qemu-nbd | Holdfast ÷ nbdkit |', '|---|---:|---:|---:|---:|---:|'] : [];
 for (const row of rows) {
   const r = results[row.id];
   if (!r) continue;
@@ -257,6 +324,14 @@ if (latencyRows.length) {
     lines.push(
       `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× | ${l.backupSeconds.backup?.toFixed(1) ?? '-'} s / ${l.backupSeconds.other?.toFixed(1) ?? '-'} s |`,
     );
+}
+const peerRows = Object.entries(peerLatency);
+if (peerRows.length) {
+  lines.push('', '| peer: qemu-nbd write latency | no backup | while restic backs up the image | during ÷ no backup (best) | Holdfast during its own range backup ÷ no backup |', '|---|---:|---:|---:|---:|');
+  for (const [id, p] of peerRows) {
+    const own = latency[id.replace(/^qemu-nbd /, '')];
+    lines.push(`| ${id} | ${fmt(p.bestNoBackupUs)} µs | ${fmt(p.bestDuringBackupUs)} µs | ${p.ratio.toFixed(2)}× | ${own ? `${own.ratio.toFixed(2)}× (${fmt(own.bestDuringBackupUs)} µs)` : '-'} |`);
+  }
 }
 console.log(lines.join('\n'));
 console.log(`\n(${only === "latency" ? 0 : rounds} throughput rounds (best of), ${latRounds} latency rounds, ${runtime} s per fio run, ${sizeMiB} MiB file, ${env.cpus} CPUs, load ${env.loadavg.map((l) => l.toFixed(1)).join(' ')})`);
