@@ -189,8 +189,9 @@ const rows = [
 const results = {};
 const latency = {};
 const peerLatency = {};
-const peer = only !== 'throughput' && (await resticAvailable());
+let peer = false;
 try {
+  peer = only !== 'throughput' && (await resticAvailable());
   for (let round = 1; round <= rounds && only !== 'latency'; round++) {
     for (const row of rows) {
       // Rotate which server goes first so no server always gets the warm or the cold slot.
