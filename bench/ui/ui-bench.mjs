@@ -209,7 +209,7 @@ async function measureHoldPanel(serve, ctx, writer) {
       let framesInSecond = 0;
       let zeroInSecond = 0;
       let dirty = false;
-      const el = document.querySelector('[data-testid="held-count-bench"]').closest('.hold-panel');
+      const el = heldEl.closest('.hold-panel');
       new MutationObserver(() => (dirty = true)).observe(el, { childList: true, subtree: true, characterData: true, attributes: true });
       let second = Math.floor(performance.now() / 1000);
       w.__panel.firstSecond = second;
@@ -265,6 +265,8 @@ async function measureHoldPanel(serve, ctx, writer) {
     await backupLoop;
     const w = await writer.stop();
     const runningSeconds = panel.runningFrames / 60;
+    /** Index in `seconds` of the second in which the half-time forced GC ran. */
+    const midGcSecond = midGcAt === null ? null : midGcAt - panel.firstSecond - 1;
     const seconds = panel.perSecond.slice(1, -1);
     return {
       what: 'hold panel DOM-changed frames per second while volume-policy backups run under a write load',
@@ -284,15 +286,13 @@ async function measureHoldPanel(serve, ctx, writer) {
       // without the one of the forced GC at half time.
       panelUpdatesPerSecMinWhileHolding: (() => {
         const zero = panel.heldZeroFramesPerSecond.slice(1, -1);
-        const mid = midGcAt === null ? -1 : midGcAt - panel.firstSecond - 1;
-        const held = seconds.filter((_, i) => zero[i] === 0 && i !== mid);
+        const held = seconds.filter((_, i) => zero[i] === 0 && i !== midGcSecond);
         return held.length ? Math.min(...held) : null;
       })(),
       panelUpdatesPerSecond: seconds,
       framesPerSecond: panel.framesPerSecond.slice(1, -1),
       heldZeroFramesPerSecond: panel.heldZeroFramesPerSecond.slice(1, -1),
-      /** Index in panelUpdatesPerSecond of the second in which the half-time forced GC ran. */
-      panelSecondOfMidGc: midGcAt === null ? null : midGcAt - panel.firstSecond - 1,
+      panelSecondOfMidGc: midGcSecond,
       panelUpdatesPerSecWhileRunning: panel.runningFrames ? Math.round((panel.changedRunningFrames / panel.runningFrames) * (panel.frames / DURATION) * 10) / 10 : 0,
       approxRunningSeconds: Math.round(runningSeconds),
       targetUpdatesPerSec: 30,
