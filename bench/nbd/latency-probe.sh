@@ -4,16 +4,24 @@
 # wait, and optionally a scheduler trace. For diagnosis, not a benchmark (npm run bench -- nbd).
 #
 #   bench/nbd/latency-probe.sh COND QD        COND: none | backup (range backups of the written
-#                                             volume, back to back) | other (of another volume)
+#                                             volume, back to back) | other (of another volume) |
+#                                             hold (range sessions on the written volume that read
+#                                             and store nothing: the hold/release machinery alone)
 #   env: PROBE_DIR (default /tmp/holdfast-latency-probe), PROBE_SECONDS (10),
 #        SCHED=1  record 3 s of `perf sched` and print who ran while the engine thread or fio
 #                 waited for a CPU (bench/nbd/sched-blame.py),
 #        PERF=1   record 3 s of on-CPU stacks of the engine process (run with NODE_ARGS=--perf-basic-prof
 #                 for JavaScript names; `perf report -i $PROBE_DIR/run-*/perf.data`),
-#        NODE_ARGS extra node flags for the server (e.g. --cpu-prof --cpu-prof-dir=DIR).
+#        NODE_ARGS node flags for the server (default: the engine's, as `npm run serve` passes them;
+#                 add e.g. --cpu-prof --cpu-prof-dir=DIR, or set '' to measure without),
+#        IDLE=1   put every thread of the server but the engine thread (chunk workers, libuv pool,
+#                 V8 helpers) in SCHED_IDLE once the backup runs (chrt), so a woken engine thread or
+#                 fio preempts them at once,
+#        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1.
+# Prints the engine thread's garbage-collector pauses during the fio run (GC {…}).
 # Needs fio, and perf for SCHED/PERF. Run `node scripts/build.mjs` first.
 set -euo pipefail
-COND=${1:?COND: none|backup|other}
+COND=${1:?COND: none|backup|other|hold}
 QD=${2:?QD}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BASE=${PROBE_DIR:-/tmp/holdfast-latency-probe}
@@ -25,17 +33,29 @@ dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
 cp "$D/img" "$D/other"
 
 # shellcheck disable=SC2086
-coproc SRV { exec node ${NODE_ARGS:-} "$ROOT/dist/bench/nbd-serve-file.cjs" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
+coproc SRV { exec node ${NODE_ARGS---initial-old-space-size=64} "$ROOT/dist/bench/nbd-serve-file.cjs" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
 exec 3>&"${SRV[1]}"
-answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*) echo "$line"; return;; esac; done; }
+answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*|GC*) echo "$line"; return;; esac; done; }
 answer
 case "$COND" in
   backup) echo "backup-on bench" >&3; answer;;
   other) echo "backup-on bench-other" >&3; answer;;
+  hold) echo "hold-on bench" >&3; answer;;
+  none) ;;
+  *) echo "unknown COND $COND" >&2; exit 2;;
 esac
+# Threads other than the engine's (workers start with the first backup): SCHED_IDLE, or pinned.
+others() { for t in /proc/"$SRV_PID"/task/*; do [ "$(basename "$t")" != "$SRV_PID" ] && basename "$t"; done; }
+if [ -n "${IDLE:-}" ]; then (sleep 0.5; for tid in $(others); do chrt -i -p 0 "$tid"; done) & fi
+FIO_PIN=()
+if [ -n "${PIN:-}" ]; then
+  (sleep 0.5; taskset -pc 0 "$SRV_PID" >/dev/null; for tid in $(others); do taskset -pc 1 "$tid" >/dev/null; done) &
+  FIO_PIN=(taskset -c 1)
+fi
+echo gc >&3; answer >/dev/null
 if [ -n "${SCHED:-}" ]; then (sleep 3; cd "$D" && timeout -s INT 3 perf sched record -a -o "$D/sched.data" >/dev/null 2>&1) & fi
 if [ -n "${PERF:-}" ]; then (sleep 3; timeout -s INT 3 perf record -g -p "$SRV_PID" -o "$D/perf.data" >/dev/null 2>&1) & fi
-fio --name=probe --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
+"${FIO_PIN[@]}" fio --name=probe --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
   --time_based --runtime="$SECONDS_RUN" --ramp_time=1 --size=512M --norandommap --randrepeat=0 \
   --output-format=json --output="$D/fio.json" --percentile_list=50:90:99:99.9
 # CPU seconds per thread of the server (the engine thread is the process's first), and how long
@@ -46,7 +66,8 @@ for t in /proc/"$SRV_PID"/task/*; do
   [ "$tid" = "$SRV_PID" ] && name=ENGINE-$tid && read -r oncpu wait slices < "$t/schedstat" && echo "engine thread: on CPU $((oncpu / 1000000)) ms, waiting for a CPU $((wait / 1000000)) ms, $slices slices"
   echo "cpu $name $(awk '{print ($14 + $15) / 100}' "$t/stat") s"
 done | sort
-[ "$COND" != none ] && { echo "backup-off" >&3; answer; }
+echo gc >&3; answer
+if [ "$COND" != none ]; then echo "backup-off" >&3; answer; fi
 kill -INT "$SRV_PID"
 wait "$SRV_PID" || true
 python3 - "$D/fio.json" <<'EOF'

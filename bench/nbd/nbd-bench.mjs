@@ -14,7 +14,9 @@
 // (target ≤ 1.5×). The backups use the engine default throttle (auto: paced while volumes are
 // written; NBD_BENCH_THROTTLE=off for full speed); the mean duration of one backup is reported. A third condition backs up another volume of the same size that nobody
 // writes: the same CPU and disk load with no hold on the measured volume, which separates
-// what the machine pays for a backup from what holding costs.
+// what the machine pays for a backup from what holding costs. A fourth runs hold-only
+// sessions on the measured volume (range policy, ranges marked copied at the busy throttle's
+// rate, nothing read or stored): the hold/release machinery on the engine's thread alone.
 //
 // The peer workflow for the same figure: qemu-nbd serving the image, and restic backing the
 // image up (`restic backup --stdin`, back to back, into a local repository) while fio writes —
@@ -27,7 +29,8 @@
 //        NBD_BENCH_SIZE_MIB (backing file size, default 512), NBD_BENCH_LAT_ROUNDS (default 3),
 //        NBD_BENCH_ONLY=throughput|latency (one phase only; replaces only that phase in nbd.json),
 //        NBD_BENCH_THROTTLE=auto|off (the backups' throttle; default: the engine's, auto),
-//        NBD_BENCH_PEER=0 (no qemu-nbd + restic latency rows)
+//        NBD_BENCH_PEER=0 (no qemu-nbd + restic latency rows),
+//        NBD_BENCH_ENGINE_FLAGS (node flags of the Holdfast server; default as `npm run serve`)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -37,6 +40,9 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const runtime = Number(process.env.NBD_BENCH_RUNTIME ?? 10);
 const rounds = Number(process.env.NBD_BENCH_ROUNDS ?? 2);
+// The engine process's V8 flags, as `npm run serve` and `npm start` launch it (README, "Running
+// the engine"); NBD_BENCH_ENGINE_FLAGS='' measures without them.
+const ENGINE_NODE_FLAGS = (process.env.NBD_BENCH_ENGINE_FLAGS ?? '--initial-old-space-size=64').split(/\s+/).filter(Boolean);
 const sizeMiB = Number(process.env.NBD_BENCH_SIZE_MIB ?? 512);
 const latRounds = Number(process.env.NBD_BENCH_LAT_ROUNDS ?? 3);
 const only = process.env.NBD_BENCH_ONLY ?? '';
@@ -75,7 +81,7 @@ await sh('cp', [img, otherImg]);
 
 const dataDir = path.join(dir, 'holdfast-data');
 const servers = {
-  holdfast: { socket: path.join(dir, 'holdfast.sock'), cmd: 'node', args: (s) => [serveEntry, '--engine', dataDir, '--adopt', img, '--adopt-other', otherImg, '--socket', s], exportName: 'bench' },
+  holdfast: { socket: path.join(dir, 'holdfast.sock'), cmd: 'node', args: (s) => [...ENGINE_NODE_FLAGS, serveEntry, '--engine', dataDir, '--adopt', img, '--adopt-other', otherImg, '--socket', s], exportName: 'bench' },
   'qemu-nbd': { socket: path.join(dir, 'qemu.sock'), cmd: 'qemu-nbd', args: (s) => ['-f', 'raw', '-k', s, '-t', '-e', '16', '--cache=writeback', '--aio=threads', img] },
   'nbdkit-file': { socket: path.join(dir, 'nbdkit.sock'), cmd: 'nbdkit', args: (s) => ['-f', '-U', s, 'file', img] },
 };
@@ -208,20 +214,20 @@ try {
   for (let round = 1; round <= latRounds && only !== 'throughput'; round++) {
     for (const qd of [1, 16]) {
       const id = `fio 4k randwrite QD${qd} p99`;
-      const slot = (latency[id] ??= { none: [], backup: [], other: [], backupStats: [], otherStats: [] });
-      const conditions = ['none', 'backup', 'other'];
-      for (let k = 0; k < (round + qd) % 3; k++) conditions.push(conditions.shift());
+      const slot = (latency[id] ??= { none: [], backup: [], other: [], hold: [], backupStats: [], otherStats: [], holdStats: [] });
+      const conditions = ['none', 'backup', 'other', 'hold'];
+      for (let k = 0; k < (round + qd) % conditions.length; k++) conditions.push(conditions.shift());
       for (const c of conditions) {
-        if (c !== 'none') await holdfastCommand(`backup-on ${c === 'backup' ? 'bench' : 'bench-other'}`, 'BACKUP-ON');
+        if (c !== 'none') await holdfastCommand({ backup: 'backup-on bench', other: 'backup-on bench-other', hold: 'hold-on bench' }[c], 'BACKUP-ON');
         const r = await fio('holdfast', 'randwrite', qd);
         slot[c].push({ p99us: r.p99us, iops: r.value });
         let extra = '';
         if (c !== 'none') {
           const st = JSON.parse(await holdfastCommand('backup-off', 'BACKUP-OFF'));
-          slot[c === 'backup' ? 'backupStats' : 'otherStats'].push(st);
-          extra = ` (${st.completed} backups completed, up to ${st.maxHeld} writes held, event-loop delay p99 ${st.loopDelayP99Ms.toFixed(1)} ms max ${st.loopDelayMaxMs.toFixed(0)} ms)`;
+          slot[`${c}Stats`].push(st);
+          extra = ` (${st.completed} ${c === 'hold' ? 'hold-only sessions' : 'backups'} completed, up to ${st.maxHeld} writes held, event-loop delay p99 ${st.loopDelayP99Ms.toFixed(1)} ms max ${st.loopDelayMaxMs.toFixed(0)} ms, GC pauses ${st.gc.totalMs} ms in ${st.gc.count} (${st.gc.major} major), longest ${st.gc.maxMs} ms)`;
         }
-        const label = { none: 'no backup', backup: 'during range backup of it', other: 'during backup of another volume' }[c];
+        const label = { none: 'no backup', backup: 'during range backup of it', other: 'during backup of another volume', hold: 'during hold-only sessions on it' }[c];
         console.error(`latency round ${round} QD${qd} ${label}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${extra}`);
       }
       if (!peer) continue;
@@ -268,7 +274,9 @@ for (const [id, slot] of Object.entries(latency)) {
   slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
   slot.medianRatio = median(slot.backup) / median(slot.none);
   slot.otherRatio = slot.bestOtherBackupUs / slot.bestNoBackupUs;
-  slot.iops = { none: Math.max(...slot.none.map((x) => x.iops)), backup: Math.max(...slot.backup.map((x) => x.iops)), other: Math.max(...slot.other.map((x) => x.iops)) };
+  slot.bestHoldOnlyUs = best(slot.hold);
+  slot.holdOnlyRatio = slot.bestHoldOnlyUs / slot.bestNoBackupUs;
+  slot.iops = { none: Math.max(...slot.none.map((x) => x.iops)), backup: Math.max(...slot.backup.map((x) => x.iops)), other: Math.max(...slot.other.map((x) => x.iops)), hold: Math.max(...slot.hold.map((x) => x.iops)) };
   slot.target = 1.5;
   // Mean wall time of one full backup of the 512 MiB volume while fio writes (the throttle's cost).
   const meanBackupS = (sts) => {
@@ -286,7 +294,7 @@ for (const slot of Object.values(peerLatency)) {
   slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
 }
 
-const env = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
+const env = { engineNodeFlags: ENGINE_NODE_FLAGS.join(' '), node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
 fs.mkdirSync(resultsDir, { recursive: true });
 // A one-phase run (NBD_BENCH_ONLY) replaces only its own phase in bench/results/nbd.json; the
@@ -318,12 +326,12 @@ for (const row of rows) {
 if (latencyRows.length) {
   lines.push(
     '',
-    '| Holdfast write latency | no backup | during range-policy backup of it | during ÷ no backup (best) | (median) | target | during backup of another volume | other ÷ no backup | one 512 MiB backup meanwhile (it / other) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| Holdfast write latency | no backup | during range-policy backup of it | during ÷ no backup (best) | (median) | target | during backup of another volume | other ÷ no backup | hold-only sessions on it (no data path) | hold-only ÷ no backup | one 512 MiB backup meanwhile (it / other) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const [id, l] of latencyRows)
     lines.push(
-      `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× | ${l.backupSeconds.backup?.toFixed(1) ?? '-'} s / ${l.backupSeconds.other?.toFixed(1) ?? '-'} s |`,
+      `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× | ${fmt(l.bestHoldOnlyUs)} µs | ${l.holdOnlyRatio.toFixed(2)}× | ${l.backupSeconds.backup?.toFixed(1) ?? '-'} s / ${l.backupSeconds.other?.toFixed(1) ?? '-'} s |`,
     );
 }
 const peerRows = Object.entries(peerLatency);

@@ -13,17 +13,26 @@
  *                  `BACKUP-ON` once the first has begun. With `--adopt-other IMG2` the volume
  *                  `bench-other` (IMG2 adopted 1:1) lets the benchmark back up a volume nobody
  *                  writes: the machine load of a backup without any hold on `bench`;
- *   `backup-off` — stops the loop, waits for the running backup, answers
- *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,…,"loopDelayP99Ms":n}` (event-loop delay
- *                  while it ran: the NBD server shares the thread with the backup's own work).
+ *   `hold-on [VOLUME]` — the same loop without a data path: each round begins a `range`-policy
+ *                  session on VOLUME and marks its 4 MiB ranges copied at the busy throttle's
+ *                  rate (what a throttled backup reads), reading nothing, storing nothing, then
+ *                  aborts it (no snapshot). Writes are held and released exactly as during a
+ *                  backup, so this measures the hold/release machinery alone;
+ *   `backup-off` — stops either loop, waits for the running round, answers
+ *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,…,"loopDelayP99Ms":n,"gc":{…}}` (event-loop
+ *                  delay and garbage-collector pauses while it ran: the NBD server shares the
+ *                  thread with the backup's own work);
+ *   `gc` — answers `GC {"count":n,"totalMs":n,"maxMs":n,"major":n}`: this thread's collector
+ *                  pauses since the previous `gc` (or the start).
  * Prints "READY …" once listening; exits on SIGTERM/SIGINT after closing everything.
  *
  *   node dist/bench/nbd-serve-file.cjs --file IMG --socket SOCK [--tcp PORT] [--name NAME] [--read-only] [--sync-io-max BYTES]
  *   node dist/bench/nbd-serve-file.cjs --engine DATA --adopt IMG [--adopt-other IMG2] --socket SOCK
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import readline from 'node:readline';
 import type { ExportRegistry } from '../../src-main/engine/block-export';
+import { BUSY_BYTES_PER_SEC } from '../../src-main/engine/backup/backup-pacer';
 import { Engine } from '../../src-main/engine/engine';
 import { nodeEnv } from '../../src-main/engine/env/node-env';
 import { FileExport } from '../../src-main/nbd/file-export';
@@ -40,6 +49,50 @@ const VOLUME = 'bench';
 const THROTTLE = process.env.NBD_BENCH_THROTTLE === 'off' || process.env.NBD_BENCH_THROTTLE === 'auto' ? process.env.NBD_BENCH_THROTTLE : undefined;
 const OTHER = 'bench-other';
 
+/** Garbage-collector pauses of this thread (the one that serves NBD) since the last take(). */
+class GcPauses {
+  private s = GcPauses.zero();
+  private static zero() {
+    return { count: 0, totalMs: 0, maxMs: 0, major: 0 };
+  }
+  constructor() {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        this.s.count++;
+        this.s.totalMs += e.duration;
+        this.s.maxMs = Math.max(this.s.maxMs, e.duration);
+        if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) this.s.major++;
+      }
+    }).observe({ entryTypes: ['gc'] });
+  }
+  take(): ReturnType<typeof GcPauses.zero> {
+    const s = this.s;
+    this.s = GcPauses.zero();
+    return { ...s, totalMs: Math.round(s.totalMs * 10) / 10, maxMs: Math.round(s.maxMs * 100) / 100 };
+  }
+}
+
+/** For the `gc` command (the backup loop keeps its own). */
+const gcPauses = new GcPauses();
+
+/** One hold-only round: a range session whose ranges are marked copied at the busy rate, then aborted. */
+async function holdRound(engine: Engine, volume: string, running: () => boolean, began: () => void): Promise<boolean> {
+  const session = await engine.beginBackup(volume, 'range', `hold-only-${Date.now()}`);
+  began();
+  const step = 4 << 20;
+  const t0 = performance.now();
+  try {
+    for (let off = 0; off < session.size && running(); off += step) {
+      session.rangeCopied(off, Math.min(step, session.size - off));
+      const due = t0 + ((off + step) / BUSY_BYTES_PER_SEC) * 1000;
+      await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+    }
+  } finally {
+    await session.abort('hold-only round over');
+  }
+  return true;
+}
+
 interface LoopStats {
   backups: number;
   completed: number;
@@ -49,9 +102,10 @@ interface LoopStats {
   /** Event-loop delay while the loop ran (the NBD server shares this thread). */
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
+  gc: ReturnType<GcPauses['take']> | null;
 }
 
-const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0 });
+const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc: null });
 
 /** Back-to-back range-policy backups while `running`; counts what happened. */
 class BackupLoop {
@@ -59,6 +113,7 @@ class BackupLoop {
   private loop: Promise<void> | null = null;
   private stats: LoopStats = LoopStatsZero();
   private readonly delay = monitorEventLoopDelay({ resolution: 5 });
+  private readonly gc = new GcPauses();
   private began: (() => void) | null = null;
 
   constructor(private readonly engine: Engine) {
@@ -67,12 +122,13 @@ class BackupLoop {
     });
   }
 
-  async start(volume: string): Promise<void> {
+  async start(volume: string, mode: 'backup' | 'hold' = 'backup'): Promise<void> {
     if (this.running) return;
     this.running = true;
     this.stats = LoopStatsZero();
     this.delay.reset();
     this.delay.enable();
+    this.gc.take();
     const t0 = Date.now();
     const first = new Promise<void>((r) => (this.began = r));
     this.loop = (async () => {
@@ -80,13 +136,16 @@ class BackupLoop {
         const t = Date.now();
         // Waits for the backup to end (no polling of the backup list: that is a catalog query
         // on the thread that serves NBD, and it would be the bench's load, not the backup's).
-        const run = this.engine.api['backup.start']({ volume, policy: 'range', full: true, ...(THROTTLE ? { throttle: THROTTLE } : {}) });
+        const began = this.began;
+        this.began = null;
+        const run =
+          mode === 'hold'
+            ? holdRound(this.engine, volume, () => this.running, () => began?.())
+            : this.engine.api['backup.start']({ volume, policy: 'range', full: true, ...(THROTTLE ? { throttle: THROTTLE } : {}) });
         this.stats.backups++;
         let sub: { dispose(): void } | null = null;
-        if (this.began) {
+        if (began) {
           // Begun once the volume's flag is set (start() sets it before it streams anything).
-          const began = this.began;
-          this.began = null;
           sub = this.engine.events.on('backup.progress', (p) => {
             if (p.volume === volume) {
               sub?.dispose();
@@ -118,6 +177,7 @@ class BackupLoop {
     this.delay.disable();
     this.stats.loopDelayP99Ms = this.delay.percentile(99) / 1e6;
     this.stats.loopDelayMaxMs = this.delay.max / 1e6;
+    this.stats.gc = this.gc.take();
     return this.stats;
   }
 }
@@ -170,7 +230,8 @@ async function main(): Promise<void> {
     const rl = readline.createInterface({ input: process.stdin });
     rl.on('line', (line) => {
       const [cmd, volume] = line.trim().split(/\s+/);
-      if (cmd === 'backup-on') void l.start(volume ?? VOLUME).then(() => process.stdout.write('BACKUP-ON\n'));
+      if (cmd === 'backup-on' || cmd === 'hold-on') void l.start(volume ?? VOLUME, cmd === 'hold-on' ? 'hold' : 'backup').then(() => process.stdout.write('BACKUP-ON\n'));
+      else if (cmd === 'gc') process.stdout.write(`GC ${JSON.stringify(gcPauses.take())}\n`);
       else if (cmd === 'backup-off') void l.stop().then((s) => process.stdout.write(`BACKUP-OFF ${JSON.stringify(s)}\n`));
     });
   }
