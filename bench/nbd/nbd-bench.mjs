@@ -9,8 +9,8 @@
 //
 // Then write latency during a backup: fio 4 KiB randwrite p99 (completion latency) at QD1
 // and QD16 on the Holdfast volume with no backup, and while full `range`-policy backups of
-// it run back to back into the engine's default vault. The two conditions alternate order
-// each round; each p99 is the best (lowest) of the rounds, the ratio is during ÷ without
+// it run back to back into the engine's default vault. The conditions (these two and the two
+// below) rotate order each round; each p99 is the best (lowest) of the rounds, the ratio is during ÷ without
 // (target ≤ 1.5×). The backups use the engine default throttle (auto: paced while volumes are
 // written; NBD_BENCH_THROTTLE=off for full speed); the mean duration of one backup is reported. A third condition backs up another volume of the same size that nobody
 // writes: the same CPU and disk load with no hold on the measured volume, which separates

@@ -34,6 +34,7 @@ import readline from 'node:readline';
 import type { ExportRegistry } from '../../src-main/engine/block-export';
 import { BUSY_BYTES_PER_SEC } from '../../src-main/engine/backup/backup-pacer';
 import { Engine } from '../../src-main/engine/engine';
+import { DEFAULT_CHUNK_SIZE } from '../../src-main/engine/vault/format';
 import { nodeEnv } from '../../src-main/engine/env/node-env';
 import { FileExport } from '../../src-main/nbd/file-export';
 import { NbdServer } from '../../src-main/nbd/server';
@@ -79,7 +80,7 @@ const gcPauses = new GcPauses();
 async function holdRound(engine: Engine, volume: string, running: () => boolean, began: () => void): Promise<boolean> {
   const session = await engine.beginBackup(volume, 'range', `hold-only-${Date.now()}`);
   began();
-  const step = 4 << 20;
+  const step = DEFAULT_CHUNK_SIZE; // what a backup reads and marks copied at a time
   const t0 = performance.now();
   try {
     for (let off = 0; off < session.size && running(); off += step) {
@@ -107,7 +108,7 @@ interface LoopStats {
 
 const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc: null });
 
-/** Back-to-back range-policy backups while `running`; counts what happened. */
+/** Back-to-back range-policy backups (or hold-only rounds) while `running`; counts what happened. */
 class BackupLoop {
   private running = false;
   private loop: Promise<void> | null = null;
