@@ -146,13 +146,15 @@ class BackupLoop {
         this.stats.backups++;
         let sub: { dispose(): void } | null = null;
         if (began) {
-          // Begun once the volume's flag is set (start() sets it before it streams anything).
-          sub = this.engine.events.on('backup.progress', (p) => {
-            if (p.volume === volume) {
-              sub?.dispose();
-              began();
-            }
-          });
+          // Begun once the volume's flag is set (start() sets it before it streams anything);
+          // a hold-only round says so itself, right after its session begins.
+          if (mode === 'backup')
+            sub = this.engine.events.on('backup.progress', (p) => {
+              if (p.volume === volume) {
+                sub?.dispose();
+                began();
+              }
+            });
           const settled = () => {
             sub?.dispose();
             began(); // a start that failed before beginning still answers BACKUP-ON
