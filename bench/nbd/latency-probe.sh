@@ -19,6 +19,7 @@
 #                 fio preempts them at once,
 #        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1.
 # Prints the engine thread's garbage-collector pauses during the fio run (GC {…}).
+# For a timeline of the engine thread's work see bench/nbd/timeline/README.md (HOLDFAST_TIMELINE).
 # Needs fio, and perf for SCHED/PERF. Run `node scripts/build.mjs` first.
 set -euo pipefail
 COND=${1:?COND: none|backup|other|hold}
