@@ -12,7 +12,10 @@ import collections
 import json
 import sys
 
+# Kinds as numbered by Timeline in engine-timeline.patch; times are performance.now() ms.
+WRITE, REPLY = 1, 2
 NAMES = {3: 'release slice', 4: 'rangeCopied', 5: 'journal commit', 6: 'device write', 9: 'GC'}
+LOOKBACK_MS = 20  # work that began this long before a window may still reach into it (GC pauses)
 
 d = json.load(open(sys.argv[1]))
 ev = collections.defaultdict(list)
@@ -20,7 +23,7 @@ for k, a, b in zip(d['kind'], d['t0'], d['t1']):
     ev[k].append((a, b))
 for k in ev:
     ev[k].sort()
-writes, replies = ev[1], [r[1] for r in ev[2]]
+writes, replies = ev[WRITE], [r[1] for r in ev[REPLY]]
 if not writes:
     sys.exit('no NBD writes in the timeline')
 lo, hi = writes[0][0] + 1500, writes[-1][0] - 500  # steady state: skip fio's ramp and the end
@@ -48,7 +51,7 @@ def work_in(windows, title):
     for a, b in slow:
         for k in NAMES:
             e = ev.get(k, [])
-            i = bisect.bisect_left(e, (a - 20, 0))
+            i = bisect.bisect_left(e, (a - LOOKBACK_MS, 0))
             t = 0.0
             while i < len(e) and e[i][0] < b:
                 if e[i][1] > a:
