@@ -74,6 +74,27 @@ describe('hold queue under the volume policy', () => {
     await t.vol.close();
   });
 
+  it('keeps a held payload that is a small view of a large buffer in memory of its own', async () => {
+    const t = await openTestVolume(mk());
+    const s = await BackupSession.begin(t.vol, 'b1', 'volume', noProbe);
+    // An NBD socket read: one 64 KiB buffer carrying many requests, each payload a view of it.
+    const chunk = Buffer.alloc(64 << 10, 0x5a);
+    await t.vol.write(0, chunk.subarray(8192, 12288), { stable: true });
+    // A payload that owns its memory is kept as it is (no copy on the hot path).
+    const own = pattern(0x66, 4096);
+    await t.vol.write(1 << 20, own, { stable: true });
+    expect(t.vol.holdState().heldBytes).toBe(8192);
+    // Changing the buffers now (a stable caller never does) shows which the queue kept: the
+    // shared one was copied at hold time, the owned one was not.
+    chunk.fill(0x00);
+    own.fill(0x77);
+    expect((await t.vol.read(0, 4096)).equals(Buffer.alloc(4096, 0x5a))).toBe(true);
+    expect((await t.vol.read(1 << 20, 4096)).equals(Buffer.alloc(4096, 0x77))).toBe(true);
+    await s.end('snap-1');
+    expect(readImage(t.imagePath, 0, 4096).equals(Buffer.alloc(4096, 0x5a))).toBe(true);
+    await t.vol.close();
+  });
+
   it('never holds writes to another volume while one volume is held', async () => {
     const d = mk();
     const a = await openTestVolume(d, 'a');
