@@ -24,6 +24,15 @@
 // rounds, gives the peer's ratio next to Holdfast's (skipped when restic is not installed, or
 // with NBD_BENCH_PEER=0).
 //
+// The point-in-time peer: qemu's own backup job. qemu-storage-daemon (Debian: qemu-system-common)
+// serves the image over NBD while `blockdev-backup sync=full` copies it, back to back, into a
+// raw file next to it at the rate Holdfast's backups run while volumes are written
+// (BUSY_BYTES_PER_SEC, 128 MiB/s). The job puts a copy-before-write filter under the export: a
+// write to a cluster the job has not copied yet waits until the old cluster is in the target —
+// what Proxmox VE runs for its backups. Same fio, same file, same rounds; its p99 during ÷
+// without sits next to Holdfast's (skipped when qemu-storage-daemon is missing, or with
+// NBD_BENCH_PEER=0). Its data path is a plain copy (no hashing, compression or dedup).
+//
 //   npm run build && node bench/nbd/nbd-bench.mjs
 //   env: NBD_BENCH_RUNTIME (s per fio run, default 10), NBD_BENCH_ROUNDS (default 2),
 //        NBD_BENCH_SIZE_MIB (backing file size, default 512), NBD_BENCH_LAT_ROUNDS (default 3),
@@ -33,6 +42,7 @@
 //        NBD_BENCH_ENGINE_FLAGS (node flags of the Holdfast server; default as `npm run serve`)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +95,14 @@ const servers = {
   'qemu-nbd': { socket: path.join(dir, 'qemu.sock'), cmd: 'qemu-nbd', args: (s) => ['-f', 'raw', '-k', s, '-t', '-e', '16', '--cache=writeback', '--aio=threads', img] },
   'nbdkit-file': { socket: path.join(dir, 'nbdkit.sock'), cmd: 'nbdkit', args: (s) => ['-f', '-U', s, 'file', img] },
 };
+// qemu-storage-daemon for the copy-before-write peer (not a throughput row): locking=off, as
+// Holdfast, qemu-nbd and nbdkit serve the same file in this run.
+const qsdQmp = path.join(dir, 'qsd-qmp.sock');
+const qsd = { socket: path.join(dir, 'qsd.sock'), cmd: 'qemu-storage-daemon', exportName: 'bench',
+  args: (s) => ['--blockdev', `driver=file,node-name=file0,filename=${img},aio=threads,locking=off`, '--blockdev', 'driver=raw,node-name=disk0,file=file0',
+    '--nbd-server', `addr.type=unix,addr.path=${s}`, '--export', 'type=nbd,id=exp0,node-name=disk0,name=bench,writable=on',
+    '--chardev', `socket,path=${qsdQmp},server=on,wait=off,id=qmp0`, '--monitor', 'chardev=qmp0'] };
+const QEMU_BACKUP_BYTES_PER_SEC = 128 * 1024 * 1024; // = BUSY_BYTES_PER_SEC (src-main/engine/backup/backup-pacer.ts)
 const procs = [];
 let holdfastProc = null;
 for (const [name, s] of Object.entries(servers)) {
@@ -94,7 +112,10 @@ for (const [name, s] of Object.entries(servers)) {
   await waitForSocket(s.socket, p);
   console.error(`started ${name}`);
 }
-const uri = (name) => `nbd+unix:///${servers[name].exportName ?? ''}?socket=${servers[name].socket}`;
+const uri = (name) => {
+  const s = name === 'qsd' ? qsd : servers[name];
+  return `nbd+unix:///${s.exportName ?? ''}?socket=${s.socket}`;
+};
 
 // Lines the Holdfast server prints on stdout (READY, BACKUP-ON, BACKUP-OFF {...}).
 const holdfastLines = [];
@@ -167,6 +188,96 @@ function resticLoop() {
   };
 }
 
+/** A QMP connection: commands in order, events kept until someone waits for them. */
+async function qmpConnect(sockPath) {
+  const sock = net.connect(sockPath);
+  await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  let buf = '';
+  const events = [];
+  const waiting = []; // { match(msg) -> bool, resolve }
+  const deliver = (m) => {
+    const i = waiting.findIndex((w) => w.match(m));
+    if (i >= 0) waiting.splice(i, 1)[0].resolve(m);
+    else if (m.event) events.push(m);
+  };
+  sock.on('data', (d) => {
+    buf += d.toString();
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) deliver(JSON.parse(line));
+    }
+  });
+  const next = (match) => new Promise((resolve) => waiting.push({ match, resolve }));
+  await next((m) => 'QMP' in m);
+  const q = {
+    async cmd(execute, args = {}) {
+      const answer = next((m) => 'return' in m || 'error' in m);
+      sock.write(JSON.stringify({ execute, arguments: args }) + '\n');
+      const m = await answer;
+      if (m.error) throw new Error(`QMP ${execute}: ${m.error.desc}`);
+      return m.return;
+    },
+    event(names) {
+      const i = events.findIndex((e) => names.includes(e.event));
+      if (i >= 0) return Promise.resolve(events.splice(i, 1)[0]);
+      return next((m) => m.event && names.includes(m.event));
+    },
+    close: () => sock.destroy(),
+  };
+  await q.cmd('qmp_capabilities');
+  return q;
+}
+
+/** qemu's backup job (copy-before-write) copying the image into a raw file, back to back; stop() cancels the running one. */
+function qemuBackupLoop(qmp) {
+  let stopping = false;
+  let runs = 0;
+  let running = false;
+  const target = path.join(dir, 'qemu-backup-target.img');
+  const done = (async () => {
+    while (!stopping) {
+      fs.rmSync(target, { force: true });
+      fs.closeSync(fs.openSync(target, 'w'));
+      fs.truncateSync(target, sizeMiB * 1024 * 1024);
+      await qmp.cmd('blockdev-add', { driver: 'file', 'node-name': 'tgt', filename: target });
+      await qmp.cmd('blockdev-backup', { 'job-id': 'bk', device: 'disk0', target: 'tgt', sync: 'full', speed: QEMU_BACKUP_BYTES_PER_SEC, 'auto-dismiss': true });
+      running = true;
+      const e = await qmp.event(['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED']);
+      running = false;
+      if (e.event === 'BLOCK_JOB_COMPLETED' && !e.data.error) runs++;
+      else if (e.data?.error) throw new Error(`qemu backup job failed: ${e.data.error}`);
+      await qmp.cmd('blockdev-del', { 'node-name': 'tgt' });
+    }
+    fs.rmSync(target, { force: true });
+  })();
+  return {
+    async stop() {
+      stopping = true;
+      if (running) await qmp.cmd('block-job-cancel', { device: 'bk' }).catch(() => undefined); // it may have just completed
+      await done;
+      return runs;
+    },
+  };
+}
+
+async function qsdAvailable() {
+  if (process.env.NBD_BENCH_PEER === '0') return null;
+  try {
+    await sh('qemu-storage-daemon', ['--version']);
+  } catch {
+    console.error('qemu backup-job peer rows skipped: qemu-storage-daemon is not installed (Debian: qemu-system-common)');
+    return null;
+  }
+  const p = spawn(qsd.cmd, qsd.args(qsd.socket), { stdio: ['ignore', 'ignore', 'inherit'] });
+  procs.push(p);
+  await waitForSocket(qsd.socket, p);
+  await waitForSocket(qsdQmp, p);
+  console.error('started qemu-storage-daemon');
+  return qmpConnect(qsdQmp);
+}
+
 async function fio(name, rw, qd) {
   const out = await sh('fio', ['--name=bench', '--ioengine=nbd', `--uri=${uri(name)}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${qd}`,
     '--time_based', `--runtime=${runtime}`, '--ramp_time=1', `--size=${sizeMiB}M`, '--norandommap', '--randrepeat=0', '--output-format=json'], (runtime + 60) * 1000);
@@ -195,9 +306,12 @@ const rows = [
 const results = {};
 const latency = {};
 const peerLatency = {};
+const cbwLatency = {};
 let peer = false;
+let qmp = null;
 try {
   peer = only !== 'throughput' && (await resticAvailable());
+  if (only !== 'throughput') qmp = await qsdAvailable();
   for (let round = 1; round <= rounds && only !== 'latency'; round++) {
     for (const row of rows) {
       // Rotate which server goes first so no server always gets the warm or the cold slot.
@@ -241,8 +355,22 @@ try {
         console.error(`latency round ${round} QD${qd} qemu-nbd ${c === 'none' ? 'no backup' : 'while restic backs up the image'}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${loop ? ` (${runs} restic backups completed)` : ''}`);
       }
     }
+    if (!qmp) continue;
+    for (const qd of [1, 16]) {
+      const id = `fio 4k randwrite QD${qd} p99`;
+      const cslot = (cbwLatency[`qemu backup job ${id}`] ??= { none: [], backup: [], backupRuns: [] });
+      for (const c of round % 2 ? ['none', 'backup'] : ['backup', 'none']) {
+        const loop = c === 'backup' ? qemuBackupLoop(qmp) : null;
+        const r = await fio('qsd', 'randwrite', qd);
+        const runs = loop ? await loop.stop() : 0;
+        cslot[c].push({ p99us: r.p99us, iops: r.value });
+        if (loop) cslot.backupRuns.push(runs);
+        console.error(`latency round ${round} QD${qd} qemu-storage-daemon ${c === 'none' ? 'no backup' : 'during its backup job (copy-before-write)'}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${loop ? ` (${runs} backup jobs completed)` : ''}`);
+      }
+    }
   }
 } finally {
+  qmp?.close();
   for (const p of procs) p.kill('SIGTERM');
 }
 
@@ -293,6 +421,18 @@ for (const slot of Object.values(peerLatency)) {
   slot.bestDuringBackupUs = best(slot.restic);
   slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
 }
+for (const slot of Object.values(cbwLatency)) {
+  const best = (xs) => Math.min(...xs.map((x) => x.p99us));
+  const median = (xs) => {
+    const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  slot.bestNoBackupUs = best(slot.none);
+  slot.bestDuringBackupUs = best(slot.backup);
+  slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
+  slot.medianRatio = median(slot.backup) / median(slot.none);
+  slot.speedBytesPerSec = QEMU_BACKUP_BYTES_PER_SEC;
+}
 
 const env = { engineNodeFlags: ENGINE_NODE_FLAGS.join(' '), node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
@@ -300,7 +440,7 @@ fs.mkdirSync(resultsDir, { recursive: true });
 // A one-phase run (NBD_BENCH_ONLY) replaces only its own phase in bench/results/nbd.json; the
 // other phase's figures (and their env, kept as envOf.<phase>) stay as the last run left them.
 const resultsFile = path.join(resultsDir, 'nbd.json');
-let out = { env, results, latency, peerLatency };
+let out = { env, results, latency, peerLatency, cbwLatency };
 if (only) {
   const prev = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
   const keep = only === 'latency' ? 'throughput' : 'latency';
@@ -310,6 +450,7 @@ if (only) {
     results: only === 'latency' ? (prev.results ?? {}) : results,
     latency: only === 'latency' ? latency : (prev.latency ?? {}),
     peerLatency: only === 'latency' ? peerLatency : (prev.peerLatency ?? {}),
+    cbwLatency: only === 'latency' ? cbwLatency : (prev.cbwLatency ?? {}),
   };
   console.error(`NBD_BENCH_ONLY=${only}: only the ${only} figures of bench/results/nbd.json were replaced.`);
 }
@@ -340,6 +481,14 @@ if (peerRows.length) {
   for (const [id, p] of peerRows) {
     const own = latency[id.replace(/^qemu-nbd /, '')];
     lines.push(`| ${id} | ${fmt(p.bestNoBackupUs)} µs | ${fmt(p.bestDuringBackupUs)} µs | ${p.ratio.toFixed(2)}× | ${own ? `${own.ratio.toFixed(2)}× (${fmt(own.bestDuringBackupUs)} µs)` : '-'} |`);
+  }
+}
+const cbwRows = Object.entries(cbwLatency);
+if (cbwRows.length) {
+  lines.push('', '| peer: qemu-storage-daemon write latency | no backup | during its copy-before-write backup job (128 MiB/s) | during ÷ no backup (best) | (median) | Holdfast during its own range backup ÷ no backup (best / median) |', '|---|---:|---:|---:|---:|---:|');
+  for (const [id, p] of cbwRows) {
+    const own = latency[id.replace(/^qemu backup job /, '')];
+    lines.push(`| ${id} | ${fmt(p.bestNoBackupUs)} µs | ${fmt(p.bestDuringBackupUs)} µs | ${p.ratio.toFixed(2)}× | ${p.medianRatio.toFixed(2)}× | ${own ? `${own.ratio.toFixed(2)}× / ${own.medianRatio.toFixed(2)}×` : '-'} |`);
   }
 }
 console.log(lines.join('\n'));

@@ -19,7 +19,8 @@
  *                  aborts it (no snapshot). Writes are held and released exactly as during a
  *                  backup, so this measures the hold/release machinery alone;
  *   `backup-off` — stops either loop, waits for the running round, answers
- *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,…,"loopDelayP99Ms":n,"gc":{…}}` (event-loop
+ *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,"maxHeldMiB":n,"maxArrayBuffersMiB":n,…}` (held data and the
+ *                  ArrayBuffer memory holding it, event-loop
  *                  delay and garbage-collector pauses while it ran: the NBD server shares the
  *                  thread with the backup's own work);
  *   `gc` — answers `GC {"count":n,"totalMs":n,"maxMs":n,"major":n}`: this thread's collector
@@ -98,6 +99,9 @@ interface LoopStats {
   backups: number;
   completed: number;
   maxHeld: number;
+  /** Largest heldBytes of the measured volume, and largest ArrayBuffer memory of the process (sampled every 100 ms), in MiB. */
+  maxHeldMiB: number;
+  maxArrayBuffersMiB: number;
   backupMs: number;
   wallMs: number;
   /** Event-loop delay while the loop ran (the NBD server shares this thread). */
@@ -106,7 +110,7 @@ interface LoopStats {
   gc: ReturnType<GcPauses['take']> | null;
 }
 
-const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc: null });
+const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, maxHeldMiB: 0, maxArrayBuffersMiB: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc: null });
 
 /** Back-to-back range-policy backups (or hold-only rounds) while `running`; counts what happened. */
 class BackupLoop {
@@ -119,7 +123,10 @@ class BackupLoop {
 
   constructor(private readonly engine: Engine) {
     engine.events.on('holds.changed', (h) => {
-      if (this.running && h.volume === VOLUME) this.stats.maxHeld = Math.max(this.stats.maxHeld, h.heldCount);
+      if (this.running && h.volume === VOLUME) {
+        this.stats.maxHeld = Math.max(this.stats.maxHeld, h.heldCount);
+        this.stats.maxHeldMiB = Math.max(this.stats.maxHeldMiB, h.heldBytes / 2 ** 20);
+      }
     });
   }
 
@@ -131,6 +138,9 @@ class BackupLoop {
     this.delay.enable();
     this.gc.take();
     const t0 = Date.now();
+    this.memTimer = setInterval(() => {
+      this.stats.maxArrayBuffersMiB = Math.max(this.stats.maxArrayBuffersMiB, process.memoryUsage().arrayBuffers / 2 ** 20);
+    }, 100);
     const first = new Promise<void>((r) => (this.began = r));
     this.loop = (async () => {
       while (this.running) {
@@ -173,8 +183,12 @@ class BackupLoop {
     await first;
   }
 
+  private memTimer: ReturnType<typeof setInterval> | null = null;
+
   async stop(): Promise<LoopStats> {
     this.running = false;
+    if (this.memTimer) clearInterval(this.memTimer);
+    this.memTimer = null;
     await this.loop?.catch(() => undefined);
     this.loop = null;
     this.delay.disable();
