@@ -339,7 +339,7 @@ try {
         if (c !== 'none') {
           const st = JSON.parse(await holdfastCommand('backup-off', 'BACKUP-OFF'));
           slot[`${c}Stats`].push(st);
-          extra = ` (${st.completed} ${c === 'hold' ? 'hold-only sessions' : 'backups'} completed, up to ${st.maxHeld} writes held, event-loop delay p99 ${st.loopDelayP99Ms.toFixed(1)} ms max ${st.loopDelayMaxMs.toFixed(0)} ms, GC pauses ${st.gc.totalMs} ms in ${st.gc.count} (${st.gc.major} major), longest ${st.gc.maxMs} ms)`;
+          extra = ` (${st.completed} ${c === 'hold' ? 'hold-only sessions' : 'backups'} completed, up to ${st.maxHeld} writes held (${st.maxHeldMiB?.toFixed(0)} MiB; ArrayBuffers up to ${st.maxArrayBuffersMiB?.toFixed(0)} MiB), event-loop delay p99 ${st.loopDelayP99Ms.toFixed(1)} ms max ${st.loopDelayMaxMs.toFixed(0)} ms, GC pauses ${st.gc.totalMs} ms in ${st.gc.count} (${st.gc.major} major), longest ${st.gc.maxMs} ms)`;
         }
         const label = { none: 'no backup', backup: 'during range backup of it', other: 'during backup of another volume', hold: 'during hold-only sessions on it' }[c];
         console.error(`latency round ${round} QD${qd} ${label}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${extra}`);
