@@ -148,14 +148,19 @@ function holdfastCommand(cmd, answer) {
 /** restic (the peer's backup tool) backing up the image in a loop; stop() ends the loop and waits. */
 const resticRepo = path.join(dir, 'restic-repo');
 const resticEnv = { ...process.env, RESTIC_PASSWORD: 'holdfast-bench', RESTIC_REPOSITORY: resticRepo };
-async function resticAvailable() {
+/** Whether a peer's tool runs here (and peer rows are wanted); says why when it is skipped. */
+async function peerToolRuns(cmd, args, skipped) {
   if (process.env.NBD_BENCH_PEER === '0') return false;
   try {
-    await sh('restic', ['version']);
+    await sh(cmd, args);
+    return true;
   } catch {
-    console.error('peer latency rows skipped: restic is not installed');
+    console.error(skipped);
     return false;
   }
+}
+async function resticAvailable() {
+  if (!(await peerToolRuns('restic', ['version'], 'peer latency rows skipped: restic is not installed'))) return false;
   await new Promise((resolve, reject) =>
     execFile('restic', ['init', '-q'], { env: resticEnv }, (err, _o, stderr) => (err ? reject(new Error(`restic init: ${stderr}`)) : resolve())),
   );
@@ -263,13 +268,7 @@ function qemuBackupLoop(qmp) {
 }
 
 async function qsdAvailable() {
-  if (process.env.NBD_BENCH_PEER === '0') return null;
-  try {
-    await sh('qemu-storage-daemon', ['--version']);
-  } catch {
-    console.error('qemu backup-job peer rows skipped: qemu-storage-daemon is not installed (Debian: qemu-system-common)');
-    return null;
-  }
+  if (!(await peerToolRuns('qemu-storage-daemon', ['--version'], 'qemu backup-job peer rows skipped: qemu-storage-daemon is not installed (Debian: qemu-system-common)'))) return null;
   const p = spawn(qsd.cmd, qsd.args(qsd.socket), { stdio: ['ignore', 'ignore', 'inherit'] });
   procs.push(p);
   await waitForSocket(qsd.socket, p);
@@ -389,13 +388,14 @@ for (const row of rows) {
   table.push(r);
 }
 
+/** Lowest and median p99 of a condition's rounds. */
+const best = (xs) => Math.min(...xs.map((x) => x.p99us));
+const median = (xs) => {
+  const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
 const latencyRows = [];
 for (const [id, slot] of Object.entries(latency)) {
-  const best = (xs) => Math.min(...xs.map((x) => x.p99us));
-  const median = (xs) => {
-    const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
-    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-  };
   slot.bestNoBackupUs = best(slot.none);
   slot.bestDuringBackupUs = best(slot.backup);
   slot.bestOtherBackupUs = best(slot.other);
@@ -416,17 +416,11 @@ for (const [id, slot] of Object.entries(latency)) {
 }
 
 for (const slot of Object.values(peerLatency)) {
-  const best = (xs) => Math.min(...xs.map((x) => x.p99us));
   slot.bestNoBackupUs = best(slot.none);
   slot.bestDuringBackupUs = best(slot.restic);
   slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
 }
 for (const slot of Object.values(cbwLatency)) {
-  const best = (xs) => Math.min(...xs.map((x) => x.p99us));
-  const median = (xs) => {
-    const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
-    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-  };
   slot.bestNoBackupUs = best(slot.none);
   slot.bestDuringBackupUs = best(slot.backup);
   slot.ratio = slot.bestDuringBackupUs / slot.bestNoBackupUs;
