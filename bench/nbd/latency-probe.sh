@@ -17,7 +17,8 @@
 #        IDLE=1   put every thread of the server but the engine thread (chunk workers, libuv pool,
 #                 V8 helpers) in SCHED_IDLE once the backup runs (chrt), so a woken engine thread or
 #                 fio preempts them at once,
-#        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1.
+#        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1,
+#        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load).
 # Prints the engine thread's garbage-collector pauses during the fio run (GC {…}).
 # For a timeline of the engine thread's work see bench/nbd/timeline/README.md (HOLDFAST_TIMELINE).
 # Needs fio, and perf for SCHED/PERF. Run `node scripts/build.mjs` first.
@@ -56,9 +57,10 @@ fi
 echo gc >&3; answer >/dev/null
 if [ -n "${SCHED:-}" ]; then (sleep 3; cd "$D" && timeout -s INT 3 perf sched record -a -o "$D/sched.data" >/dev/null 2>&1) & fi
 if [ -n "${PERF:-}" ]; then (sleep 3; timeout -s INT 3 perf record -g -p "$SRV_PID" -o "$D/perf.data" >/dev/null 2>&1) & fi
+# shellcheck disable=SC2086 # FIO_ARGS is a list of options
 "${FIO_PIN[@]}" fio --name=probe --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
   --time_based --runtime="$SECONDS_RUN" --ramp_time=1 --size=512M --norandommap --randrepeat=0 \
-  --output-format=json --output="$D/fio.json" --percentile_list=50:90:99:99.9
+  --output-format=json --output="$D/fio.json" --percentile_list=50:90:99:99.9 ${FIO_ARGS:-}
 # CPU seconds per thread of the server (the engine thread is the process's first), and how long
 # the engine thread waited on a run queue (schedstat: on-CPU ns, waiting ns, timeslices).
 for t in /proc/"$SRV_PID"/task/*; do
