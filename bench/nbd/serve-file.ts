@@ -40,6 +40,7 @@ import { nodeEnv } from '../../src-main/engine/env/node-env';
 import { FileExport } from '../../src-main/nbd/file-export';
 import { NbdServer } from '../../src-main/nbd/server';
 import { StaticExportRegistry } from '../../src-main/nbd/static-registry';
+import { tuneGcForServing } from '../../src-main/host/gc-tuning';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -215,6 +216,7 @@ async function main(): Promise<void> {
   let registry: ExportRegistry;
   let loop: BackupLoop | null = null;
   if (dataDir && adopt) {
+    tuneGcForServing(); // as the hosts that keep the engine running do
     const engine = await Engine.open({ dataDir });
     closers.push(() => engine.close());
     const have = (n: string) => engine.manager.listVolumes().some((v) => v.name === n);

@@ -74,24 +74,30 @@ describe('hold queue under the volume policy', () => {
     await t.vol.close();
   });
 
-  it('keeps a held payload that is a small view of a large buffer in memory of its own', async () => {
+  it('copies small held payloads into shared memory, and keeps a large one that owns its memory', async () => {
     const t = await openTestVolume(mk());
     const s = await BackupSession.begin(t.vol, 'b1', 'volume', noProbe);
     // An NBD socket read: one 64 KiB buffer carrying many requests, each payload a view of it.
     const chunk = Buffer.alloc(64 << 10, 0x5a);
     await t.vol.write(0, chunk.subarray(8192, 12288), { stable: true });
-    // A payload that owns its memory is kept as it is (no copy on the hot path).
+    // A small payload that owns its memory is copied too (into a slab shared with other held writes).
     const own = pattern(0x66, 4096);
     await t.vol.write(1 << 20, own, { stable: true });
-    expect(t.vol.holdState().heldBytes).toBe(8192);
-    // Changing the buffers now (a stable caller never does) shows which the queue kept: the
-    // shared one was copied at hold time, the owned one was not.
+    // A large payload that owns its memory is kept as it is (no copy of 512 KiB on the hot path).
+    const large = pattern(0x88, 512 << 10);
+    await t.vol.write(2 << 20, large, { stable: true });
+    expect(t.vol.holdState().heldBytes).toBe(8192 + (512 << 10));
+    // Changing the buffers now (a stable caller never does) shows which the queue kept.
     chunk.fill(0x00);
     own.fill(0x77);
+    large.fill(0x99);
     expect((await t.vol.read(0, 4096)).equals(Buffer.alloc(4096, 0x5a))).toBe(true);
-    expect((await t.vol.read(1 << 20, 4096)).equals(Buffer.alloc(4096, 0x77))).toBe(true);
+    expect((await t.vol.read(1 << 20, 4096)).equals(Buffer.alloc(4096, 0x66))).toBe(true);
+    expect((await t.vol.read(2 << 20, 512 << 10)).equals(Buffer.alloc(512 << 10, 0x99))).toBe(true);
     await s.end('snap-1');
     expect(readImage(t.imagePath, 0, 4096).equals(Buffer.alloc(4096, 0x5a))).toBe(true);
+    expect(readImage(t.imagePath, 1 << 20, 4096).equals(Buffer.alloc(4096, 0x66))).toBe(true);
+    expect(readImage(t.imagePath, 2 << 20, 512 << 10).equals(Buffer.alloc(512 << 10, 0x99))).toBe(true);
     await t.vol.close();
   });
 

@@ -47,14 +47,41 @@ export class HeldWrite {
   private flags = 0;
   /** Resolves the writer's promise when ack mode is `device` (classic: a held writer waits). */
   onApplied: ((err?: Error) => void) | null = null;
+  /**
+   * The payload as its backing memory and where in it it starts, not as a Buffer: a view is one
+   * more object per held write for the garbage collector to copy (see PayloadSlabs). `data`
+   * makes a view on demand. null for write-zeroes/trim entries, and once superseded.
+   */
+  private mem: ArrayBufferLike | null;
+  private at: number;
+  /** When it was held, in whole milliseconds (a small integer needs no heap number). */
+  readonly heldAt: number;
   constructor(
     readonly seq: number,
     readonly offset: number,
     readonly length: number,
-    /** null for write-zeroes/trim entries, and once superseded. */
-    public data: Buffer | null,
-    readonly heldAt: number,
-  ) {}
+    data: Buffer | null,
+    heldAt: number,
+  ) {
+    invariant(data === null || data.length === length, 'a held payload is as long as its write');
+    this.mem = data ? data.buffer : null;
+    this.at = data ? data.byteOffset : 0;
+    this.heldAt = Math.floor(heldAt);
+  }
+
+  /** The payload (a new view each time), or null for zeroes and superseded entries. */
+  get data(): Buffer | null {
+    return this.mem === null ? null : Buffer.from(this.mem, this.at, this.length);
+  }
+  set data(d: Buffer | null) {
+    invariant(d === null || d.length === this.length, 'a held payload is as long as its write');
+    this.mem = d ? d.buffer : null;
+    this.at = d ? d.byteOffset : 0;
+  }
+  /** Whether it carries bytes to write (false for zeroes and superseded entries). */
+  get hasData(): boolean {
+    return this.mem !== null;
+  }
 
   /** In the queue (false once applied or dropped); buckets skip entries that are not. */
   get queued(): boolean {

@@ -26,6 +26,7 @@ import type { BlockFile, Env } from '../env/env';
 import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } from '../journal/format';
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../holds/hold-queue';
+import { PayloadSlabs } from '../holds/payload-slabs';
 import type { HoldRule } from '../holds/policy';
 import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
@@ -39,22 +40,6 @@ const RELEASE_BATCH_COUNT = 256;
 const RELEASE_BATCH_MAX = 4096;
 /** Synchronous device writes between two event-loop turns while releasing. */
 const RELEASE_YIELD_EVERY = 16;
-
-/**
- * A held write's payload as the queue keeps it (until release, possibly for the whole backup):
- * the caller's buffer when the caller will not change it (`stable`) and it spans most of its
- * backing memory, else a copy in memory of its own. A small view of a large shared buffer — an
- * NBD socket read carries many requests — would keep that whole buffer alive until the last
- * view into it is released: about twice the held bytes at NBD queue depth 16 (290–330 MiB of
- * ArrayBuffers for 145–176 MiB held; with the copy, 139–172 MiB for 108–142 MiB held).
- * Invariant: a payload the queue keeps spans at least half of its backing memory.
- */
-function heldPayload(data: Buffer, stable: boolean): Buffer {
-  if (stable && data.byteLength * 2 >= data.buffer.byteLength) return data;
-  const own = Buffer.allocUnsafeSlow(data.byteLength);
-  data.copy(own);
-  return own;
-}
 
 /**
  * One release pass's batch, built from entries offered in arrival order (claim 8's decision,
@@ -189,6 +174,8 @@ export class LiveVolume implements BlockExport {
   private _size: number;
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
+  /** Held writes' payloads (copied at hold time: the caller's buffer may be reused or shared). */
+  private readonly payloads = new PayloadSlabs();
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
@@ -569,7 +556,7 @@ export class LiveVolume implements BlockExport {
     const hold = (b !== null && b.rule.mustHold(offset, length)) || this.queue.overlaps(offset, length);
     if (hold) {
       const early = this.cfg.ackMode === 'journal';
-      const copy = data ? heldPayload(data, stable) : null;
+      const copy = data ? this.payloads.keep(data, stable) : null;
       let seq: number;
       try {
         seq = copy
@@ -858,13 +845,14 @@ export class LiveVolume implements BlockExport {
       const big: Promise<void>[] = [];
       let sinceYield = 0;
       for (const w of writes) {
-        if (w.data && w.data.length <= SYNC_IO_MAX) {
-          this.deviceWriteSync(w.offset, w.data);
+        const data = w.data;
+        if (data && data.length <= SYNC_IO_MAX) {
+          this.deviceWriteSync(w.offset, data);
           if (++sinceYield === RELEASE_YIELD_EVERY) {
             sinceYield = 0;
             await new Promise<void>((r) => setImmediate(r));
           }
-        } else big.push(w.data ? this.deviceWrite(w.offset, w.data) : this.deviceZero(w.offset, w.length));
+        } else big.push(data ? this.deviceWrite(w.offset, data) : this.deviceZero(w.offset, w.length));
       }
       await Promise.all(big);
       const prep = this.journal.prepareAppend();

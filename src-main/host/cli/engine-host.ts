@@ -9,6 +9,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { NbdServer } from '../../nbd/server';
 import { ControlServer } from '../control/server';
+import { tuneGcForServing } from '../gc-tuning';
 import { openLocalEngine } from '../local-engine';
 import { startServeHost } from '../serve/server';
 import { CONTROL_SOCKET } from './session';
@@ -32,6 +33,7 @@ export async function runEngineHost(opts: EngineHostOptions): Promise<void> {
     for (const c of closers.splice(0).reverse()) await c().catch((e) => opts.stderr(`holdfast: while closing: ${(e as Error).message}`));
   };
   try {
+    tuneGcForServing();
     const engine = await openLocalEngine({ dataDir: opts.dataDir });
     closers.push(() => engine.close());
 

@@ -18,6 +18,7 @@ import { HoldfastError, toErrorPayload } from '../../../src-shared/errors';
 import { NbdServer } from '../../nbd/server';
 import { ControlServer } from '../control/server';
 import { createCoalescer } from '../event-coalescer';
+import { tuneGcForServing } from '../gc-tuning';
 import { openLocalEngine, type LocalEngine } from '../local-engine';
 import { createRouter } from '../router';
 import { StaticFiles } from '../serve/static-files';
@@ -184,6 +185,7 @@ function createTray(eng: LocalEngine): void {
 async function start(): Promise<void> {
   serveRenderer();
   const dataDir = dataDirectory();
+  tuneGcForServing();
   engine = await openLocalEngine({ dataDir });
   wireIpc(engine);
   control = await ControlServer.listen(path.join(engine.dataDirPath, 'control.sock'), engine.api, engine.events);
