@@ -15,7 +15,7 @@
  *   are in live journal records, which the journal's capacity bounds.
  * The price: releases do not come in arrival order under the range policy, so a slab stays
  * while a few of its writes wait. Measured at NBD QD16 (bench, hold-only sessions): ArrayBuffer
- * memory 1.6–2.1× the held bytes (311–394 MiB for 171–188 MiB held), against 1.2–1.6× with one
+ * memory 1.8–2.1× the held bytes (311–394 MiB for 171–188 MiB held), against 1.2–1.6× with one
  * allocation per write; 64 KiB slabs measured the same as 1 MiB ones.
  */
 /** Payloads up to this size share slabs; larger ones get memory of their own. */
