@@ -49,14 +49,12 @@ describe('payload slabs', () => {
     const a = new HeldWrite(1, 8192, 4096, slabs.keep(Buffer.alloc(4096, 0xa1), false), 12.7);
     expect(a.heldAt).toBe(12);
     q.push(a);
-    expect(a.hasData).toBe(true);
     expect(a.data!.equals(Buffer.alloc(4096, 0xa1))).toBe(true);
     expect(a.data === a.data).toBe(false); // a new view each time, of the same memory
     expect(a.data!.buffer === a.data!.buffer).toBe(true);
     const b = new HeldWrite(2, 8192, 4096, slabs.keep(Buffer.alloc(4096, 0xb2), false), 13);
     q.push(b);
     expect(a.superseded).toBe(true);
-    expect(a.hasData).toBe(false);
     expect(a.data).toBeNull();
     // b's record failed to commit: b leaves, a is back with its own bytes.
     expect(q.dropSeqs(2, 2)).toBe(1);
@@ -64,7 +62,6 @@ describe('payload slabs', () => {
     expect(a.data!.equals(Buffer.alloc(4096, 0xa1))).toBe(true);
     expect(() => new HeldWrite(3, 0, 4096, Buffer.alloc(512), 0)).toThrow();
     const zero = new HeldWrite(4, 0, 4096, null, 0);
-    expect(zero.hasData).toBe(false);
     expect(zero.data).toBeNull();
   });
 });

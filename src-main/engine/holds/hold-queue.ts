@@ -78,10 +78,6 @@ export class HeldWrite {
     this.mem = d ? d.buffer : null;
     this.at = d ? d.byteOffset : 0;
   }
-  /** Whether it carries bytes to write (false for zeroes and superseded entries). */
-  get hasData(): boolean {
-    return this.mem !== null;
-  }
 
   /** In the queue (false once applied or dropped); buckets skip entries that are not. */
   get queued(): boolean {
