@@ -74,6 +74,8 @@ export class FakeEngine {
   calls: Call[] = [];
   /** Next call of this op fails with this error (once). */
   failNext = new Map<OpName, HoldfastError>();
+  /** Calls of this op wait for this promise before they answer (a slow engine). */
+  waitFor = new Map<OpName, Promise<unknown>>();
   private listeners = new Set<(m: EventMessage) => void>();
 
   callsOf(op: OpName): Call[] {
@@ -98,6 +100,7 @@ export class FakeEngine {
       (async (input: Parameters<Api[N]>[0]) => {
         this.calls.push({ op, input });
         await Promise.resolve();
+        await this.waitFor.get(op);
         const fail = this.failNext.get(op);
         if (fail) {
           this.failNext.delete(op);

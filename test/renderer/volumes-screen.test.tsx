@@ -82,6 +82,27 @@ describe('Volumes screen', () => {
     expect(engine.callsOf('volume.create').map((c) => c.input)).toEqual([{ name: 'scratch', size: 512 * 1024 ** 2, ack: 'journal', devices: [2] }]);
   });
 
+  it('keeps what was typed while volume.create ran: only the submitted name and size are cleared', async () => {
+    const engine = new FakeEngine();
+    let answer = () => {};
+    engine.waitFor.set('volume.create', new Promise<void>((r) => (answer = r)));
+    renderApp('volumes', engine);
+    await screen.findByText('vm-disk', { selector: '.card-head .mono' });
+    const name = screen.getByLabelText('Name') as HTMLInputElement;
+    const size = screen.getByLabelText('Size') as HTMLInputElement;
+    fireEvent.change(name, { target: { value: 'first' } });
+    fireEvent.change(size, { target: { value: '1G' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Create volume' }));
+    await screen.findByRole('button', { name: 'Creating…' });
+    // The person starts on the next volume before the first one is listed.
+    fireEvent.change(name, { target: { value: 'second' } });
+    act(() => answer());
+    await screen.findByText('first', { selector: '.card-head .mono' });
+    await screen.findByRole('button', { name: 'Create volume' });
+    expect(name.value).toBe('second');
+    expect(size.value).toBe('');
+  });
+
   it('shows the engine error on the create form', async () => {
     const engine = new FakeEngine();
     engine.failNext.set('volume.create', new HoldfastError('NO_SPACE', 'The devices have 10.0 GiB free; 64.0 GiB were asked for. Add a device or pick a smaller size.'));
