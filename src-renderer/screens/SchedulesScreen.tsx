@@ -299,10 +299,11 @@ function ScheduleForm({ editing, onDone }: { editing: Schedule | null; onDone: (
     setErrors(found);
     if (!input) return;
     const vault = st.vault.trim() || defaultVault;
+    const submitted = st;
     const done = (s: Schedule) => {
       setSaved(`${editing ? 'Saved' : 'Created'} the schedule of ${targetName(s)}.`);
       if (editing) onDone();
-      else setSt(initialState(null));
+      else setSt((now) => (now === submitted ? initialState(null) : now)); // keep what was typed while it saved
     };
     if (editing) update.mutate({ id: editing.id, ...input, ...(vault ? { vault } : {}) }, { onSuccess: done });
     else create.mutate({ ...input, ...(st.vault.trim() ? { vault: st.vault.trim() } : {}) }, { onSuccess: done });

@@ -67,6 +67,28 @@ describe('Schedules screen', () => {
     expect(form().getByText('Created the schedule of photos.')).toBeTruthy();
   });
 
+  it('keeps what was typed while schedule.create ran, and empties the form when nothing was', async () => {
+    const engine = new FakeEngine();
+    let answer = () => {};
+    engine.waitFor.set('schedule.create', new Promise<void>((r) => (answer = r)));
+    renderApp('schedules', engine);
+    await form().findByRole('option', { name: 'vm-disk' });
+    fireEvent.change(form().getByLabelText('Keep last'), { target: { value: '3' } });
+    fireEvent.click(form().getByRole('button', { name: 'Create schedule' }));
+    await waitFor(() => expect(engine.callsOf('schedule.create')).toHaveLength(1));
+    // The person starts on the next schedule before the first one is listed.
+    fireEvent.change(form().getByLabelText('Keep last'), { target: { value: '9' } });
+    act(() => answer());
+    await screen.findByRole('row', { name: /: vm-disk$/ });
+    await form().findByText('Created the schedule of vm-disk.');
+    expect((form().getByLabelText('Keep last') as HTMLInputElement).value).toBe('9');
+
+    engine.waitFor.delete('schedule.create');
+    fireEvent.click(form().getByRole('button', { name: 'Create schedule' }));
+    await waitFor(() => expect(engine.callsOf('schedule.create')).toHaveLength(2));
+    await waitFor(() => expect((form().getByLabelText('Keep last') as HTMLInputElement).value).toBe(''));
+  });
+
   it('schedules a drive image and shows the engine’s error where it happened', async () => {
     const engine = new FakeEngine();
     engine.failNext.set('schedule.create', new HoldfastError('VAULT_MISSING', 'No vault folder at /media/usb/vault. Is the drive connected?'));
