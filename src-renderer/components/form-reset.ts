@@ -2,9 +2,10 @@
 import type { Dispatch, SetStateAction } from 'react';
 
 /**
- * Empties a field once the request it was submitted with has succeeded — unless the person has
- * typed something else while the request ran (the next volume's name, say), which stays.
+ * Puts a field (or a whole form's state) back to `empty` once the request it was submitted with
+ * has succeeded — unless the person has typed something else while the request ran (the next
+ * volume's name, say), which stays. `submitted` is the state as it was sent.
  */
-export function clearIfUnchanged(set: Dispatch<SetStateAction<string>>, submitted: string): void {
-  set((now) => (now === submitted ? '' : now));
+export function resetIfUnchanged<T>(set: Dispatch<SetStateAction<T>>, submitted: T, empty: T): void {
+  set((now) => (now === submitted ? empty : now));
 }

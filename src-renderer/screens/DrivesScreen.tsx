@@ -6,7 +6,7 @@ import { parseSize } from '../../src-shared/sizes';
 import { useApi } from '../api/client-context';
 import { toHoldfastError } from '../api/transport';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
-import { clearIfUnchanged } from '../components/form-reset';
+import { resetIfUnchanged } from '../components/form-reset';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
 import { formatDate, formatSize } from '../components/format';
 import { deviceListQuery, useAddDevice, useRemoveDevice } from '../queries/devices';
@@ -215,8 +215,8 @@ export function AddDeviceForm() {
     add.mutate(create ? { path: path.trim(), create: true, size: bytes } : { path: path.trim() }, {
       onSuccess: (d) => {
         setAdded(d.path);
-        clearIfUnchanged(setPath, path);
-        clearIfUnchanged(setSize, size);
+        resetIfUnchanged(setPath, path, '');
+        resetIfUnchanged(setSize, size, '');
       },
     });
   };

@@ -10,6 +10,7 @@ import { useQuery } from '@tanstack/react-query';
 import { TIME_OF_DAY_RE, type HoldPolicy, type OpInput, type Retention, type Schedule, type ScheduleFrequency } from '../../src-shared/contract';
 import { useApi } from '../api/client-context';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
+import { resetIfUnchanged } from '../components/form-reset';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
 import { formatDate, formatWhen, shortPath } from '../components/format';
 import { POLICIES, policyName } from '../components/policies';
@@ -299,11 +300,10 @@ function ScheduleForm({ editing, onDone }: { editing: Schedule | null; onDone: (
     setErrors(found);
     if (!input) return;
     const vault = st.vault.trim() || defaultVault;
-    const submitted = st;
     const done = (s: Schedule) => {
       setSaved(`${editing ? 'Saved' : 'Created'} the schedule of ${targetName(s)}.`);
       if (editing) onDone();
-      else setSt((now) => (now === submitted ? initialState(null) : now)); // keep what was typed while it saved
+      else resetIfUnchanged(setSt, st, initialState(null));
     };
     if (editing) update.mutate({ id: editing.id, ...input, ...(vault ? { vault } : {}) }, { onSuccess: done });
     else create.mutate({ ...input, ...(st.vault.trim() ? { vault: st.vault.trim() } : {}) }, { onSuccess: done });

@@ -8,7 +8,7 @@ import { toHoldfastError } from '../api/transport';
 import { CopyButton } from '../components/CopyButton';
 import { ErrorNotice, FieldError } from '../components/ErrorNotice';
 import { ExtentMap } from '../components/ExtentMap';
-import { clearIfUnchanged } from '../components/form-reset';
+import { resetIfUnchanged } from '../components/form-reset';
 import { Badge, Card, EmptyState, Loading, PageHeader } from '../components/Layout';
 import { formatCount, formatDate, formatSize } from '../components/format';
 import { nbdAddresses } from '../components/nbd-address';
@@ -70,8 +70,8 @@ function CreateVolumeForm({ devices }: { devices: Device[] }) {
       { name: name.trim(), size: s.bytes, ack, ...(picked.length ? { devices: picked } : {}) },
       {
         onSuccess: () => {
-          clearIfUnchanged(setName, name);
-          clearIfUnchanged(setSize, size);
+          resetIfUnchanged(setName, name, '');
+          resetIfUnchanged(setSize, size, '');
           setPicked([]);
         },
       },
@@ -197,7 +197,7 @@ function GrowVolumeForm({ volume }: { volume: Volume }) {
     if (!err && s.bytes !== undefined && s.bytes <= volume.size) err = `The new size must be larger than the current ${formatSize(volume.size)}.`;
     setError(err);
     if (err || s.bytes === undefined) return;
-    grow.mutate({ name: volume.name, size: s.bytes }, { onSuccess: () => clearIfUnchanged(setSize, size) });
+    grow.mutate({ name: volume.name, size: s.bytes }, { onSuccess: () => resetIfUnchanged(setSize, size, '') });
   };
   return (
     <form className="inline-form" onSubmit={submit} noValidate>
