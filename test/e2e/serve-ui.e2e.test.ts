@@ -220,7 +220,9 @@ async function journey(s: ServeProcess, page: Page): Promise<void> {
     const shownRate = /^([\d,]+) writes\/s · ([\d.]+) (B|KiB|MiB|GiB)\/s$/.exec((await rate.textContent()) ?? '');
     expect(shownRate, `write rate shown: ${await rate.textContent()}`).not.toBeNull();
     expect(Number(shownRate![1]!.replace(/,/g, ''))).toBeGreaterThan(0);
-    await expect.poll(() => page.getByTestId('write-rate-fs').textContent()).toBe('Idle');
+    // `fs` was filled by nbdcopy just before: its rate turns Idle at the next 1 s sample, which a
+    // loaded machine may deliver later than expect.poll's default 1 s.
+    await expect.poll(() => page.getByTestId('write-rate-fs').textContent(), { timeout: 10_000 }).toBe('Idle');
     await shot(page, '03-volumes-with-writer');
     // A second window on the Hold queue screen stays open through the backups.
     const holds = await page.context().newPage();
