@@ -18,7 +18,9 @@
 #                 V8 helpers) in SCHED_IDLE once the backup runs (chrt), so a woken engine thread or
 #                 fio preempts them at once,
 #        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1,
-#        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load).
+#        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load),
+#        SERVER   the bench server to run (default dist/bench/nbd-serve-file.cjs; for A/B runs copy an
+#                 older build next to it, under dist/bench/, so it finds node_modules the same way).
 # Prints the engine thread's garbage-collector pauses during the fio run (GC {…}).
 # For a timeline of the engine thread's work see bench/nbd/timeline/README.md (HOLDFAST_TIMELINE).
 # Needs fio, and perf for SCHED/PERF. Run `node scripts/build.mjs` first.
@@ -35,7 +37,7 @@ dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
 cp "$D/img" "$D/other"
 
 # shellcheck disable=SC2086
-coproc SRV { exec node ${NODE_ARGS---initial-old-space-size=64} "$ROOT/dist/bench/nbd-serve-file.cjs" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
+coproc SRV { exec node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
 exec 3>&"${SRV[1]}"
 answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*|GC*) echo "$line"; return;; esac; done; }
 answer

@@ -1,15 +1,20 @@
 /**
- * Held payloads: small ones are copies in shared slabs (one ArrayBuffer for many held writes,
- * so the garbage collector has one object per held write to move, not three), never reused in
- * place; large ones own their memory. HeldWrite keeps a payload as memory + offset and hands out
- * views equal to what was written.
+ * Held payloads: small ones are copies in size-class slots of shared slabs (one ArrayBuffer for
+ * many held writes, so the garbage collector has one object per held write to move, not three),
+ * and a slot is reused once its payload is gone and no read that may still hold a view of it is
+ * running (fresh memory costs a page fault per 4 KiB); large ones own their memory. HeldWrite
+ * keeps a payload as memory + offset and hands out views equal to what was written.
  */
 import { describe, expect, it } from 'vitest';
+import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HeldWrite, HoldQueue } from '../../src-main/engine/holds/hold-queue';
 import { PayloadSlabs, SLAB_BYTES, SLAB_PAYLOAD_MAX } from '../../src-main/engine/holds/payload-slabs';
+import { noProbe, openTestVolume, pattern, useTempDirs } from './helpers';
+
+const mk = useTempDirs();
 
 describe('payload slabs', () => {
-  it('copies small payloads into shared slabs that are written once, front to back', () => {
+  it('copies small payloads into shared slabs, front to back, none sharing a byte while kept', () => {
     const slabs = new PayloadSlabs();
     const kept: Buffer[] = [];
     const n = Math.ceil((3 * SLAB_BYTES) / 4096) + 7;
@@ -63,5 +68,123 @@ describe('payload slabs', () => {
     expect(() => new HeldWrite(3, 0, 4096, Buffer.alloc(512), 0)).toThrow();
     const zero = new HeldWrite(4, 0, 4096, null, 0);
     expect(zero.data).toBeNull();
+  });
+
+  it('reuses the slot of a released payload: the memory stays at the peak held, not the total', () => {
+    const slabs = new PayloadSlabs();
+    const live: { buf: Buffer; byte: number }[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      live.push({ buf: slabs.keep(Buffer.alloc(4096, i & 0xff), false), byte: i & 0xff });
+      // At most 301 held at any time, released in a scrambled order.
+      if (live.length > 300) {
+        const [gone] = live.splice((i * 7919) % live.length, 1);
+        slabs.release(gone!.buf.buffer, gone!.buf.byteOffset);
+      }
+    }
+    expect(slabs.slabsAllocated).toBe(2); // 301 slots of 4 KiB: two 1 MiB slabs
+    expect(slabs.slotsReused).toBe(20_000 - 301);
+    // Every payload still held has its own slot and its own bytes.
+    const mems = [...new Set(live.map((l) => l.buf.buffer))];
+    expect(new Set(live.map((l) => mems.indexOf(l.buf.buffer) * SLAB_BYTES + l.buf.byteOffset)).size).toBe(live.length);
+    for (const l of live) expect(l.buf.equals(Buffer.alloc(4096, l.byte))).toBe(true);
+  });
+
+  it('rounds a payload up to a power-of-two slot, one class per slab; a large one is not the slabs\' to reuse', () => {
+    const slabs = new PayloadSlabs();
+    const a = slabs.keep(Buffer.alloc(5000, 1), false);
+    const b = slabs.keep(Buffer.alloc(5000, 2), false);
+    expect(a.buffer === b.buffer).toBe(true);
+    expect(b.byteOffset - a.byteOffset).toBe(8192);
+    const sector = slabs.keep(Buffer.alloc(512, 3), false);
+    expect(sector.buffer === a.buffer).toBe(false); // another class, another slab
+    slabs.release(a.buffer, a.byteOffset);
+    const c = slabs.keep(Buffer.alloc(8192, 4), false);
+    expect(c.buffer === a.buffer && c.byteOffset === a.byteOffset).toBe(true);
+    expect(b.equals(Buffer.alloc(5000, 2))).toBe(true);
+    const big = slabs.keep(Buffer.alloc(SLAB_PAYLOAD_MAX + 512, 5), false);
+    slabs.release(big.buffer, 0); // its own memory: nothing to reuse
+    expect(slabs.keep(Buffer.alloc(SLAB_PAYLOAD_MAX + 512, 6), false).buffer === big.buffer).toBe(false);
+    expect(() => slabs.release(b.buffer, b.byteOffset + 512)).toThrow(/starts a slot/);
+  });
+
+  it('does not reuse a slot while a read pinned before its release runs; later pins do not hold it back', () => {
+    const slabs = new PayloadSlabs();
+    const x = slabs.keep(Buffer.alloc(4096, 0x11), false);
+    const y = slabs.keep(Buffer.alloc(4096, 0x22), false);
+    const unpin1 = slabs.pin(); // a read that took a view of x
+    slabs.release(x.buffer, x.byteOffset);
+    const unpin2 = slabs.pin(); // started after x left: cannot see it
+    slabs.release(y.buffer, y.byteOffset); // both reads may see y
+    const fresh = slabs.keep(Buffer.alloc(4096, 0x33), false);
+    expect([x.byteOffset, y.byteOffset]).not.toContain(fresh.byteOffset);
+    expect(x.equals(Buffer.alloc(4096, 0x11))).toBe(true);
+    unpin1(); // x is free now; y waits for the second read
+    const reusedX = slabs.keep(Buffer.alloc(4096, 0x44), false);
+    expect(reusedX.byteOffset).toBe(x.byteOffset);
+    const notY = slabs.keep(Buffer.alloc(4096, 0x55), false);
+    expect(notY.byteOffset).not.toBe(y.byteOffset);
+    expect(y.equals(Buffer.alloc(4096, 0x22))).toBe(true);
+    unpin2();
+    expect(slabs.keep(Buffer.alloc(4096, 0x66), false).byteOffset).toBe(y.byteOffset);
+    expect(() => unpin2()).toThrow(/once/);
+  });
+
+  it('trim forgets the slabs: payloads released afterwards are ignored, new ones get new memory', () => {
+    const slabs = new PayloadSlabs();
+    const a = slabs.keep(Buffer.alloc(4096, 1), false);
+    expect(slabs.slabBytes).toBe(SLAB_BYTES);
+    slabs.trim();
+    expect(slabs.slabBytes).toBe(0);
+    slabs.release(a.buffer, a.byteOffset);
+    const b = slabs.keep(Buffer.alloc(4096, 2), false);
+    expect(b.buffer === a.buffer).toBe(false);
+    expect(a.equals(Buffer.alloc(4096, 1))).toBe(true);
+  });
+
+  it('the hold queue hands back the payloads of applied, dropped and superseded writes, each once', () => {
+    const gone: number[] = [];
+    const slabs = new PayloadSlabs();
+    const q = new HoldQueue(true, (mem, at) => {
+      gone.push(at);
+      slabs.release(mem, at);
+    });
+    const w = (seq: number, offset: number, byte: number) => new HeldWrite(seq, offset, 4096, slabs.keep(Buffer.alloc(4096, byte), false), 0);
+    const a = w(1, 0, 1);
+    const b = w(2, 0, 2); // supersedes a
+    const c = w(3, 8192, 3);
+    const d = w(4, 16384, 4);
+    for (const x of [a, b, c, d]) q.push(x);
+    expect(a.superseded).toBe(true);
+    const atA = 0;
+    q.confirm(1); // b not committed yet: a's bytes may come back
+    expect(gone).toEqual([]);
+    q.confirm(2);
+    expect(gone).toEqual([atA]);
+    q.remove(a); // a no-op release: nothing more to hand back
+    q.remove(c);
+    expect(gone).toEqual([atA, 8192]);
+    expect(q.dropSeqs(4, 4)).toBe(1);
+    expect(gone).toEqual([atA, 8192, 12288]);
+    q.remove(b);
+    expect(gone).toEqual([atA, 8192, 12288, 4096]);
+    expect(q.count).toBe(0);
+  });
+
+  it('a read that overlays a held write gets its bytes even when the write is released and another held write wants memory meanwhile', async () => {
+    const t = await openTestVolume(mk(), 'vol', 8 << 20);
+    const s = await BackupSession.begin(t.vol, 'r', 'range', noProbe);
+    await t.vol.write(0, pattern(0xa1, 4096)); // held: nothing is copied yet
+    expect(t.vol.holdState().heldCount).toBe(1);
+    const reading = t.vol.read(0, 4096); // takes the overlay, then waits for the device
+    s.rangeCopied(0, 1 << 20); // releases the held write...
+    for (let i = 0; i < 200 && t.vol.holdState().heldCount > 0; i++) await Promise.resolve(); // (microtasks only: the device read is still out)
+    expect(t.vol.holdState().heldCount).toBe(0);
+    const next = t.vol.write(4 << 20, pattern(0xb2, 4096)); // ...and this one is held in the memory it would have freed
+    expect((await reading).equals(pattern(0xa1, 4096))).toBe(true);
+    await next;
+    expect((await t.vol.read(4 << 20, 4096)).equals(pattern(0xb2, 4096))).toBe(true);
+    await s.end('snap');
+    expect((await t.vol.read(0, 8192)).equals(Buffer.concat([pattern(0xa1, 4096), Buffer.alloc(4096)]))).toBe(true);
+    await t.vol.close();
   });
 });

@@ -79,6 +79,13 @@ export class HeldWrite {
     this.at = d ? d.byteOffset : 0;
   }
 
+  /** Hands the payload's memory to `gone` and forgets it (the entry left the queue for good). */
+  dropPayload(gone: (mem: ArrayBufferLike, at: number) => void): void {
+    if (this.mem === null) return;
+    gone(this.mem, this.at);
+    this.mem = null;
+  }
+
   /** In the queue (false once applied or dropped); buckets skip entries that are not. */
   get queued(): boolean {
     return (this.flags & QUEUED) !== 0;
@@ -196,7 +203,11 @@ export class HoldQueue {
    * in ack mode `device`, acknowledged) as a no-op before its superseder reaches the device, so
    * its bytes must be recoverable from the superseder's data record if the process dies between.
    */
-  constructor(private readonly supersede = true) {}
+  constructor(
+    private readonly supersede = true,
+    /** Called once for every payload that left the queue for good (its memory may be reused). */
+    private readonly payloadGone: (mem: ArrayBufferLike, at: number) => void = () => undefined,
+  ) {}
 
   get count(): number {
     return this._count;
@@ -302,6 +313,7 @@ export class HoldQueue {
     this._count--;
     this._bytes -= w.length;
     this.forget(w);
+    w.dropPayload(this.payloadGone);
     const [r0, r1] = regionSpan(w.offset, w.length);
     for (let r = r0; r <= r1; r++) {
       const b = this.buckets.get(r)!;
@@ -316,7 +328,13 @@ export class HoldQueue {
   private reset(): void {
     this.counts.clear();
     this.buckets.clear();
+    // Supersedes whose confirm has not run yet: both entries have left the queue, so the older data is gone.
+    for (const u of this.unconfirmed) this.dataGone(u.data);
     this.unconfirmed = [];
+  }
+
+  private dataGone(data: Buffer | null): void {
+    if (data) this.payloadGone(data.buffer, data.byteOffset);
   }
 
   /** Regions of [offset, offset + length) that have queued entries. */
@@ -362,7 +380,7 @@ export class HoldQueue {
     const u = this.unconfirmed;
     if (u.length === 0) return;
     let i = 0;
-    while (i < u.length && u[i]!.by.seq <= seq) i++;
+    while (i < u.length && u[i]!.by.seq <= seq) this.dataGone(u[i++]!.data);
     if (i === u.length) this.unconfirmed = [];
     else if (i > 0) this.unconfirmed = u.slice(i);
   }

@@ -1,33 +1,76 @@
 /**
- * Memory for held writes' payloads. A held write's bytes stay in memory until it is released,
- * often for seconds; at thousands of held writes a second, one allocation per write means one
- * ArrayBuffer (and its view) per write that survives the young generation. V8's scavenges copy
- * every such survivor, and while a backup holds writes that made each scavenge take 2–3 ms
- * instead of 0.5 (a writer's p99 is that pause). Small payloads are therefore copied into
- * shared slabs; a held write keeps only the slab's ArrayBuffer and an offset (see HeldWrite).
+ * Memory for held writes' payloads: size-class slots in 1 MiB slabs, reused once a payload is
+ * gone. A held write's bytes stay in memory until it is released, often for seconds, at
+ * thousands of held writes a second. Two costs shaped this:
+ * - One allocation per write means one ArrayBuffer (and its view) per write that survives the
+ *   young generation; V8's scavenges copy every such survivor, and while a backup held writes
+ *   that made each scavenge take 2–3 ms instead of 0.5. So payloads share slabs, and a held
+ *   write keeps only the slab's ArrayBuffer and an offset (see HeldWrite).
+ * - Fresh memory costs a page fault per 4 KiB on first touch: 12–14 µs on the 2-vCPU CI
+ *   machine, against 0.4 µs to copy 4 KiB into a page already touched. With slabs written once
+ *   and left to the garbage collector, every held write paid that fault (the largest part of
+ *   what holding added to a write). So a slot is reused once its payload is gone, and slabs
+ *   stay allocated until the hold queue has been empty for a while (`trimWhenIdle`).
+ *
+ * Size classes are powers of two from 512 bytes to SLAB_PAYLOAD_MAX; each slab serves one
+ * class. A payload of n bytes takes a slot of the smallest class ≥ n (at most 2× its size).
  *
  * Invariants:
- * - Slab memory is never reused: a slab is written once, front to back, and freed by the
- *   garbage collector when nothing refers to it any more. A view handed out (to a read's
- *   overlay, to a journal batch) therefore stays valid for as long as it is held.
- * - A slab is alive while one of its payloads is queued, so slab memory is at most the payload
- *   bytes held since the oldest queued write, plus one slab. In ack mode `journal` those bytes
- *   are in live journal records, which the journal's capacity bounds.
- * The price: releases do not come in arrival order under the range policy, so a slab stays
- * while a few of its writes wait. Measured at NBD QD16 (bench, hold-only sessions): ArrayBuffer
- * memory 1.8–2.1× the held bytes (311–394 MiB for 171–188 MiB held), against 1.2–1.6× with one
- * allocation per write; 64 KiB slabs measured the same as 1 MiB ones.
+ * - A slot is handed out by keep() only while no view of it is in use: its payload was
+ *   `release`d (applied, dropped, or superseded for good) and every read that took views of
+ *   held payloads before that (`pin`) has finished. A view handed to a read's overlay or to
+ *   a journal batch therefore keeps its bytes for as long as it is used: the journal writes a
+ *   batch before any of its entries can be released, and reads pin.
+ * - release() is called at most once per kept payload, with the slab and offset keep() returned.
+ * - Slab memory is at most the payload bytes held at the peak (×2 for the class rounding),
+ *   plus one partly used slab per class; the hold queue's bytes are bounded by the journal's
+ *   capacity in ack mode `journal`.
  */
+import { invariant } from '../../../src-shared/errors';
+
 /** Payloads up to this size share slabs; larger ones get memory of their own. */
 export const SLAB_PAYLOAD_MAX = 256 << 10;
 export const SLAB_BYTES = 1 << 20;
+const MIN_CLASS_SHIFT = 9; // 512 bytes: a sector
+const CLASSES = Math.log2(SLAB_PAYLOAD_MAX) - MIN_CLASS_SHIFT + 1;
+/** The hold queue empty this long: slabs are dropped (the memory goes back to the system). */
+export const SLAB_IDLE_MS = 30_000;
+
+function classOf(n: number): number {
+  return n <= 1 << MIN_CLASS_SHIFT ? 0 : 32 - Math.clz32(n - 1) - MIN_CLASS_SHIFT;
+}
+
+/** Free slots of one class: parallel stacks (no object per slot). */
+class SlotStack {
+  readonly mem: ArrayBufferLike[] = [];
+  readonly at: number[] = [];
+  push(mem: ArrayBufferLike, at: number): void {
+    this.mem.push(mem);
+    this.at.push(at);
+  }
+  get length(): number {
+    return this.at.length;
+  }
+}
 
 export class PayloadSlabs {
-  private slab: Buffer | null = null;
-  private used = 0;
+  /** Slab → its class, for every slab this allocator made (and still owns). */
+  private readonly slabClass = new Map<ArrayBufferLike, number>();
+  private readonly free: SlotStack[] = Array.from({ length: CLASSES }, () => new SlotStack());
+  /** Per class: the slab being carved, and how far. */
+  private readonly carving: (Buffer | null)[] = new Array<Buffer | null>(CLASSES).fill(null);
+  private readonly carved: number[] = new Array<number>(CLASSES).fill(0);
+  /** Released while a pinned read may hold a view: slot, class and the pin epoch it waits for. */
+  private quarantine: { mem: ArrayBufferLike; at: number; cls: number; epoch: number }[] = [];
+  private epoch = 0;
+  private readonly pins = new Set<number>();
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Counters for tests and the bench: slabs allocated, slots reused. */
+  slabsAllocated = 0;
+  slotsReused = 0;
 
   /**
-   * A copy of `data` that the caller may keep for as long as it likes. `stable`: the caller
+   * A copy of `data` that the caller may keep until it calls release(). `stable`: the caller
    * never changes `data` again, so a large payload that owns most of its memory is kept as it
    * is (a small view of a large buffer is copied: it would keep the whole buffer alive).
    */
@@ -39,13 +82,100 @@ export class PayloadSlabs {
       data.copy(own);
       return own;
     }
-    if (this.slab === null || this.used + n > SLAB_BYTES) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.used = 0;
+    this.cancelIdle();
+    const cls = classOf(n);
+    const f = this.free[cls]!;
+    let view: Buffer;
+    if (f.length > 0) {
+      view = Buffer.from(f.mem.pop()!, f.at.pop()!, n);
+      this.slotsReused++;
+    } else {
+      const size = 1 << (cls + MIN_CLASS_SHIFT);
+      let slab = this.carving[cls]!;
+      if (slab === null || this.carved[cls]! + size > SLAB_BYTES) {
+        slab = this.carving[cls] = Buffer.allocUnsafeSlow(SLAB_BYTES);
+        this.carved[cls] = 0;
+        this.slabClass.set(slab.buffer, cls);
+        this.slabsAllocated++;
+      }
+      view = slab.subarray(this.carved[cls]!, this.carved[cls]! + n);
+      this.carved[cls]! += size;
     }
-    const view = this.slab.subarray(this.used, this.used + n);
     data.copy(view);
-    this.used += n;
     return view;
+  }
+
+  /** The payload keep() returned at (mem, byteOffset) is gone for good: its slot may be reused. */
+  release(mem: ArrayBufferLike, at: number): void {
+    const cls = this.slabClass.get(mem);
+    if (cls === undefined) return; // its own memory (large), or a slab dropped by trim()
+    invariant(at % (1 << (cls + MIN_CLASS_SHIFT)) === 0, 'a released payload starts a slot of its slab');
+    if (this.pins.size === 0) this.free[cls]!.push(mem, at);
+    else this.quarantine.push({ mem, at, cls, epoch: this.epoch });
+  }
+
+  /**
+   * A read takes views of held payloads: slots released from now on are not reused until it
+   * calls the returned function (once).
+   */
+  pin(): () => void {
+    const e = ++this.epoch;
+    this.pins.add(e);
+    return () => {
+      invariant(this.pins.delete(e), 'a pin is released once');
+      this.drainQuarantine();
+    };
+  }
+
+  private drainQuarantine(): void {
+    const q = this.quarantine;
+    if (q.length === 0) return;
+    // A slot released at epoch r may have been seen by the reads pinned at epochs ≤ r.
+    let oldest = Infinity;
+    for (const p of this.pins) if (p < oldest) oldest = p;
+    let i = 0;
+    while (i < q.length && q[i]!.epoch < oldest) {
+      const s = q[i++]!;
+      this.free[s.cls]!.push(s.mem, s.at);
+    }
+    if (i > 0) this.quarantine = q.slice(i);
+  }
+
+  /** The hold queue is empty: drop the slabs if it stays so for `idleMs` (the timer does not keep the process alive). */
+  trimWhenIdle(idleMs = SLAB_IDLE_MS): void {
+    if (this.idleTimer !== null || this.slabClass.size === 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      this.trim();
+    }, idleMs);
+    this.idleTimer.unref?.();
+  }
+
+  private cancelIdle(): void {
+    if (this.idleTimer === null) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  /**
+   * Forgets every slab (the garbage collector frees each once no view of it is left). Only
+   * while nothing kept is outstanding: payloads released later would otherwise be unknown,
+   * which release() tolerates, so this is safe at any time; it only costs reuse.
+   */
+  trim(): void {
+    this.cancelIdle();
+    this.slabClass.clear();
+    for (const f of this.free) {
+      f.mem.length = 0;
+      f.at.length = 0;
+    }
+    this.carving.fill(null);
+    this.carved.fill(0);
+    this.quarantine = [];
+  }
+
+  /** Bytes of slab memory this allocator owns. */
+  get slabBytes(): number {
+    return this.slabClass.size * SLAB_BYTES;
   }
 }

@@ -206,7 +206,7 @@ export class LiveVolume implements BlockExport {
   ) {
     this._size = cfg.size;
     // Superseding held writes needs their data in the journal (ack mode journal); see HoldQueue.
-    this.queue = new HoldQueue(cfg.ackMode === 'journal');
+    this.queue = new HoldQueue(cfg.ackMode === 'journal', (mem, at) => this.payloads.release(mem, at));
     this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
     this.cbt = new BlockBitmap(cfg.size);
     this.journalSync = new GroupSync(() => this.journal.sync());
@@ -631,14 +631,18 @@ export class LiveVolume implements BlockExport {
     this.checkRange(offset, length);
     // Reads see held writes (read-your-writes). Taken before the device read: a release may
     // apply an entry and drop it from the queue while the read is in flight.
+    // The pin keeps the overlay's payload slots from being reused until they are copied.
     const held = this.queue.overlayOf(offset, length);
+    const unpin = held ? this.payloads.pin() : null;
     let buf: Buffer;
     try {
       buf = await this.deviceRead(offset, length);
+      if (held) applyOverlay(held, offset, buf);
     } catch (e) {
       throw ioError(e, `Reading ${length} bytes at ${offset} from volume ${this.name}`);
+    } finally {
+      unpin?.();
     }
-    if (held) applyOverlay(held, offset, buf);
     return buf;
   }
 
@@ -869,6 +873,7 @@ export class LiveVolume implements BlockExport {
         // A queued write that shares a block with this one may have waited for it: look again.
         if (ranged && !w.superseded && this.queue.overlaps(w.offset, w.length)) this.markReleasePending(w.offset, w.length);
       }
+      if (this.queue.count === 0) this.payloads.trimWhenIdle();
       this.onHoldChange?.();
     }
   }
@@ -1036,6 +1041,7 @@ export class LiveVolume implements BlockExport {
     await this.checkpoint(true).catch(() => undefined);
     await this.flush().catch(() => undefined);
     this.closed = true;
+    this.payloads.trim();
     await this.journal.close();
     await this.cfg.env.unlink(`${this.cfg.journalDir}/open.json`);
   }
