@@ -13,6 +13,9 @@
  *   later write, applied after every queued write before it, leaves the same bytes). It stays
  *   queued (and counted) until released, so seqs, APPLIED records and the UI counts are
  *   unchanged; it no longer counts in the block counter (the later entry covers its blocks).
+ * - Every payload hands its memory back (`payloadGone`) exactly once, when it is gone for good:
+ *   its entry was applied or dropped, or the write that superseded it has its record committed.
+ *   The owner may then reuse that memory (PayloadSlabs), so nothing here reads it afterwards.
  * - `inRegions` finds every queued entry touching a region without walking the list: each
  *   entry is listed in the bucket of every 1 MiB region it touches (buckets drop removed
  *   entries lazily, and compact once half of a bucket is removed).
