@@ -23,8 +23,8 @@
  *   batch before any of its entries can be released, and reads pin.
  * - release() is called at most once per kept payload, with the slab and offset keep() returned.
  * - Slab memory is at most the payload bytes held at the peak (×2 for the class rounding),
- *   plus one partly used slab per class; the hold queue's bytes are bounded by the journal's
- *   capacity in ack mode `journal`.
+ *   plus one partly used slab per class, plus slots released while reads were pinned; the hold
+ *   queue's bytes are bounded by the journal's capacity in ack mode `journal`.
  */
 import { invariant } from '../../../src-shared/errors';
 
@@ -65,7 +65,7 @@ export class PayloadSlabs {
   private epoch = 0;
   private readonly pins = new Set<number>();
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Counters for tests and the bench: slabs allocated, slots reused. */
+  /** Counters for tests: slabs allocated, slots reused. */
   slabsAllocated = 0;
   slotsReused = 0;
 
@@ -158,9 +158,9 @@ export class PayloadSlabs {
   }
 
   /**
-   * Forgets every slab (the garbage collector frees each once no view of it is left). Only
-   * while nothing kept is outstanding: payloads released later would otherwise be unknown,
-   * which release() tolerates, so this is safe at any time; it only costs reuse.
+   * Forgets every slab (the garbage collector frees each once no view of it is left). Safe at
+   * any time: a payload kept before and released after is unknown to release(), which ignores
+   * it; that only costs reuse.
    */
   trim(): void {
     this.cancelIdle();
