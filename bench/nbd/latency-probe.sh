@@ -7,6 +7,9 @@
 #                                             volume, back to back) | other (of another volume) |
 #                                             hold (range sessions on the written volume that read
 #                                             and store nothing: the hold/release machinery alone)
+#                                             | holdother (hold, and at the same time
+#                                             backups of another volume: the two parts of a
+#                                             range backup side by side, without their coupling)
 #   env: PROBE_DIR (default /tmp/holdfast-latency-probe), PROBE_SECONDS (10),
 #        SCHED=1  record 3 s of `perf sched` and print who ran while the engine thread or fio
 #                 waited for a CPU (bench/nbd/sched-blame.py),
@@ -45,6 +48,7 @@ case "$COND" in
   backup) echo "backup-on bench" >&3; answer;;
   other) echo "backup-on bench-other" >&3; answer;;
   hold) echo "hold-on bench" >&3; answer;;
+  holdother) echo "hold-on bench" >&3; answer; echo "backup2-on bench-other" >&3; answer;;
   none) ;;
   *) echo "unknown COND $COND" >&2; exit 2;;
 esac
@@ -73,6 +77,7 @@ for t in /proc/"$SRV_PID"/task/*; do
 done | sort
 echo gc >&3; answer
 if [ "$COND" != none ]; then echo "backup-off" >&3; answer; fi
+if [ "$COND" = holdother ]; then echo "backup2-off" >&3; answer; fi
 kill -INT "$SRV_PID"
 wait "$SRV_PID" || true
 python3 - "$D/fio.json" <<'EOF'

@@ -12,7 +12,9 @@
  *                  DATA's default vault, one after another until `backup-off`; answers
  *                  `BACKUP-ON` once the first has begun. With `--adopt-other IMG2` the volume
  *                  `bench-other` (IMG2 adopted 1:1) lets the benchmark back up a volume nobody
- *                  writes: the machine load of a backup without any hold on `bench`;
+ *                  writes: the machine load of a backup without any hold on `bench` (after its
+                  first round every chunk is already in the vault: later rounds read and hash,
+                  and write nothing);
  *   `hold-on [VOLUME]` — the same loop without a data path: each round begins a `range`-policy
  *                  session on VOLUME and marks its 4 MiB ranges copied at the busy throttle's
  *                  rate (what a throttled backup reads), reading nothing, storing nothing, then
@@ -23,6 +25,9 @@
  *                  ArrayBuffer memory holding it, event-loop
  *                  delay and garbage-collector pauses while it ran: the NBD server shares the
  *                  thread with the backup's own work);
+ *   `backup2-on [VOLUME]` / `backup2-off` — a second, independent backup loop (default
+ *                  `bench-other`), so `hold-on bench` plus `backup2-on` puts the hold machinery
+ *                  and another volume's backup on the machine at once;
  *   `gc` — answers `GC {"count":n,"totalMs":n,"maxMs":n,"major":n}`: this thread's collector
  *                  pauses since the previous `gc` (or the start).
  * Prints "READY …" once listening; exits on SIGTERM/SIGINT after closing everything.
@@ -215,6 +220,7 @@ async function main(): Promise<void> {
   const closers: Array<() => Promise<void>> = [];
   let registry: ExportRegistry;
   let loop: BackupLoop | null = null;
+  let loop2: BackupLoop | null = null;
   if (dataDir && adopt) {
     tuneGcForServing(); // as the hosts that keep the engine running do
     const engine = await Engine.open({ dataDir });
@@ -225,6 +231,7 @@ async function main(): Promise<void> {
     if (other && !have(OTHER)) await engine.api['volume.adopt']({ path: other, name: OTHER });
     registry = engine.exports; // disposed by engine.close()
     loop = new BackupLoop(engine);
+    loop2 = new BackupLoop(engine);
   } else {
     const syncIoMax = arg('sync-io-max');
     const ex = await FileExport.open(nodeEnv, file!, {
@@ -252,11 +259,14 @@ async function main(): Promise<void> {
       if (cmd === 'backup-on' || cmd === 'hold-on') void l.start(volume ?? VOLUME, cmd === 'hold-on' ? 'hold' : 'backup').then(() => process.stdout.write('BACKUP-ON\n'));
       else if (cmd === 'gc') process.stdout.write(`GC ${JSON.stringify(gcPauses.take())}\n`);
       else if (cmd === 'backup-off') void l.stop().then((s) => process.stdout.write(`BACKUP-OFF ${JSON.stringify(s)}\n`));
+      else if (cmd === 'backup2-on') void loop2?.start(volume ?? OTHER, 'backup').then(() => process.stdout.write('BACKUP-ON\n'));
+      else if (cmd === 'backup2-off') void loop2?.stop().then((s) => process.stdout.write(`BACKUP-OFF ${JSON.stringify(s)}\n`));
     });
   }
 
   const stop = async () => {
     await loop?.stop();
+    await loop2?.stop();
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
     process.exit(0);
   };
