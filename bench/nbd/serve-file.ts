@@ -13,8 +13,8 @@
  *                  `BACKUP-ON` once the first has begun. With `--adopt-other IMG2` the volume
  *                  `bench-other` (IMG2 adopted 1:1) lets the benchmark back up a volume nobody
  *                  writes: the machine load of a backup without any hold on `bench` (after its
-                  first round every chunk is already in the vault: later rounds read and hash,
-                  and write nothing);
+ *                  first round every chunk is already in the vault: later rounds read and hash,
+ *                  and write nothing);
  *   `hold-on [VOLUME]` — the same loop without a data path: each round begins a `range`-policy
  *                  session on VOLUME and marks its 4 MiB ranges copied at the busy throttle's
  *                  rate (what a throttled backup reads), reading nothing, storing nothing, then
