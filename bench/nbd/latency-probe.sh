@@ -21,6 +21,7 @@
 #                 V8 helpers) in SCHED_IDLE once the backup runs (chrt), so a woken engine thread or
 #                 fio preempts them at once,
 #        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1,
+#        ENGINE_CPU=N the engine thread (the server's first) on CPU N only (taskset), to try placement,
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load),
 #        SERVER   the bench server to run (default dist/bench/nbd-serve-file.cjs; for A/B runs copy an
 #                 older build next to it, under dist/bench/, so it finds node_modules the same way).
@@ -60,6 +61,7 @@ if [ -n "${PIN:-}" ]; then
   (sleep 0.5; taskset -pc 0 "$SRV_PID" >/dev/null; for tid in $(others); do taskset -pc 1 "$tid" >/dev/null; done) &
   FIO_PIN=(taskset -c 1)
 fi
+if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
 echo gc >&3; answer >/dev/null
 if [ -n "${SCHED:-}" ]; then (sleep 3; cd "$D" && timeout -s INT 3 perf sched record -a -o "$D/sched.data" >/dev/null 2>&1) & fi
 if [ -n "${PERF:-}" ]; then (sleep 3; timeout -s INT 3 perf record -g -p "$SRV_PID" -o "$D/perf.data" >/dev/null 2>&1) & fi

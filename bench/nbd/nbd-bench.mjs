@@ -18,6 +18,12 @@
 // sessions on the measured volume (range policy, ranges marked copied at the busy throttle's
 // rate, nothing read or stored): the hold/release machinery on the engine's thread alone.
 //
+// The same ratio from one fio run (bench/nbd/latency-alternate.sh): whole range backups of the
+// written volume alternate with quiet spells of the same length while one fio run logs every
+// request; each phase gets its own p99. Neighbouring seconds are compared, so the machine's
+// drift (identical separate runs on the reference VM differ by 2–6× in p99) hits both alike.
+// QD16 is capped at NBD_BENCH_ALT_QD16_IOPS (default 12000) so both phases carry the same load.
+//
 // The peer workflow for the same figure: qemu-nbd serving the image, and restic backing the
 // image up (`restic backup --stdin`, back to back, into a local repository) while fio writes —
 // what a qemu-nbd user runs for backups. qemu-nbd's p99 with and without restic, in the same
@@ -39,7 +45,9 @@
 //        NBD_BENCH_ONLY=throughput|latency (one phase only; replaces only that phase in nbd.json),
 //        NBD_BENCH_THROTTLE=auto|off (the backups' throttle; default: the engine's, auto),
 //        NBD_BENCH_PEER=0 (no qemu-nbd + restic latency rows),
-//        NBD_BENCH_ENGINE_FLAGS (node flags of the Holdfast server; default as `npm run serve`)
+//        NBD_BENCH_ENGINE_FLAGS (node flags of the Holdfast server; default as `npm run serve`),
+//        NBD_BENCH_ALT_SECONDS (the alternating run's length, default 90; 0 skips it),
+//        NBD_BENCH_ALT_QD16_IOPS (its QD16 rate cap, default 12000)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -306,6 +314,8 @@ const results = {};
 const latency = {};
 const peerLatency = {};
 const cbwLatency = {};
+const alternate = {};
+const altSeconds = Number(process.env.NBD_BENCH_ALT_SECONDS ?? 90);
 let peer = false;
 let qmp = null;
 try {
@@ -367,6 +377,16 @@ try {
         console.error(`latency round ${round} QD${qd} qemu-storage-daemon ${c === 'none' ? 'no backup' : 'during its backup job (copy-before-write)'}: p99 ${r.p99us.toFixed(0)} µs, ${r.value.toFixed(0)} IOPS${loop ? ` (${runs} backup jobs completed)` : ''}`);
       }
     }
+  }
+  for (const qd of altSeconds > 0 && only !== 'throughput' ? [1, 16] : []) {
+    const id = `fio 4k randwrite QD${qd} p99`;
+    const rate = qd === 16 ? `--rate_iops=${Number(process.env.NBD_BENCH_ALT_QD16_IOPS ?? 12000)}` : '';
+    const outText = await sh('env', [`PROBE_SECONDS=${altSeconds}`, `FIO_ARGS=${rate}`, `PROBE_DIR=${path.join(dir, 'alternate')}`, `NODE_ARGS=${ENGINE_NODE_FLAGS.join(' ')}`, 'bash', path.join(root, 'bench/nbd/latency-alternate.sh'), 'backup', String(qd)], (altSeconds + 300) * 1000);
+    const line = outText.split('\n').find((l) => l.startsWith('ALT '));
+    if (!line) throw new Error(`latency-alternate.sh printed no ALT line:\n${outText}`);
+    const a = JSON.parse(line.slice(4));
+    alternate[id] = { ...a, rateCap: rate || null, seconds: altSeconds, target: 1.5 };
+    console.error(`alternating QD${qd}${rate ? ` (${rate})` : ''}: ${a.cycles} backups; p99 ${a.backup.p99} µs during vs ${a.quiet.p99} µs quiet = ${a.p99Ratio}× (per-cycle median ${a.cycleP99RatioMedian}×)`);
   }
 } finally {
   qmp?.close();
@@ -434,7 +454,7 @@ fs.mkdirSync(resultsDir, { recursive: true });
 // A one-phase run (NBD_BENCH_ONLY) replaces only its own phase in bench/results/nbd.json; the
 // other phase's figures (and their env, kept as envOf.<phase>) stay as the last run left them.
 const resultsFile = path.join(resultsDir, 'nbd.json');
-let out = { env, results, latency, peerLatency, cbwLatency };
+let out = { env, results, latency, peerLatency, cbwLatency, alternate };
 if (only) {
   const prev = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
   const keep = only === 'latency' ? 'throughput' : 'latency';
@@ -445,6 +465,7 @@ if (only) {
     latency: only === 'latency' ? latency : (prev.latency ?? {}),
     peerLatency: only === 'latency' ? peerLatency : (prev.peerLatency ?? {}),
     cbwLatency: only === 'latency' ? cbwLatency : (prev.cbwLatency ?? {}),
+    alternate: only === 'latency' ? alternate : (prev.alternate ?? {}),
   };
   console.error(`NBD_BENCH_ONLY=${only}: only the ${only} figures of bench/results/nbd.json were replaced.`);
 }
@@ -468,6 +489,12 @@ if (latencyRows.length) {
     lines.push(
       `| ${id} | ${fmt(l.bestNoBackupUs)} µs | ${fmt(l.bestDuringBackupUs)} µs | ${l.ratio.toFixed(2)}× | ${l.medianRatio.toFixed(2)}× | ≤ ${l.target}× | ${fmt(l.bestOtherBackupUs)} µs | ${l.otherRatio.toFixed(2)}× | ${fmt(l.bestHoldOnlyUs)} µs | ${l.holdOnlyRatio.toFixed(2)}× | ${l.backupSeconds.backup?.toFixed(1) ?? '-'} s / ${l.backupSeconds.other?.toFixed(1) ?? '-'} s |`,
     );
+}
+const altRows = Object.entries(alternate);
+if (altRows.length) {
+  lines.push('', '| Holdfast write latency, one fio run: range backups alternating with quiet spells | requests (during / quiet) | p50 during / quiet | p99 during | p99 quiet | during ÷ quiet | per-cycle median | target |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [id, a] of altRows)
+    lines.push(`| ${id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}, ${a.cycles} backups in ${a.seconds} s | ${a.backup.n} / ${a.quiet.n} | ${a.backup.p50} / ${a.quiet.p50} µs | ${a.backup.p99} µs | ${a.quiet.p99} µs | ${a.p99Ratio}× | ${a.cycleP99RatioMedian ?? '-'}× | ≤ ${a.target}× |`);
 }
 const peerRows = Object.entries(peerLatency);
 if (peerRows.length) {

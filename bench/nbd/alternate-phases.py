@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Per-phase write latency of a bench/nbd/latency-alternate.sh run (re-runnable on its directory).
+
+    alternate-phases.py RUN_DIR [GUARD_MS]
+
+RUN_DIR/phases holds one line "t0 t1" (epoch ms) per backup round; RUN_DIR/alt_clat.*.log is fio's
+per-request completion latency log (epoch ms, ns). A cycle is a backup [t0, t1] and the quiet
+time after it (t1 + GUARD_MS, next t0 or fio's end). Prints `ALT {...}`.
+"""
+import glob, json, sys
+d, guard = sys.argv[1], int(sys.argv[2])
+phases = [tuple(map(int, l.split())) for l in open(d + '/phases') if l.strip()]
+lat = []
+for f in glob.glob(d + '/alt_clat.*.log'):
+    for line in open(f):
+        p = line.split(',')
+        lat.append((int(p[0]), int(p[1]) / 1000))
+lat.sort()
+# A cycle: backup [t0, t1], then quiet (t1 + guard, next t0 or fio's end).
+cycles = []
+for i, (t0, t1) in enumerate(phases):
+    nxt = phases[i + 1][0] if i + 1 < len(phases) else lat[-1][0] if lat else 0
+    cycles.append(((t0, t1), (t1 + guard, nxt) if nxt > t1 + guard else None))
+def pct(xs, q):
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(q / 100 * len(xs)))]) if xs else None
+def within(a, b):
+    return [l for t, l in lat if a <= t <= b]
+busy, quiet, ratios = [], [], []
+for (b0, b1), q in cycles:
+    xb = within(b0, b1)
+    busy += xb
+    if q:
+        xq = within(*q)
+        quiet += xq
+        if len(xb) >= 200 and len(xq) >= 200:
+            ratios.append(pct(xb, 99) / pct(xq, 99))
+ratios.sort()
+out = {
+    'cycles': len(cycles),
+    'backup': {'n': len(busy), 'p50': pct(busy, 50), 'p99': pct(busy, 99), 'p99.9': pct(busy, 99.9)},
+    'quiet': {'n': len(quiet), 'p50': pct(quiet, 50), 'p99': pct(quiet, 99), 'p99.9': pct(quiet, 99.9)},
+}
+if busy and quiet:
+    out['p99Ratio'] = round(out['backup']['p99'] / out['quiet']['p99'], 2)
+if ratios:
+    out['cycleP99RatioMedian'] = round(ratios[len(ratios) // 2], 2)
+    out['cycleP99Ratios'] = [round(r, 2) for r in ratios]
+print('ALT ' + json.dumps(out))

@@ -1,0 +1,76 @@
+#!/bin/bash
+# The write-latency ratio "during a range backup / with no backup" from ONE fio run, for a
+# machine whose speed drifts (this VM's identical runs differ by 2–6× in p99 within minutes, so
+# separate runs per condition, even interleaved, need many rounds to say anything).
+#
+# One fio 4 KiB randwrite run against the engine-mode bench server (dist/bench/nbd-serve-file.cjs)
+# logs every request's completion latency with a wall-clock timestamp. Meanwhile the script runs
+# whole backups of the written volume one at a time (`backup-on` + `backup-off`: the loop's one
+# round, from begin to the end of its release) with a pause of the same length after each.
+# Requests are sorted into the two phases by completion time (a guard after each backup keeps
+# its tail out of the quiet phase) and each phase gets its own percentiles: neighbouring seconds
+# are compared, so the machine's drift hits both phases alike.
+#
+#   bench/nbd/latency-alternate.sh COND QD    COND: backup (range backups of the written volume) |
+#                                             hold (hold-only rounds: the hold machinery alone) |
+#                                             other (backups of another volume)
+#   env: PROBE_DIR (default /tmp/holdfast-latency-alternate), PROBE_SECONDS (60),
+#        HOLD_SECONDS (4: how long each hold-only round lasts),
+#        GUARD_MS (500: requests completing this long after a backup ended count for neither),
+#        FIO_ARGS extra fio options (e.g. --rate_iops=12000), SERVER (another build, for A/B),
+#        NODE_ARGS node flags for the server (default the engine's),
+#        ENGINE_CPU (the engine thread on this CPU only),
+#        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_X=1').
+# Prints one line `ALT {...}` (JSON): per phase p50/p99/p99.9 and requests, the p99 ratio, and
+# the median of the per-cycle p99 ratios. Needs fio (write_lat_log with log_unix_epoch); the analysis is bench/nbd/alternate-phases.py,
+# which can be re-run on a run directory (e.g. with another guard).
+set -euo pipefail
+COND=${1:?COND: backup|hold|other}
+QD=${2:?QD}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BASE=${PROBE_DIR:-/tmp/holdfast-latency-alternate}
+D=$BASE/run-$COND-$QD
+SECONDS_RUN=${PROBE_SECONDS:-60}
+rm -rf "$D"
+mkdir -p "$D"
+dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
+cp "$D/img" "$D/other"
+
+case "$COND" in
+  backup) ON="backup-on bench";;
+  hold) ON="hold-on bench";;
+  other) ON="backup-on bench-other";;
+  *) echo "unknown COND $COND" >&2; exit 2;;
+esac
+
+# shellcheck disable=SC2086
+coproc SRV { exec env ${SERVER_ENV:-} node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
+exec 3>&"${SRV[1]}"
+answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*|GC*) echo "$line"; return;; esac; done; }
+answer >/dev/null
+# ENGINE_CPU=N: the engine thread (the server's first) on CPU N only, to try thread placement.
+if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
+now_ms() { date +%s%3N; }
+
+# shellcheck disable=SC2086 # FIO_ARGS is a list of options
+fio --name=alt --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
+  --time_based --runtime="$SECONDS_RUN" --size=512M --norandommap --randrepeat=0 \
+  --write_lat_log="$D/alt" --log_unix_epoch=1 --log_avg_msec=0 \
+  --output-format=json --output="$D/fio.json" ${FIO_ARGS:-} &
+FIO=$!
+sleep 2 # fio connects and warms up; these requests count for neither phase
+: > "$D/phases"
+while kill -0 "$FIO" 2>/dev/null; do
+  t0=$(now_ms)
+  echo "$ON" >&3; answer >/dev/null
+  # A hold-only loop stops at once when told; give its round the length of a backup.
+  if [ "$COND" = hold ]; then sleep "${HOLD_SECONDS:-4}"; fi
+  echo "backup-off" >&3; answer > "$D/last-round"
+  t1=$(now_ms)
+  echo "$t0 $t1" >> "$D/phases"
+  sleep "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')"
+done
+wait "$FIO" || true
+kill -INT "$SRV_PID"
+wait "$SRV_PID" || true
+python3 "$ROOT/bench/nbd/alternate-phases.py" "$D" "${GUARD_MS:-500}"
