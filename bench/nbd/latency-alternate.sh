@@ -29,24 +29,15 @@ COND=${1:?COND: backup|hold|other}
 QD=${2:?QD}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BASE=${PROBE_DIR:-/tmp/holdfast-latency-alternate}
-D=$BASE/run-$COND-$QD
 SECONDS_RUN=${PROBE_SECONDS:-60}
-rm -rf "$D"
-mkdir -p "$D"
-dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
-cp "$D/img" "$D/other"
-
 case "$COND" in
   backup) ON="backup-on bench";;
   hold) ON="hold-on bench";;
   other) ON="backup-on bench-other";;
   *) echo "unknown COND $COND" >&2; exit 2;;
 esac
-
-# shellcheck disable=SC2086
-coproc SRV { exec env ${SERVER_ENV:-} node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
-exec 3>&"${SRV[1]}"
-answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*|GC*) echo "$line"; return;; esac; done; }
+# shellcheck source=bench/nbd/probe-server.sh
+. "$ROOT/bench/nbd/probe-server.sh"
 answer >/dev/null
 # ENGINE_CPU=N: the engine thread (the server's first) on CPU N only, to try thread placement.
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi

@@ -22,6 +22,7 @@
 #                 fio preempts them at once,
 #        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1,
 #        ENGINE_CPU=N the engine thread (the server's first) on CPU N only (taskset), to try placement,
+#        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_X=1'),
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load),
 #        SERVER   the bench server to run (default dist/bench/nbd-serve-file.cjs; for A/B runs copy an
 #                 older build next to it, under dist/bench/, so it finds node_modules the same way).
@@ -33,17 +34,9 @@ COND=${1:?COND: none|backup|other|hold}
 QD=${2:?QD}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BASE=${PROBE_DIR:-/tmp/holdfast-latency-probe}
-D=$BASE/run-$COND-$QD
 SECONDS_RUN=${PROBE_SECONDS:-10}
-rm -rf "$D"
-mkdir -p "$D"
-dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
-cp "$D/img" "$D/other"
-
-# shellcheck disable=SC2086
-coproc SRV { exec node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
-exec 3>&"${SRV[1]}"
-answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*|GC*) echo "$line"; return;; esac; done; }
+# shellcheck source=bench/nbd/probe-server.sh
+. "$ROOT/bench/nbd/probe-server.sh"
 answer
 case "$COND" in
   backup) echo "backup-on bench" >&3; answer;;
