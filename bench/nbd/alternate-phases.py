@@ -7,7 +7,7 @@ RUN_DIR/phases holds one line "t0 t1" (epoch ms) per backup round; RUN_DIR/alt_c
 per-request completion latency log (epoch ms, ns). A cycle is a backup [t0, t1] and the quiet
 time after it (t1 + GUARD_MS, next t0 or fio's end). Prints `ALT {...}`.
 """
-import glob, json, sys
+import bisect, glob, json, sys
 d, guard = sys.argv[1], int(sys.argv[2])
 phases = [tuple(map(int, l.split())) for l in open(d + '/phases') if l.strip()]
 lat = []
@@ -16,6 +16,7 @@ for f in glob.glob(d + '/alt_clat.*.log'):
         p = line.split(',')
         lat.append((int(p[0]), int(p[1]) / 1000))
 lat.sort()
+times = [t for t, _ in lat]
 # A cycle: backup [t0, t1], then quiet (t1 + guard, next t0 or fio's end).
 cycles = []
 for i, (t0, t1) in enumerate(phases):
@@ -25,7 +26,7 @@ def pct(xs, q):
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(q / 100 * len(xs)))]) if xs else None
 def within(a, b):
-    return [l for t, l in lat if a <= t <= b]
+    return [l for _, l in lat[bisect.bisect_left(times, a):bisect.bisect_right(times, b)]]
 busy, quiet, ratios = [], [], []
 for (b0, b1), q in cycles:
     xb = within(b0, b1)
