@@ -19,11 +19,13 @@
 #        GUARD_MS (500: requests completing this long after a backup ended count for neither),
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000), SERVER (another build, for A/B),
 #        NODE_ARGS node flags for the server (default the engine's),
-#        ENGINE_CPU (the engine thread on this CPU only),
+#        ENGINE_CPU (the engine thread on this CPU only; threads it starts later, such as a
+#                 backup's chunk workers, inherit that mask unless they set their own),
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_X=1').
 # Prints one line `ALT {...}` (JSON): per phase p50/p99/p99.9 and requests, the p99 ratio, and
-# the median of the per-cycle p99 ratios. Needs fio (write_lat_log with log_unix_epoch); the analysis is bench/nbd/alternate-phases.py,
-# which can be re-run on a run directory (e.g. with another guard).
+# the median of the per-cycle p99 ratios. Needs fio (write_lat_log with log_unix_epoch). The
+# analysis is bench/nbd/alternate-phases.py, which can be re-run on a run directory (e.g. with
+# another guard).
 set -euo pipefail
 COND=${1:?COND: backup|hold|other}
 QD=${2:?QD}

@@ -21,7 +21,8 @@
 #                 V8 helpers) in SCHED_IDLE once the backup runs (chrt), so a woken engine thread or
 #                 fio preempts them at once,
 #        PIN=1    the engine thread alone on CPU 0; the server's other threads and fio on CPU 1,
-#        ENGINE_CPU=N the engine thread (the server's first) on CPU N only (taskset), to try placement,
+#        ENGINE_CPU=N the engine thread (the server's first) on CPU N only (taskset), to try placement;
+#                 threads it starts later (a later backup's chunk workers) inherit that mask,
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_X=1'),
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load),
 #        SERVER   the bench server to run (default dist/bench/nbd-serve-file.cjs; for A/B runs copy an
