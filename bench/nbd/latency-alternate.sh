@@ -22,6 +22,11 @@
 #        ENGINE_CPU (the engine thread on this CPU only; threads it starts later, such as a
 #                 backup's chunk workers, inherit that mask unless they set their own),
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_X=1').
+#        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and
+#                 qemu's own backup job (blockdev-backup sync=full, copy-before-write, as Proxmox
+#                 VE backs up) copies it at the busy throttle's 128 MiB/s, one job per backup
+#                 round (bench/nbd/qsd-backup-driver.py; needs qemu-storage-daemon, Debian's
+#                 qemu-system-common). COND backup only.
 # Prints one line `ALT {...}` (JSON): per phase p50/p99/p99.9 and requests, the p99 ratio, and
 # the median of the per-cycle p99 ratios. Needs fio (write_lat_log with log_unix_epoch). The
 # analysis is bench/nbd/alternate-phases.py, which can be re-run on a run directory (e.g. with
@@ -38,6 +43,9 @@ case "$COND" in
   other) ON="backup-on bench-other";;
   *) echo "unknown COND $COND" >&2; exit 2;;
 esac
+if [ -n "${PEER:-}" ] && { [ "$PEER" != qsd ] || [ "$COND" != backup ] || [ -n "${ENGINE_CPU:-}" ]; }; then
+  echo "PEER=qsd (the only peer) measures COND backup, without ENGINE_CPU" >&2; exit 2
+fi
 # shellcheck source=bench/nbd/probe-server.sh
 . "$ROOT/bench/nbd/probe-server.sh"
 answer >/dev/null
@@ -64,6 +72,5 @@ while kill -0 "$FIO" 2>/dev/null; do
   sleep "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')"
 done
 wait "$FIO" || true
-kill -INT "$SRV_PID"
-wait "$SRV_PID" || true
+stop_server
 python3 "$ROOT/bench/nbd/alternate-phases.py" "$D" "${GUARD_MS:-500}"

@@ -36,6 +36,7 @@ QD=${2:?QD}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BASE=${PROBE_DIR:-/tmp/holdfast-latency-probe}
 SECONDS_RUN=${PROBE_SECONDS:-10}
+if [ -n "${PEER:-}" ]; then echo "PEER is for latency-alternate.sh" >&2; exit 2; fi
 # shellcheck source=bench/nbd/probe-server.sh
 . "$ROOT/bench/nbd/probe-server.sh"
 answer
@@ -74,8 +75,7 @@ done | sort
 echo gc >&3; answer
 if [ "$COND" != none ]; then echo "backup-off" >&3; answer; fi
 if [ "$COND" = holdother ]; then echo "backup2-off" >&3; answer; fi
-kill -INT "$SRV_PID"
-wait "$SRV_PID" || true
+stop_server
 python3 - "$D/fio.json" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))['jobs'][0]

@@ -23,6 +23,9 @@
 // request; each phase gets its own p99. Neighbouring seconds are compared, so the machine's
 // drift (identical separate runs on the reference VM differ by 2–6× in p99) hits both alike.
 // QD16 is capped at NBD_BENCH_ALT_QD16_IOPS (default 12000) so both phases carry the same load.
+// The point-in-time peer (below) is measured the same way in the same rounds, interleaved
+// (PEER=qsd: qemu's own backup job alternating with quiet spells); each round's figures and the
+// median over rounds are reported (NBD_BENCH_ALT_ROUNDS, default 3).
 //
 // The peer workflow for the same figure: qemu-nbd serving the image, and restic backing the
 // image up (`restic backup --stdin`, back to back, into a local repository) while fio writes —
@@ -46,8 +49,9 @@
 //        NBD_BENCH_THROTTLE=auto|off (the backups' throttle; default: the engine's, auto),
 //        NBD_BENCH_PEER=0 (no qemu-nbd + restic latency rows),
 //        NBD_BENCH_ENGINE_FLAGS (node flags of the Holdfast server; default as `npm run serve`),
-//        NBD_BENCH_ALT_SECONDS (the alternating run's length, default 90; 0 skips it),
-//        NBD_BENCH_ALT_QD16_IOPS (its QD16 rate cap, default 12000)
+//        NBD_BENCH_ALT_SECONDS (the alternating run's length, default 60; 0 skips it),
+//        NBD_BENCH_ALT_QD16_IOPS (its QD16 rate cap, default 12000),
+//        NBD_BENCH_ALT_ROUNDS (alternating runs per server and queue depth, default 3)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -315,7 +319,7 @@ const latency = {};
 const peerLatency = {};
 const cbwLatency = {};
 const alternate = {};
-const altSeconds = Number(process.env.NBD_BENCH_ALT_SECONDS ?? 90);
+const altSeconds = Number(process.env.NBD_BENCH_ALT_SECONDS ?? 60);
 let peer = false;
 let qmp = null;
 try {
@@ -378,15 +382,26 @@ try {
       }
     }
   }
+  const altRounds = Number(process.env.NBD_BENCH_ALT_ROUNDS ?? 3);
   for (const qd of altSeconds > 0 && only !== 'throughput' ? [1, 16] : []) {
     const id = `fio 4k randwrite QD${qd} p99`;
     const rate = qd === 16 ? `--rate_iops=${Number(process.env.NBD_BENCH_ALT_QD16_IOPS ?? 12000)}` : '';
-    const outText = await sh('env', [`PROBE_SECONDS=${altSeconds}`, `FIO_ARGS=${rate}`, `PROBE_DIR=${path.join(dir, 'alternate')}`, `NODE_ARGS=${ENGINE_NODE_FLAGS.join(' ')}`, 'bash', path.join(root, 'bench/nbd/latency-alternate.sh'), 'backup', String(qd)], (altSeconds + 300) * 1000);
-    const line = outText.split('\n').find((l) => l.startsWith('ALT '));
-    if (!line) throw new Error(`latency-alternate.sh printed no ALT line:\n${outText}`);
-    const a = JSON.parse(line.slice(4));
-    alternate[id] = { ...a, rateCap: rate || null, seconds: altSeconds, target: 1.5 };
-    console.error(`alternating QD${qd}${rate ? ` (${rate})` : ''}: ${a.cycles} backups; p99 ${a.backup.p99} µs during vs ${a.quiet.p99} µs quiet = ${a.p99Ratio}× (per-cycle median ${a.cycleP99RatioMedian}×)`);
+    // Holdfast, and qemu's backup job as the peer when qemu-storage-daemon runs here; the order
+    // alternates by round so neither always goes first.
+    const who = qmp ? ['holdfast', 'qsd'] : ['holdfast'];
+    for (let round = 1; round <= altRounds; round++) {
+      for (const server of round % 2 ? who : [...who].reverse()) {
+        const peerEnv = server === 'qsd' ? ['PEER=qsd'] : [];
+        const outText = await sh('env', [...peerEnv, `PROBE_SECONDS=${altSeconds}`, `FIO_ARGS=${rate}`, `PROBE_DIR=${path.join(dir, 'alternate')}`, `NODE_ARGS=${ENGINE_NODE_FLAGS.join(' ')}`, 'bash', path.join(root, 'bench/nbd/latency-alternate.sh'), 'backup', String(qd)], (altSeconds + 300) * 1000);
+        const line = outText.split('\n').find((l) => l.startsWith('ALT '));
+        if (!line) throw new Error(`latency-alternate.sh${server === 'qsd' ? ' (PEER=qsd)' : ''} printed no ALT line:\n${outText}`);
+        const a = JSON.parse(line.slice(4));
+        const slot = ((alternate[id] ??= { rateCap: rate || null, seconds: altSeconds, target: 1.5 })[server] ??= { runs: [] });
+        slot.runs.push(a);
+        const label = server === 'qsd' ? "qemu-storage-daemon, qemu's backup job" : 'Holdfast, range backup';
+        console.error(`alternating round ${round} QD${qd}${rate ? ` (${rate})` : ''} ${label}: ${a.cycles} backups; p99 ${a.backup.p99} µs during vs ${a.quiet.p99} µs quiet = ${a.p99Ratio}× (per-cycle median ${a.cycleP99RatioMedian}×)`);
+      }
+    }
   }
 } finally {
   qmp?.close();
@@ -414,6 +429,20 @@ const median = (xs) => {
   const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 };
+/** Median of numbers. */
+const mid = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+for (const a of Object.values(alternate))
+  for (const server of ['holdfast', 'qsd']) {
+    const slot = a[server];
+    if (!slot) continue;
+    // A run too short for a quiet phase has no ratio; the median is over the runs that have one.
+    const of = (xs) => (xs.length ? Math.round(mid(xs) * 100) / 100 : null);
+    slot.p99RatioMedian = of(slot.runs.map((r) => r.p99Ratio).filter((x) => x != null));
+    slot.cycleP99RatioMedianMedian = of(slot.runs.map((r) => r.cycleP99RatioMedian).filter((x) => x != null));
+  }
 const latencyRows = [];
 for (const [id, slot] of Object.entries(latency)) {
   slot.bestNoBackupUs = best(slot.none);
@@ -492,9 +521,17 @@ if (latencyRows.length) {
 }
 const altRows = Object.entries(alternate);
 if (altRows.length) {
-  lines.push('', '| Holdfast write latency, one fio run: range backups alternating with quiet spells | requests (during / quiet) | p50 during / quiet | p99 during | p99 quiet | during ÷ quiet | per-cycle median | target |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('', "| write latency, one fio run: whole backups alternating with quiet spells of the same length (Holdfast: range backup; peer: qemu-storage-daemon with qemu's backup job) | requests (during / quiet) | p50 during / quiet | p99 during | p99 quiet | during ÷ quiet | per-cycle median | target |", '|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const [id, a] of altRows)
-    lines.push(`| ${id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}, ${a.cycles} backups in ${a.seconds} s | ${a.backup.n} / ${a.quiet.n} | ${a.backup.p50} / ${a.quiet.p50} µs | ${a.backup.p99} µs | ${a.quiet.p99} µs | ${a.p99Ratio}× | ${a.cycleP99RatioMedian ?? '-'}× | ≤ ${a.target}× |`);
+    for (const server of ['holdfast', 'qsd']) {
+      const slot = a[server];
+      if (!slot) continue;
+      const name = server === 'qsd' ? "peer: qemu's backup job" : 'Holdfast';
+      slot.runs.forEach((r, i) =>
+        lines.push(`| ${name}, ${id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}, run ${i + 1}: ${r.cycles} backups in ${a.seconds} s | ${r.backup.n} / ${r.quiet.n} | ${r.backup.p50} / ${r.quiet.p50 ?? '-'} µs | ${r.backup.p99} µs | ${r.quiet.p99 ?? '-'} µs | ${r.p99Ratio ?? '-'}× | ${r.cycleP99RatioMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`),
+      );
+      if (slot.runs.length > 1) lines.push(`| ${name}, ${id}: median of ${slot.runs.length} runs | | | | | ${slot.p99RatioMedian ?? '-'}× | ${slot.cycleP99RatioMedianMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`);
+    }
 }
 const peerRows = Object.entries(peerLatency);
 if (peerRows.length) {
