@@ -477,7 +477,16 @@ for (const slot of Object.values(cbwLatency)) {
   slot.speedBytesPerSec = QEMU_BACKUP_BYTES_PER_SEC;
 }
 
-const env = { engineNodeFlags: ENGINE_NODE_FLAGS.join(' '), node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
+/** The machine's CPU idle policy: with guest halt polling off (a VM's guest_halt_poll_ns=0) an idle vCPU halts at once and the no-backup baseline pays its wake-ups (bench/results/nbd-latency-alternate-session15.txt §3). */
+const readSys = (f) => {
+  try {
+    return fs.readFileSync(f, 'utf8').trim();
+  } catch {
+    return null;
+  }
+};
+const cpuIdle = { governor: readSys('/sys/devices/system/cpu/cpuidle/current_governor'), guestHaltPollNs: readSys('/sys/module/haltpoll/parameters/guest_halt_poll_ns') };
+const env = { cpuIdle, engineNodeFlags: ENGINE_NODE_FLAGS.join(' '), node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), runtimeS: runtime, rounds, latRounds, sizeMiB, holdfast: 'engine volume adopted from the backing file, journaling on, ack journal', backupThrottle: process.env.NBD_BENCH_THROTTLE ?? 'auto (default)', date: new Date().toISOString() };
 const resultsDir = path.join(root, 'bench/results');
 fs.mkdirSync(resultsDir, { recursive: true });
 // A one-phase run (NBD_BENCH_ONLY) replaces only its own phase in bench/results/nbd.json; the
@@ -550,5 +559,6 @@ if (cbwRows.length) {
   }
 }
 console.log(lines.join('\n'));
+if (cpuIdle.guestHaltPollNs === '0') console.log('\nNote: guest halt polling is off here (guest_halt_poll_ns=0): an idle vCPU halts at once, so quiet phases pay vCPU wake-ups that a busy machine does not; the during ÷ quiet ratios read low (bench/results/nbd-latency-alternate-session15.txt §3).');
 console.log(`\n(${only === "latency" ? 0 : rounds} throughput rounds (best of), ${latRounds} latency rounds, ${runtime} s per fio run, ${sizeMiB} MiB file, ${env.cpus} CPUs, load ${env.loadavg.map((l) => l.toFixed(1)).join(' ')})`);
 fs.rmSync(dir, { recursive: true, force: true });
