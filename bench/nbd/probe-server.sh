@@ -14,6 +14,7 @@ if [ "${PEER:-}" = qsd ]; then
   # The peer: qemu-storage-daemon serves the image as export `bench` on the same socket path, and
   # bench/nbd/qsd-backup-driver.py (coproc SRV, the same stdin protocol) runs qemu's own backup
   # job on it at the busy throttle's rate (BUSY_BYTES_PER_SEC, src-main/engine/backup/backup-pacer.ts).
+  command -v qemu-storage-daemon >/dev/null || { echo "PEER=qsd needs qemu-storage-daemon (Debian: qemu-system-common)" >&2; exit 2; }
   qemu-storage-daemon --blockdev "driver=file,node-name=file0,filename=$D/img,aio=threads" \
     --blockdev driver=raw,node-name=disk0,file=file0 \
     --nbd-server "addr.type=unix,addr.path=$D/sock" --export type=nbd,id=exp0,node-name=disk0,name=bench,writable=on \
@@ -30,6 +31,6 @@ exec 3>&"${SRV[1]}"
 stop_server() {
   kill -INT "$SRV_PID" 2>/dev/null || true
   wait "$SRV_PID" || true
-  if [ -n "${QSD_PID:-}" ]; then kill -TERM "$QSD_PID"; wait "$QSD_PID" || true; fi
+  if [ -n "${QSD_PID:-}" ]; then kill -TERM "$QSD_PID" 2>/dev/null || true; wait "$QSD_PID" || true; fi
 }
 answer() { while read -r line <&"${SRV[0]}"; do case "$line" in READY*|BACKUP-*|GC*) echo "$line"; return;; esac; done; }

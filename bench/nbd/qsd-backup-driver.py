@@ -4,8 +4,8 @@
     qsd-backup-driver.py QMP_SOCKET TARGET SIZE_BYTES BYTES_PER_SEC
 
 Talks QMP to a running qemu-storage-daemon whose export's node is `disk0`. Reads commands on
-stdin, answers on stdout (`READY qsd` once connected; the protocol bench/nbd/latency-alternate.sh speaks to the Holdfast
-server, so the same loop measures both):
+stdin and answers on stdout, in the protocol bench/nbd/latency-alternate.sh speaks to the Holdfast
+server, so the same loop measures both (`READY qsd` once connected):
 
     backup-on   creates TARGET (a sparse raw file of SIZE_BYTES), starts `blockdev-backup
                 sync=full` of disk0 into it at BYTES_PER_SEC (copy-before-write: a guest write to a
