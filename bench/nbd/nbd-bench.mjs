@@ -425,23 +425,23 @@ for (const row of rows) {
 
 /** Lowest and median p99 of a condition's rounds. */
 const best = (xs) => Math.min(...xs.map((x) => x.p99us));
-const median = (xs) => {
-  const v = xs.map((x) => x.p99us).sort((a, b) => a - b);
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 /** Median of numbers. */
 const mid = (v) => {
   const s = [...v].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+const median = (xs) => mid(xs.map((x) => x.p99us));
+/** Median ratio of the runs that have one (a run too short for a quiet phase has none), to 2 places. */
+const ratioMedian = (xs) => {
+  const v = xs.filter((x) => x != null);
+  return v.length ? Math.round(mid(v) * 100) / 100 : null;
+};
 for (const a of Object.values(alternate))
   for (const server of ['holdfast', 'qsd']) {
     const slot = a[server];
     if (!slot) continue;
-    // A run too short for a quiet phase has no ratio; the median is over the runs that have one.
-    const of = (xs) => (xs.length ? Math.round(mid(xs) * 100) / 100 : null);
-    slot.p99RatioMedian = of(slot.runs.map((r) => r.p99Ratio).filter((x) => x != null));
-    slot.cycleP99RatioMedianMedian = of(slot.runs.map((r) => r.cycleP99RatioMedian).filter((x) => x != null));
+    slot.p99RatioMedian = ratioMedian(slot.runs.map((r) => r.p99Ratio));
+    slot.cycleP99RatioMedianMedian = ratioMedian(slot.runs.map((r) => r.cycleP99RatioMedian));
   }
 const latencyRows = [];
 for (const [id, slot] of Object.entries(latency)) {
