@@ -35,6 +35,7 @@
  *   node dist/bench/nbd-serve-file.cjs --file IMG --socket SOCK [--tcp PORT] [--name NAME] [--read-only] [--sync-io-max BYTES]
  *   node dist/bench/nbd-serve-file.cjs --engine DATA --adopt IMG [--adopt-other IMG2] --socket SOCK
  */
+import fs from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import readline from 'node:readline';
 import type { ExportRegistry } from '../../src-main/engine/block-export';
@@ -82,6 +83,25 @@ class GcPauses {
 
 /** For the `gc` command (the backup loop keeps its own). */
 const gcPauses = new GcPauses();
+
+/**
+ * HOLDFAST_BENCH_GC_LOG=FILE: every collector pause of this thread, written to FILE at exit as
+ * lines "start duration major" (epoch ms, ms, 0|1), to line slow requests up with pauses.
+ */
+const gcLogPath = process.env.HOLDFAST_BENCH_GC_LOG;
+const gcLog: number[] = [];
+if (gcLogPath) {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      gcLog.push(performance.timeOrigin + e.startTime, e.duration, (e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR ? 1 : 0);
+  }).observe({ entryTypes: ['gc'] });
+}
+function writeGcLog(): void {
+  if (!gcLogPath) return;
+  const lines: string[] = [];
+  for (let i = 0; i < gcLog.length; i += 3) lines.push(`${gcLog[i]!.toFixed(3)} ${gcLog[i + 1]!.toFixed(3)} ${gcLog[i + 2]}`);
+  fs.writeFileSync(gcLogPath, lines.join('\n') + '\n');
+}
 
 /** One hold-only round: a range session whose ranges are marked copied at the busy rate, then aborted. */
 async function holdRound(engine: Engine, volume: string, running: () => boolean, began: () => void): Promise<boolean> {
@@ -268,6 +288,7 @@ async function main(): Promise<void> {
     await loop?.stop();
     await loop2?.stop();
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+    writeGcLog();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());

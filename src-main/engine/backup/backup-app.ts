@@ -24,6 +24,7 @@ import { SnapshotExport } from '../vault/snapshot-export';
 import type { ChunkWorkers } from '../vault/chunk-workers';
 import { Vault } from '../vault/vault';
 import { ChunkWorkerPools } from '../vault/worker-pools';
+import { CpuSplit } from '../vault/cpu-split';
 import type { BackupSession } from './backup-session';
 import { BackupPacer, pacedSource } from './backup-pacer';
 import type { LiveVolume } from '../volumes/live-volume';
@@ -59,7 +60,9 @@ export class BackupApp {
   private readonly vaults = new Map<string, Vault>();
   /** SHA-256 of the passphrase that opened each cached encrypted vault: every request must bring it again. */
   private readonly vaultKeys = new WeakMap<Vault, string>();
-  private readonly pools = new ChunkWorkerPools();
+  /** While a throttled backup runs under write load: the engine thread on a CPU of its own (cpu-split.ts). */
+  private readonly split = CpuSplit.forThisThread();
+  private readonly pools = new ChunkWorkerPools(undefined, this.split);
 
   constructor(private readonly host: BackupHost) {}
 
@@ -143,7 +146,14 @@ export class BackupApp {
     const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null };
     this.running.set(id, run);
     const lease = this.pools.lease(vault);
-    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites() });
+    let splitHeld = false;
+    const holdSplit = (on: boolean) => {
+      if (on === splitHeld) return;
+      splitHeld = on;
+      if (on) this.split.hold();
+      else this.split.unhold();
+    };
+    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), onBusyChange: holdSplit });
     run.done = runBackup(pacedSource(session, pacer), vault, {
       workers: lease.workers,
       full: i.full,
@@ -168,6 +178,7 @@ export class BackupApp {
         return session.abort(record.error).catch(() => undefined);
       })
       .finally(() => {
+        holdSplit(false);
         lease.release();
         record.endedAt = new Date().toISOString();
         this.save(record, vol.id);
@@ -214,6 +225,7 @@ export class BackupApp {
   async close(reason: string): Promise<void> {
     await this.abortAll(reason);
     await this.pools.close();
+    await this.split.close();
   }
 
   /** Runs fn with the vault's long-lived worker pool. */

@@ -42,6 +42,11 @@ export interface BackupPacerOptions {
   clock?: PacerClock;
   busyBytesPerSec?: number;
   quietMs?: number;
+  /**
+   * Told when the busy state the backup reads under changes (checked before each read; first
+   * call true, as a pacer starts busy). Never called with mode `off`.
+   */
+  onBusyChange?: (busy: boolean) => void;
 }
 
 export class BackupPacer {
@@ -52,6 +57,8 @@ export class BackupPacer {
   private lastCount: number;
   private lastActiveAt: number;
   private nextAt: number;
+  /** The busy state last reported to onBusyChange. */
+  private reportedBusy = false;
   /** Total time the backup waited for the pacer (ms). */
   waitedMs = 0;
 
@@ -81,7 +88,12 @@ export class BackupPacer {
   async before(bytes: number): Promise<void> {
     if (this.mode === 'off') return;
     const now = this.clock.now();
-    if (!this.busy()) {
+    const busy = this.busy();
+    if (busy !== this.reportedBusy) {
+      this.reportedBusy = busy;
+      this.opts.onBusyChange?.(busy);
+    }
+    if (!busy) {
       this.nextAt = now;
       return;
     }

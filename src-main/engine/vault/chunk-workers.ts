@@ -23,6 +23,7 @@ import { Worker } from 'node:worker_threads';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import fs from 'node:fs';
 import { localCodec, makeChunkCodec, type ChunkCodec, type CodecKeys, type ZstdBinding } from './chunk-codec';
+import type { ThreadPlacement } from './cpu-split';
 
 type Op = 'digest' | 'encode' | 'digestEncode' | 'decode' | 'slotDigest' | 'slotEncode' | 'slotDecode' | 'slotPack';
 
@@ -42,8 +43,9 @@ interface Task {
 
 interface WorkerReply {
   id: number;
-  /** Sent once, when the worker has loaded its codec (id 0). */
+  /** Sent once, when the worker has loaded its codec (id 0), with its thread id (Linux). */
   ready?: boolean;
+  tid?: number | null;
   digest?: Uint8Array;
   out?: Uint8Array;
   buf?: Uint8Array;
@@ -129,7 +131,9 @@ if (workerData.nice !== null) {
 let slots = null;
 const slotIn = (m) => Buffer.from(slots.input, m.slot * slots.inputBytes, m.len);
 const slotOut = (m) => Buffer.from(slots.output, m.slot * slots.outputBytes, slots.outputBytes);
-parentPort.postMessage({ id: 0, ready: true });
+let tid = null;
+try { tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop()) || null; } catch {}
+parentPort.postMessage({ id: 0, ready: true, tid });
 parentPort.on('message', (m) => {
   try {
     if (m.op === 'slots') {
@@ -268,6 +272,8 @@ export class ChunkWorkers {
   private readyCount = 0;
   private local: ChunkCodec | null = null;
   private started = false;
+  /** Thread ids of the workers that reported one (for `placement`). */
+  private readonly tids = new Map<Worker, number>();
 
   /**
    * The threads start on the first task that needs them, or on start(): a worker costs ~70 ms
@@ -277,6 +283,8 @@ export class ChunkWorkers {
   constructor(
     private readonly keys: CodecKeys,
     private readonly count = Math.max(1, Math.min(4, os.availableParallelism())),
+    /** Told each worker thread's id once it runs, and when it exits (the engine's CPU split). */
+    private readonly placement: ThreadPlacement | null = null,
   ) {}
 
   /** Starts the worker threads (once; they boot in the background). */
@@ -421,6 +429,8 @@ export class ChunkWorkers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const tid of this.tids.values()) this.placement?.removeWorker(tid);
+    this.tids.clear();
     for (const t of this.queue.splice(0)) t.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
@@ -457,6 +467,10 @@ export class ChunkWorkers {
   private settle(w: Worker, r: WorkerReply): void {
     if (r.ready) {
       this.readyCount++;
+      if (r.tid && this.placement && this.workers.includes(w)) {
+        this.tids.set(w, r.tid);
+        this.placement.addWorker(r.tid);
+      }
       return;
     }
     const t = this.running.get(w);
@@ -476,6 +490,11 @@ export class ChunkWorkers {
   }
 
   private fail(w: Worker, e: Error): void {
+    const tid = this.tids.get(w);
+    if (tid !== undefined) {
+      this.tids.delete(w);
+      this.placement?.removeWorker(tid);
+    }
     const t = this.running.get(w);
     this.running.delete(w);
     const i = this.workers.indexOf(w);

@@ -10,6 +10,7 @@
  */
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import { ChunkWorkers } from './chunk-workers';
+import type { ThreadPlacement } from './cpu-split';
 import type { Vault } from './vault';
 
 interface Entry {
@@ -27,7 +28,11 @@ export class ChunkWorkerPools {
   private readonly pools = new Map<Vault, Entry>();
   private closed = false;
 
-  constructor(private readonly idleMs = 30_000) {}
+  constructor(
+    private readonly idleMs = 30_000,
+    /** Told every worker thread's id (the engine's CPU split). */
+    private readonly placement: ThreadPlacement | null = null,
+  ) {}
 
   lease(vault: Vault): WorkerLease {
     if (this.closed) throw new HoldfastError('CANCELLED', 'Holdfast is shutting down.');
@@ -39,7 +44,7 @@ export class ChunkWorkerPools {
       e = undefined;
     }
     if (!e) {
-      e = { workers: new ChunkWorkers(vault.keys), leases: 0, idle: null };
+      e = { workers: new ChunkWorkers(vault.keys, undefined, this.placement), leases: 0, idle: null };
       this.pools.set(vault, e);
     }
     const entry = e;

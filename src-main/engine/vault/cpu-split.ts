@@ -1,0 +1,280 @@
+/**
+ * Backup core split (Linux, two or more CPUs): while a backup or restore runs in the engine, the
+ * engine's own thread — the one that answers NBD clients and releases held writes — keeps one
+ * CPU to itself, and the chunk workers run on the others. Without it, on a small machine the
+ * scheduler keeps moving the engine thread onto a CPU where a worker is compressing; a client's
+ * write then waits for that worker's time slice (nice only shortens it) and for a cold cache.
+ * Measured on a 2-CPU VM: a queue-depth-1 writer's p99 during range backups dropped from
+ * ~0.9–1.3 ms to ~0.5–0.65 ms (bench/results/nbd-latency-alternate-session14.txt and -16.txt).
+ *
+ * Only while it helps: a backup holds the split while the throttle sees volumes being written
+ * (BackupPacer's busy state), when it reads at the busy rate anyway. A backup of quiet volumes,
+ * a backup with the throttle off, a restore and an idle Holdfast use every CPU as before: when
+ * the last holder lets go, every thread gets all its CPUs back.
+ *
+ * Affinity is set with util-linux's `taskset` on thread ids (Node has no affinity call); where
+ * it is missing or fails, nothing is pinned and the backup runs as before. HOLDFAST_CPU_SPLIT=0
+ * turns the split off.
+ *
+ * Invariants: once the queued calls ran, the threads are split exactly while `engaged` (at least
+ * one holder); the calls run one after another in call order and each decides from the state
+ * when it runs, so a quick release-then-hold never leaves the threads split after the last
+ * holder, nor unsplit while one holds. A worker that exited is never touched again.
+ */
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+
+export interface CpuPlan {
+  /** The CPUs the engine thread was allowed at startup (its mask outside backups), as a taskset list. */
+  readonly all: string;
+  /** The engine thread's CPU while a backup runs. */
+  readonly engine: number;
+  /** The chunk workers' CPUs: `all` without `engine`. */
+  readonly workers: string;
+}
+
+/** Parses a CPU list such as "0-3,6" (as /proc status and taskset write it). */
+export function parseCpuList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.trim().split(',')) {
+    if (!part) continue;
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) throw new Error(`not a CPU list: ${list}`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    for (let c = a; c <= b; c++) out.push(c);
+  }
+  return out;
+}
+
+/** The calling thread's id (Linux), or null. */
+export function ownThreadId(): number | null {
+  try {
+    const id = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isSafeInteger(id) && id > 0 ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Past this many CPUs the chunk workers (at most four) leave the engine room anyway: no split. */
+export const SPLIT_MAX_CPUS = 4;
+
+/**
+ * Time each CPU spent in hardware interrupts and softirqs since boot (/proc/stat, in clock
+ * ticks): where the storage's completions and the block layer's work land. Empty if unreadable.
+ */
+export function interruptTime(stat = '/proc/stat'): Map<number, number> {
+  const out = new Map<number, number>();
+  try {
+    for (const line of fs.readFileSync(stat, 'utf8').split('\n')) {
+      const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+      if (!m) continue;
+      const f = m[2]!.trim().split(/\s+/).map(Number);
+      out.set(Number(m[1]), (f[5] ?? 0) + (f[6] ?? 0)); // user nice system idle iowait irq softirq …
+    }
+  } catch {
+    // no /proc: every CPU looks the same
+  }
+  return out;
+}
+
+/**
+ * The split for a thread allowed `allowed` CPUs: the engine on the CPU that handles the fewest
+ * interrupts (storage completions and the block layer's queue runs take a CPU ahead of any
+ * thread — on the VM this was measured on, all of them land on CPU 1, and an engine thread
+ * there waited behind them for ~1 ms at a time), the workers on the rest. Ties go to the highest
+ * CPU (CPU 0 takes most device interrupts on a typical desktop). null with fewer than two CPUs or
+ * more than SPLIT_MAX_CPUS.
+ */
+export function planCpuSplit(allowed: number[], irq: Map<number, number> = new Map()): CpuPlan | null {
+  const cpus = [...new Set(allowed)].sort((a, b) => a - b);
+  if (cpus.length < 2 || cpus.length > SPLIT_MAX_CPUS) return null;
+  let engine = cpus[cpus.length - 1]!;
+  for (const c of cpus) if ((irq.get(c) ?? 0) < (irq.get(engine) ?? 0)) engine = c;
+  return { all: cpus.join(','), engine, workers: cpus.filter((c) => c !== engine).join(',') };
+}
+
+/** The calling thread's split, from its allowed CPUs; null off Linux, with one CPU, or when turned off. */
+export function cpuPlanForThisThread(env: NodeJS.ProcessEnv = process.env): CpuPlan | null {
+  if (process.platform !== 'linux' || env.HOLDFAST_CPU_SPLIT === '0') return null;
+  try {
+    const status = fs.readFileSync('/proc/thread-self/status', 'utf8');
+    const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(status);
+    return m ? planCpuSplit(parseCpuList(m[1]!), interruptTime()) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Sets thread `tid`'s CPUs (a taskset list); resolves false if that failed. */
+export type SetAffinity = (tid: number, cpus: string) => Promise<boolean>;
+
+const HELPER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { execFileSync } = require('node:child_process');
+parentPort.on('message', (m) => {
+  let ok = true;
+  try {
+    execFileSync('taskset', ['-pc', m.cpus, String(m.tid)], { stdio: 'ignore', timeout: 5000 });
+  } catch {
+    ok = false;
+  }
+  parentPort.postMessage({ id: m.id, ok });
+});
+`;
+
+/**
+ * Runs `taskset` on a thread of its own: starting a child process from the engine thread stalls
+ * it for 1.5–10 ms on a small VM (the fork copies the process's page tables), longer than the
+ * latency the split is for. Started on first use; it does not keep the process alive.
+ */
+export class AffinityHelper {
+  private worker: Worker | null = null;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (ok: boolean) => void>();
+
+  readonly set: SetAffinity = (tid, cpus) =>
+    new Promise((resolve) => {
+      const w = this.start();
+      if (!w) return resolve(false);
+      const id = this.nextId++;
+      this.waiting.set(id, resolve);
+      w.postMessage({ id, tid, cpus });
+    });
+
+  private start(): Worker | null {
+    if (this.worker) return this.worker;
+    try {
+      const w = new Worker(HELPER_SOURCE, { eval: true });
+      w.unref();
+      w.on('message', (r: { id: number; ok: boolean }) => {
+        this.waiting.get(r.id)?.(r.ok);
+        this.waiting.delete(r.id);
+      });
+      const gone = () => {
+        if (this.worker === w) this.worker = null;
+        for (const done of this.waiting.values()) done(false);
+        this.waiting.clear();
+      };
+      w.on('error', gone);
+      w.on('exit', gone);
+      this.worker = w;
+      return w;
+    } catch {
+      return null;
+    }
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate();
+  }
+}
+
+/** Where the split puts threads: the engine pool's chunk workers report theirs here. */
+export interface ThreadPlacement {
+  addWorker(tid: number): void;
+  removeWorker(tid: number): void;
+}
+
+/**
+ * The split itself: engaged while at least one backup holds it (a throttled backup while volumes
+ * are being written); then the engine thread runs on `plan.engine` only and every known chunk
+ * worker on `plan.workers`. Disengaged, every thread gets `plan.all` back, so a backup of quiet
+ * volumes (and an idle Holdfast) uses every CPU as before.
+ */
+export class CpuSplit implements ThreadPlacement {
+  private holders = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+  /** Whether the threads were last set to the split (after the queued calls ran). */
+  private applied = false;
+  private readonly workers = new Set<number>();
+
+  constructor(
+    readonly plan: CpuPlan | null,
+    private readonly engineTid: number | null,
+    private readonly setAffinity: SetAffinity,
+    private readonly onClose: () => Promise<void> = async () => undefined,
+  ) {}
+
+  /** The split for the calling (engine) thread, from its allowed CPUs and HOLDFAST_CPU_SPLIT. */
+  static forThisThread(): CpuSplit {
+    const tid = ownThreadId();
+    const helper = new AffinityHelper();
+    return new CpuSplit(tid === null ? null : cpuPlanForThisThread(), tid, helper.set, () => helper.close());
+  }
+
+  /** Gives every thread all its CPUs back (if split) and stops the helper. */
+  async close(): Promise<void> {
+    this.holders = 0;
+    if (this.plan) this.apply();
+    await this.settled();
+    await this.onClose();
+  }
+
+  /** Whether a backup holds the split now. */
+  get engaged(): boolean {
+    return this.holders > 0;
+  }
+
+  /** Chunk worker threads it places. */
+  get workerCount(): number {
+    return this.workers.size;
+  }
+
+  /** Whether the threads are split now (once the queued affinity calls ran). */
+  get split(): boolean {
+    return this.applied;
+  }
+
+  /** A backup needs the engine thread protected (volumes are being written). */
+  hold(): void {
+    if (!this.plan) return;
+    if (this.holders++ === 0) this.apply();
+  }
+
+  /** That backup no longer does (the volumes went quiet, or it ended). */
+  unhold(): void {
+    if (!this.plan) return;
+    if (this.holders <= 0) throw new Error('the CPU split is released once per hold');
+    if (--this.holders === 0) this.apply();
+  }
+
+  addWorker(tid: number): void {
+    if (!this.plan) return;
+    this.workers.add(tid);
+    const plan = this.plan;
+    this.queue(async () => {
+      if (this.applied && this.workers.has(tid)) await this.setAffinity(tid, plan.workers);
+    });
+  }
+
+  /** A worker exited: its id may be reused by another thread, so it is never touched again. */
+  removeWorker(tid: number): void {
+    this.workers.delete(tid);
+  }
+
+  /** Resolves once every affinity call asked for so far has run. */
+  settled(): Promise<void> {
+    return this.chain.then(() => undefined);
+  }
+
+  private queue(step: () => Promise<void>): void {
+    this.chain = this.chain.then(step, step);
+  }
+
+  private apply(): void {
+    const plan = this.plan!;
+    this.queue(async () => {
+      // Decided when the call runs, not when it was queued: the state after the last call wins.
+      const want = this.holders > 0;
+      if (want === this.applied) return;
+      this.applied = want;
+      const calls = [...this.workers].map((tid) => this.setAffinity(tid, want ? plan.workers : plan.all));
+      if (this.engineTid !== null) calls.push(this.setAffinity(this.engineTid, want ? String(plan.engine) : plan.all));
+      await Promise.all(calls);
+    });
+  }
+}

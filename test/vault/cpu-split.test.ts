@@ -1,0 +1,214 @@
+/**
+ * The backup core split: which CPUs each side gets, that the threads are split exactly while a
+ * backup holds the split (in call order, also across quick release-then-hold), that workers
+ * which exited are never touched, that the pacer tells its busy state, and — on Linux with two
+ * or more CPUs — that real chunk worker threads and the engine thread end up on the planned CPUs
+ * and get every CPU back afterwards.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { BackupPacer, type PacerClock } from '../../src-main/engine/backup/backup-pacer';
+import { ChunkWorkers } from '../../src-main/engine/vault/chunk-workers';
+import { AffinityHelper, CpuSplit, cpuPlanForThisThread, interruptTime, ownThreadId, parseCpuList, planCpuSplit, type SetAffinity } from '../../src-main/engine/vault/cpu-split';
+
+describe('CPU plan', () => {
+  it('parses CPU lists as /proc writes them, and refuses anything else', () => {
+    expect(parseCpuList('0-3,6')).toEqual([0, 1, 2, 3, 6]);
+    expect(parseCpuList('5\n')).toEqual([5]);
+    expect(() => parseCpuList('0-x')).toThrow(/not a CPU list/);
+  });
+
+  it('gives the engine the least interrupted allowed CPU (ties: the highest) and the workers the rest; none with one CPU or more than four', () => {
+    expect(planCpuSplit([0, 1])).toEqual({ all: '0,1', engine: 1, workers: '0' });
+    expect(planCpuSplit([0, 1], new Map([[0, 1309], [1, 14110]]))).toEqual({ all: '0,1', engine: 0, workers: '1' });
+    expect(planCpuSplit([6, 2, 3, 2], new Map([[2, 50], [3, 10], [6, 10], [7, 0]]))).toEqual({ all: '2,3,6', engine: 6, workers: '2,3' });
+    expect(planCpuSplit([6, 2, 3], new Map([[2, 50], [3, 5], [6, 10]]))).toEqual({ all: '2,3,6', engine: 3, workers: '2,6' });
+    expect(planCpuSplit([0, 1, 2, 3, 4])).toBeNull();
+    expect(planCpuSplit([4])).toBeNull();
+    expect(planCpuSplit([])).toBeNull();
+  });
+
+  it('reads each CPU\'s interrupt and softirq time from /proc/stat; nothing from a missing file', () => {
+    const f = path.join(os.tmpdir(), `holdfast-stat-${process.pid}`);
+    fs.writeFileSync(f, 'cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 369768 30656 382768 979771 17680 0 1309 80101 0 0\ncpu1 397693 48062 402992 871682 42872 100 14110 83413 0 0\nintr 5\n');
+    try {
+      expect([...interruptTime(f)]).toEqual([[0, 1309], [1, 14210]]);
+    } finally {
+      fs.rmSync(f);
+    }
+    expect(interruptTime(f).size).toBe(0);
+  });
+
+  it('is off when HOLDFAST_CPU_SPLIT=0', () => {
+    expect(cpuPlanForThisThread({ HOLDFAST_CPU_SPLIT: '0' })).toBeNull();
+  });
+});
+
+/** Records affinity calls; `fail` makes calls for those thread ids fail. */
+function recorder(fail = new Set<number>()): { calls: string[]; set: SetAffinity } {
+  const calls: string[] = [];
+  return {
+    calls,
+    set: async (tid, cpus) => {
+      await new Promise((r) => setTimeout(r, 1)); // calls take time: later ones must wait
+      calls.push(`${tid}:${cpus}`);
+      return !fail.has(tid);
+    },
+  };
+}
+
+describe('CpuSplit', () => {
+  const plan = planCpuSplit([0, 1, 2, 3])!;
+
+  it('splits the engine and every known worker while held, and gives them all CPUs back after the last holder', async () => {
+    const r = recorder();
+    const s = new CpuSplit(plan, 100, r.set);
+    s.addWorker(201); // not split yet: left alone
+    await s.settled();
+    expect(r.calls).toEqual([]);
+    s.hold();
+    s.hold(); // a second backup: nothing more to do
+    await s.settled();
+    expect(r.calls.sort()).toEqual(['100:3', '201:0,1,2']);
+    expect(s.split).toBe(true);
+    r.calls.length = 0;
+    s.addWorker(202); // boots while split: placed at once
+    await s.settled();
+    expect(r.calls).toEqual(['202:0,1,2']);
+    r.calls.length = 0;
+    s.unhold();
+    await s.settled();
+    expect(r.calls).toEqual([]);
+    s.unhold();
+    await s.settled();
+    expect(r.calls.sort()).toEqual(['100:0,1,2,3', '201:0,1,2,3', '202:0,1,2,3']);
+    expect(s.split).toBe(false);
+    expect(() => s.unhold()).toThrow(/released once per hold/);
+  });
+
+  it('decides each step when it runs: release-then-hold leaves the threads split, hold-then-release leaves them alone', async () => {
+    const r = recorder();
+    const s = new CpuSplit(plan, 100, r.set);
+    s.hold();
+    s.unhold();
+    s.hold();
+    await s.settled();
+    expect(s.split).toBe(true);
+    expect(r.calls).toEqual(['100:3']);
+    const r2 = recorder();
+    const s2 = new CpuSplit(plan, 100, r2.set);
+    s2.hold();
+    s2.unhold();
+    await s2.settled();
+    expect(s2.split).toBe(false);
+    expect(r2.calls).toEqual([]);
+  });
+
+  it('never touches a worker that exited (its thread id may belong to another thread by then)', async () => {
+    const r = recorder();
+    const s = new CpuSplit(plan, 100, r.set);
+    s.addWorker(201);
+    s.addWorker(202);
+    s.hold();
+    s.removeWorker(201);
+    s.unhold();
+    await s.settled();
+    expect(r.calls).toEqual([]);
+    s.hold();
+    await s.settled();
+    expect(r.calls.sort()).toEqual(['100:3', '202:0,1,2']);
+  });
+
+  it('keeps going after a failed call, and does nothing at all without a plan', async () => {
+    const r = recorder(new Set([201]));
+    const s = new CpuSplit(plan, 100, r.set);
+    s.addWorker(201);
+    s.addWorker(202);
+    s.hold();
+    await s.settled();
+    expect(r.calls.sort()).toEqual(['100:3', '201:0,1,2', '202:0,1,2']);
+    const none = recorder();
+    const off = new CpuSplit(null, 100, none.set);
+    off.addWorker(5);
+    off.hold();
+    off.unhold();
+    off.unhold(); // no plan: nothing is counted either
+    await off.settled();
+    expect(none.calls).toEqual([]);
+  });
+});
+
+describe('BackupPacer busy reports', () => {
+  it('tells each change of the busy state once, starting busy; never with throttle off', async () => {
+    const clock: PacerClock & { t: number } = { t: 0, now: () => clock.t, sleep: async (ms) => void (clock.t += ms) };
+    let writes = 0;
+    const seen: boolean[] = [];
+    const p = new BackupPacer({ mode: 'auto', activity: () => writes, clock, quietMs: 250, onBusyChange: (b) => seen.push(b) });
+    await p.before(4096);
+    await p.before(4096);
+    clock.t += 300;
+    await p.before(4096);
+    await p.before(4096);
+    writes++;
+    await p.before(4096);
+    expect(seen).toEqual([true, false, true]);
+    const offSeen: boolean[] = [];
+    const off = new BackupPacer({ mode: 'off', activity: () => writes++, clock, onBusyChange: (b) => offSeen.push(b) });
+    await off.before(4096);
+    expect(offSeen).toEqual([]);
+  });
+});
+
+/** The CPUs a thread of this process may run on. */
+function allowedOf(tid: number): number[] {
+  const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync(`/proc/${process.pid}/task/${tid}/status`, 'utf8'));
+  return parseCpuList(m![1]!);
+}
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const plan = process.platform === 'linux' ? cpuPlanForThisThread({}) : null;
+const why = process.platform !== 'linux' ? 'not Linux' : !plan ? `this thread may use only one CPU (${os.availableParallelism()} available)` : !hasTaskset() ? 'taskset (util-linux) is not installed' : '';
+if (why) console.log(`skipping the real CPU split test: ${why}`);
+
+describe.skipIf(why !== '')('CpuSplit on real threads', () => {
+  it('puts real chunk workers and the engine thread on their CPUs while held (taskset run by the helper thread), and gives them back every CPU', async () => {
+    const engineTid = ownThreadId()!;
+    const before = allowedOf(engineTid);
+    const helper = new AffinityHelper();
+    const split = new CpuSplit(plan, engineTid, helper.set, () => helper.close());
+    const workers = new ChunkWorkers({ encKey: null, idKey: null, level: 3 }, 2, split);
+    try {
+      await workers.digest(Buffer.alloc(4096, 1)); // boots the workers; each reports its thread id
+      for (let i = 0; i < 200 && split.workerCount < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(split.workerCount, 'both workers reported their thread ids').toBe(2);
+      const tids = fs.readdirSync(`/proc/${process.pid}/task`).map(Number);
+      split.hold();
+      await split.settled();
+      expect(allowedOf(engineTid)).toEqual([plan!.engine]);
+      const onWorkerCpus = tids.filter((t) => t !== engineTid && allowedOf(t).join(',') === plan!.workers);
+      expect(onWorkerCpus.length, 'both chunk workers are off the engine CPU').toBe(2);
+      split.unhold();
+      await split.settled();
+      expect(allowedOf(engineTid)).toEqual(before);
+      for (const t of onWorkerCpus) expect(allowedOf(t).join(',')).toBe(plan!.all);
+      split.hold();
+      await split.settled();
+      await split.close(); // shutting down while split: every CPU back, helper gone
+      expect(allowedOf(engineTid)).toEqual(before);
+    } finally {
+      await split.close();
+      await workers.close();
+    }
+  });
+});
