@@ -21,7 +21,9 @@
 #        NODE_ARGS node flags for the server (default the engine's),
 #        ENGINE_CPU (the engine thread on this CPU only; threads it starts later, such as a
 #                 backup's chunk workers, inherit that mask unless they set their own),
-#        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_X=1').
+#        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_CPU_SPLIT=0'; with
+#                 'HOLDFAST_BENCH_GC_LOG=FILE' the server logs its collector pauses, which
+#                 bench/nbd/gc-blame.py lines up with the slow requests).
 #        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and
 #                 qemu's own backup job (blockdev-backup sync=full, copy-before-write, as Proxmox
 #                 VE backs up) copies it at the busy throttle's 128 MiB/s, one job per backup

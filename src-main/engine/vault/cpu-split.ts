@@ -1,11 +1,13 @@
 /**
- * Backup core split (Linux, two or more CPUs): while a backup or restore runs in the engine, the
- * engine's own thread — the one that answers NBD clients and releases held writes — keeps one
- * CPU to itself, and the chunk workers run on the others. Without it, on a small machine the
- * scheduler keeps moving the engine thread onto a CPU where a worker is compressing; a client's
- * write then waits for that worker's time slice (nice only shortens it) and for a cold cache.
- * Measured on a 2-CPU VM: a queue-depth-1 writer's p99 during range backups dropped from
- * ~0.9–1.3 ms to ~0.5–0.65 ms (bench/results/nbd-latency-alternate-session14.txt and -16.txt).
+ * Backup core split (Linux, 2–4 CPUs): while a backup runs in the engine, the engine's own
+ * thread — the one that answers NBD clients and releases held writes — keeps one CPU to itself,
+ * and the chunk workers run on the others. Without it, on a small machine the engine thread keeps
+ * landing on the CPU where a worker compresses and where the storage's interrupts and the block
+ * layer's queue runs go; a client's write then waits behind them. The engine gets the CPU with
+ * the least interrupt time. Measured on a 2-CPU VM (bench/results/nbd-latency-alternate-session16.txt):
+ * a queue-depth-1 writer's p99 during range backups 584–668 µs instead of 732–903 µs; the
+ * first form (engine on the interrupt CPU, taskset started from the engine thread) gained
+ * nothing. No change at queue depth 16.
  *
  * Only while it helps: a backup holds the split while the throttle sees volumes being written
  * (BackupPacer's busy state), when it reads at the busy rate anyway. A backup of quiet volumes,
