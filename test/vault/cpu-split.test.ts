@@ -122,6 +122,32 @@ describe('CpuSplit', () => {
     expect(r.calls.sort()).toEqual(['100:3', '202:0,1,2']);
   });
 
+  it('a holder counts once however often it repeats itself, and nothing holds after close()', async () => {
+    const r = recorder();
+    const s = new CpuSplit(plan, 100, r.set);
+    const a = s.holder();
+    const b = s.holder();
+    a(true);
+    a(true);
+    b(true);
+    a(false);
+    a(false);
+    expect(s.engaged, 'b still holds').toBe(true);
+    b(false);
+    expect(s.engaged).toBe(false);
+    b(true);
+    await s.settled();
+    expect(s.split).toBe(true);
+    await s.close();
+    expect(s.split, 'close gives every CPU back').toBe(false);
+    expect(r.calls).toEqual(['100:3', '100:0,1,2,3']);
+    b(false); // a backup ending after close
+    a(true);
+    await s.settled();
+    expect(s.engaged).toBe(false);
+    expect(r.calls.length).toBe(2);
+  });
+
   it('keeps going after a failed call, and does nothing at all without a plan', async () => {
     const r = recorder(new Set([201]));
     const s = new CpuSplit(plan, 100, r.set);

@@ -146,13 +146,7 @@ export class BackupApp {
     const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null };
     this.running.set(id, run);
     const lease = this.pools.lease(vault);
-    let splitHeld = false;
-    const holdSplit = (on: boolean) => {
-      if (on === splitHeld) return;
-      splitHeld = on;
-      if (on) this.split.hold();
-      else this.split.unhold();
-    };
+    const holdSplit = this.split.holder();
     const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), onBusyChange: holdSplit });
     run.done = runBackup(pacedSource(session, pacer), vault, {
       workers: lease.workers,

@@ -193,6 +193,7 @@ export class CpuSplit implements ThreadPlacement {
   /** Whether the threads were last set to the split (after the queued calls ran). */
   private applied = false;
   private readonly workers = new Set<number>();
+  private closed = false;
 
   constructor(
     readonly plan: CpuPlan | null,
@@ -208,8 +209,9 @@ export class CpuSplit implements ThreadPlacement {
     return new CpuSplit(tid === null ? null : cpuPlanForThisThread(), tid, helper.set, () => helper.close());
   }
 
-  /** Gives every thread all its CPUs back (if split) and stops the helper. */
+  /** Gives every thread all its CPUs back (if split) and stops the helper; later holds do nothing. */
   async close(): Promise<void> {
+    this.closed = true;
     this.holders = 0;
     if (this.plan) this.apply();
     await this.settled();
@@ -231,15 +233,30 @@ export class CpuSplit implements ThreadPlacement {
     return this.applied;
   }
 
+  /**
+   * One backup's hold: call it with true while the backup needs the engine thread protected
+   * (volumes are being written) and false when not; repeated calls with the same value and a
+   * false after close() do nothing, so the backup ends with one `false` whatever came before.
+   */
+  holder(): (on: boolean) => void {
+    let held = false;
+    return (on) => {
+      if (on === held) return;
+      held = on;
+      if (on) this.hold();
+      else this.unhold();
+    };
+  }
+
   /** A backup needs the engine thread protected (volumes are being written). */
   hold(): void {
-    if (!this.plan) return;
+    if (!this.plan || this.closed) return;
     if (this.holders++ === 0) this.apply();
   }
 
   /** That backup no longer does (the volumes went quiet, or it ended). */
   unhold(): void {
-    if (!this.plan) return;
+    if (!this.plan || this.closed) return;
     if (this.holders <= 0) throw new Error('the CPU split is released once per hold');
     if (--this.holders === 0) this.apply();
   }
