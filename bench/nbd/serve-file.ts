@@ -64,13 +64,16 @@ class GcPauses {
   private static zero() {
     return { count: 0, totalMs: 0, maxMs: 0, major: 0 };
   }
-  constructor() {
+  /** `log`: also every pause as (epoch ms, ms, major 0|1), for HOLDFAST_BENCH_GC_LOG. */
+  constructor(log: number[] | null = null) {
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
+        const major = (e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR;
         this.s.count++;
         this.s.totalMs += e.duration;
         this.s.maxMs = Math.max(this.s.maxMs, e.duration);
-        if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) this.s.major++;
+        if (major) this.s.major++;
+        log?.push(performance.timeOrigin + e.startTime, e.duration, major ? 1 : 0);
       }
     }).observe({ entryTypes: ['gc'] });
   }
@@ -81,21 +84,15 @@ class GcPauses {
   }
 }
 
-/** For the `gc` command (the backup loop keeps its own). */
-const gcPauses = new GcPauses();
-
 /**
  * HOLDFAST_BENCH_GC_LOG=FILE: every collector pause of this thread, written to FILE at exit as
  * lines "start duration major" (epoch ms, ms, 0|1), to line slow requests up with pauses.
  */
 const gcLogPath = process.env.HOLDFAST_BENCH_GC_LOG;
 const gcLog: number[] = [];
-if (gcLogPath) {
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries())
-      gcLog.push(performance.timeOrigin + e.startTime, e.duration, (e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR ? 1 : 0);
-  }).observe({ entryTypes: ['gc'] });
-}
+
+/** For the `gc` command (the backup loop keeps its own), and the pause log. */
+const gcPauses = new GcPauses(gcLogPath ? gcLog : null);
 function writeGcLog(): void {
   if (!gcLogPath) return;
   const lines: string[] = [];
