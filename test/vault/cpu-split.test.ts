@@ -208,7 +208,35 @@ const why = process.platform !== 'linux' ? 'not Linux' : !plan ? `this thread ma
 if (why) console.log(`skipping the real CPU split test: ${why}`);
 
 describe.skipIf(why !== '')('CpuSplit on real threads', () => {
-  it('puts real chunk workers and the engine thread on their CPUs while held (taskset run by the helper thread), and gives them back every CPU', async () => {
+  it('sets affinity through one helper process for many calls (no fork of the engine per call), refuses malformed input, and ends the helper on close', async () => {
+    const engineTid = ownThreadId()!;
+    const before = allowedOf(engineTid);
+    const helper = new AffinityHelper();
+    try {
+      expect(helper.start(), 'the helper starts').not.toBeNull();
+      for (let i = 0; i < 3; i++) {
+        expect(await helper.set(engineTid, String(plan!.engine))).toBe(true);
+        expect(allowedOf(engineTid)).toEqual([plan!.engine]);
+        expect(await helper.set(engineTid, plan!.all)).toBe(true);
+        expect(allowedOf(engineTid)).toEqual(before);
+      }
+      const [a, b] = await Promise.all([helper.set(engineTid, String(plan!.engine)), helper.set(engineTid, plan!.all)]);
+      expect([a, b], 'pipelined calls are answered in order').toEqual([true, true]);
+      expect(allowedOf(engineTid)).toEqual(before);
+      expect(await helper.set(engineTid, '0; touch /tmp/x'), 'a CPU list that is not one').toBe(false);
+      expect(await helper.set(-1, plan!.all), 'not a thread id').toBe(false);
+      expect(await helper.set(2 ** 22 + 12345, plan!.all), 'no such thread: taskset fails').toBe(false);
+      expect(helper.starts, 'one helper process served every call').toBe(1);
+      const pid = helper.start()!.pid!;
+      await helper.close();
+      expect(fs.existsSync(`/proc/${pid}/status`) && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8')), 'the helper exited').toBe(false);
+    } finally {
+      await helper.close();
+      expect(allowedOf(engineTid)).toEqual(before);
+    }
+  });
+
+  it('puts real chunk workers and the engine thread on their CPUs while held (taskset run by the helper process), and gives them back every CPU', async () => {
     const engineTid = ownThreadId()!;
     const before = allowedOf(engineTid);
     const helper = new AffinityHelper();

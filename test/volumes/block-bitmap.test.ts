@@ -29,13 +29,14 @@ describe('BlockBitmap.allIn / anyIn', () => {
   it('agree with a block-by-block check for every span over random maps (byte fast path included)', () => {
     let seed = 7;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-    for (let round = 0; round < 40; round++) {
-      const blocks = 1 + Math.floor(rnd() * 200);
+    for (let round = 0; round < 60; round++) {
+      const blocks = 1 + Math.floor(rnd() * 400);
       const m = new BlockBitmap(blocks * 4096);
       const density = rnd();
       for (let b = 0; b < blocks; b++) if (rnd() < density) m.setBlock(b);
-      // Some all-set and all-clear byte runs so the whole-byte path decides too.
+      // Some all-set byte and word runs so the whole-byte and whole-word paths decide too.
       if (round % 3 === 0) for (let b = 8; b < Math.min(blocks, 40); b++) m.setBlock(b);
+      if (round % 3 === 1) for (let b = 3; b < Math.min(blocks, 150); b++) if (b !== 131 || round % 2) m.setBlock(b);
       for (let k = 0; k < 200; k++) {
         const first = Math.floor(rnd() * blocks);
         const n = 1 + Math.floor(rnd() * (blocks - first));
@@ -51,6 +52,30 @@ describe('BlockBitmap.allIn / anyIn', () => {
         expect(m.allIn(off, len)).toBe(all);
         expect(m.anyIn(off, len)).toBe(any);
       }
+    }
+  });
+});
+
+describe('BlockBitmap.count', () => {
+  it('counts set blocks a word at a time, with byte tails, and on maps whose bytes do not start word-aligned', () => {
+    let seed = 11;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    for (let round = 0; round < 50; round++) {
+      const blocks = 1 + Math.floor(rnd() * 1000);
+      const nBytes = Math.ceil(blocks / 8);
+      // Every other map sits at an odd offset of a larger buffer: no word view, bytes only.
+      const bits = round % 2 ? new Uint8Array(new ArrayBuffer(nBytes + 3), 1, nBytes) : undefined;
+      const m = new BlockBitmap(blocks * 4096, 4096, bits);
+      const density = [0, 1, rnd()][round % 3]!;
+      let expected = 0;
+      for (let b = 0; b < blocks; b++) {
+        if (rnd() < density || density === 1) {
+          m.setBlock(b);
+          expected++;
+        }
+      }
+      expect(m.count()).toBe(expected);
+      expect(m.clone().count()).toBe(expected);
     }
   });
 });

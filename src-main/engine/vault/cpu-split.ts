@@ -14,9 +14,10 @@
  * a backup with the throttle off, a restore and an idle Holdfast use every CPU as before: when
  * the last holder lets go, every thread gets all its CPUs back.
  *
- * Affinity is set with util-linux's `taskset` on thread ids (Node has no affinity call); where
- * it is missing or fails, nothing is pinned and the backup runs as before. HOLDFAST_CPU_SPLIT=0
- * turns the split off.
+ * Affinity is set with util-linux's `taskset` on thread ids (Node has no affinity call), run by
+ * a helper process started with the engine (AffinityHelper: a child process per call would fork
+ * the engine mid-backup, which costs more than the split gains); where it is missing or fails,
+ * nothing is pinned and the backup runs as before. HOLDFAST_CPU_SPLIT=0 turns the split off.
  *
  * Invariants: once the queued calls ran, the threads are split exactly while `engaged` (at least
  * one holder); the calls run one after another in call order and each decides from the state
@@ -24,7 +25,7 @@
  * holder, nor unsplit while one holds. A worker that exited is never touched again.
  */
 import fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface CpuPlan {
   /** The CPUs the engine thread was allowed at startup (its mask outside backups), as a taskset list. */
@@ -112,66 +113,84 @@ export function cpuPlanForThisThread(env: NodeJS.ProcessEnv = process.env): CpuP
 /** Sets thread `tid`'s CPUs (a taskset list); resolves false if that failed. */
 export type SetAffinity = (tid: number, cpus: string) => Promise<boolean>;
 
-const HELPER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { execFileSync } = require('node:child_process');
-parentPort.on('message', (m) => {
-  let ok = true;
-  try {
-    execFileSync('taskset', ['-pc', m.cpus, String(m.tid)], { stdio: 'ignore', timeout: 5000 });
-  } catch {
-    ok = false;
-  }
-  parentPort.postMessage({ id: m.id, ok });
-});
-`;
+/** The helper process: one `taskset` per line read ("CPUS TID"), answering 0 (done) or 1 (failed) per line. */
+const HELPER_SCRIPT = 'while read -r cpus tid; do if taskset -pc "$cpus" "$tid" >/dev/null 2>&1; then echo 0; else echo 1; fi; done';
 
 /**
- * Runs `taskset` on a thread of its own: starting a child process from the engine thread stalls
- * it for 1.5–10 ms on a small VM (the fork copies the process's page tables), longer than the
- * latency the split is for. Started on first use; it does not keep the process alive.
+ * Runs `taskset` from a small helper process started once, not a child process per call.
+ * Starting a child process forks this one: every writable page of the engine becomes
+ * copy-on-write, and each page the engine or a worker writes afterwards takes a fault that
+ * flushes the TLB of every CPU running one of its threads. On a 2-vCPU VM that was ~1,600 TLB
+ * shootdowns a second while a range backup ran (five `taskset` runs in 3 s; three flushes
+ * without the split), each an inter-processor interrupt, which a VM pays dearly for. The helper is
+ * a shell, so the forks for each `taskset` happen in it; `start()` it while the engine is
+ * small and idle (CpuSplit.forThisThread does, at startup). Its pipes do not keep the process
+ * alive; it exits when its stdin closes (close(), or this process ending).
  */
 export class AffinityHelper {
-  private worker: Worker | null = null;
-  private nextId = 1;
-  private readonly waiting = new Map<number, (ok: boolean) => void>();
+  private child: ChildProcess | null = null;
+  /** Resolvers of the lines written, in order: the helper answers each line once. */
+  private waiting: Array<(ok: boolean) => void> = [];
+  private out = '';
+  /** Processes started so far (for tests: one for many calls). */
+  starts = 0;
 
   readonly set: SetAffinity = (tid, cpus) =>
     new Promise((resolve) => {
-      const w = this.start();
-      if (!w) return resolve(false);
-      const id = this.nextId++;
-      this.waiting.set(id, resolve);
-      w.postMessage({ id, tid, cpus });
+      if (!Number.isInteger(tid) || tid <= 0 || !/^[0-9][0-9,-]*$/.test(cpus)) return resolve(false);
+      const c = this.start();
+      if (!c) return resolve(false);
+      this.waiting.push(resolve);
+      c.stdin!.write(`${cpus} ${tid}\n`);
     });
 
-  private start(): Worker | null {
-    if (this.worker) return this.worker;
+  /** Starts the helper process if it is not running; null if it cannot be started. */
+  start(): ChildProcess | null {
+    if (this.child) return this.child;
+    let c: ChildProcess;
     try {
-      const w = new Worker(HELPER_SOURCE, { eval: true });
-      w.unref();
-      w.on('message', (r: { id: number; ok: boolean }) => {
-        this.waiting.get(r.id)?.(r.ok);
-        this.waiting.delete(r.id);
-      });
-      const gone = () => {
-        if (this.worker === w) this.worker = null;
-        for (const done of this.waiting.values()) done(false);
-        this.waiting.clear();
-      };
-      w.on('error', gone);
-      w.on('exit', gone);
-      this.worker = w;
-      return w;
+      c = spawn('/bin/sh', ['-c', HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'ignore'] });
     } catch {
       return null;
     }
+    this.starts++;
+    this.child = c;
+    c.unref();
+    (c.stdin as unknown as { unref?: () => void }).unref?.();
+    (c.stdout as unknown as { unref?: () => void }).unref?.();
+    c.stdin!.on('error', () => undefined); // the helper died: 'exit' answers the waiting calls
+    c.stdout!.setEncoding('latin1');
+    c.stdout!.on('data', (chunk: string) => {
+      this.out += chunk;
+      let nl: number;
+      while ((nl = this.out.indexOf('\n')) >= 0) {
+        const line = this.out.slice(0, nl);
+        this.out = this.out.slice(nl + 1);
+        this.waiting.shift()?.(line === '0');
+      }
+    });
+    const gone = () => {
+      if (this.child !== c) return;
+      this.child = null;
+      this.out = '';
+      const w = this.waiting;
+      this.waiting = [];
+      for (const done of w) done(false);
+    };
+    c.on('error', gone);
+    c.on('exit', gone);
+    return c;
   }
 
+  /** Ends the helper (it exits when its stdin closes); calls still waiting resolve false. */
   async close(): Promise<void> {
-    const w = this.worker;
-    this.worker = null;
-    if (w) await w.terminate();
+    const c = this.child;
+    if (!c) return;
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.stdin!.end();
+    const t = setTimeout(() => c.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(t);
   }
 }
 
@@ -206,7 +225,9 @@ export class CpuSplit implements ThreadPlacement {
   static forThisThread(): CpuSplit {
     const tid = ownThreadId();
     const helper = new AffinityHelper();
-    return new CpuSplit(tid === null ? null : cpuPlanForThisThread(), tid, helper.set, () => helper.close());
+    const plan = tid === null ? null : cpuPlanForThisThread();
+    if (plan) helper.start(); // now, while the engine is small and nothing runs: see AffinityHelper
+    return new CpuSplit(plan, tid, helper.set, () => helper.close());
   }
 
   /** Gives every thread all its CPUs back (if split) and stops the helper; later holds do nothing. */
