@@ -13,6 +13,9 @@
 #   env: PROBE_DIR (default /tmp/holdfast-latency-probe), PROBE_SECONDS (10),
 #        SCHED=1  record 3 s of `perf sched` and print who ran while the engine thread or fio
 #                 waited for a CPU (bench/nbd/sched-blame.py),
+#        ITER=1   record 3 s of the engine thread's event-loop iterations (epoll_wait returns to the
+#                 next call) with on-CPU stacks, and print what the long ones ran
+#                 (bench/nbd/iter-blame.py; run with NODE_ARGS=--perf-basic-prof for JavaScript names),
 #        PERF=1   record 3 s of on-CPU stacks of the engine process (run with NODE_ARGS=--perf-basic-prof
 #                 for JavaScript names; `perf report -i $PROBE_DIR/run-*/perf.data`),
 #        NODE_ARGS node flags for the server (default: the engine's, as `npm run serve` passes them;
@@ -59,6 +62,11 @@ fi
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
 echo gc >&3; answer >/dev/null
 if [ -n "${SCHED:-}" ]; then (sleep 3; cd "$D" && timeout -s INT 3 perf sched record -a -o "$D/sched.data" >/dev/null 2>&1) & fi
+if [ -n "${ITER:-}" ]; then
+  (sleep 3; timeout -s INT 3 perf record -k mono --switch-events -g -t "$SRV_PID" -e cpu-clock/period=${ITER_PERIOD_NS:-200000}/ \
+    -e syscalls:sys_enter_epoll_pwait/call-graph=no/,syscalls:sys_exit_epoll_pwait/call-graph=no/ \
+    -o "$D/iter.data" >/dev/null 2>&1) &
+fi
 if [ -n "${PERF:-}" ]; then (sleep 3; timeout -s INT 3 perf record -g -p "$SRV_PID" -o "$D/perf.data" >/dev/null 2>&1) & fi
 # shellcheck disable=SC2086 # FIO_ARGS is a list of options
 "${FIO_PIN[@]}" fio --name=probe --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
@@ -84,3 +92,4 @@ print('fio: %d IOPS, CPU usr/sys %.0f%%/%.0f%%, latency µs' % (w['iops'], j['us
       {'p' + k.rstrip('0').rstrip('.'): round(v / 1000) for k, v in w['clat_ns']['percentile'].items()})
 EOF
 if [ -n "${SCHED:-}" ]; then python3 "$ROOT/bench/nbd/sched-blame.py" "$D/sched.data"; fi
+if [ -n "${ITER:-}" ]; then python3 "$ROOT/bench/nbd/iter-blame.py" "$D/iter.data"; fi

@@ -14,7 +14,7 @@ import sys
 
 # Kinds as numbered by Timeline in engine-timeline.patch; times are performance.now() ms.
 WRITE, REPLY = 1, 2
-NAMES = {3: 'release slice', 4: 'rangeCopied', 5: 'journal commit', 6: 'device write', 9: 'GC'}
+NAMES = {3: 'release slice', 4: 'rangeCopied', 5: 'journal commit', 6: 'device write', 7: 'space wait', 9: 'GC', 10: 'cpu wait (write)', 11: 'held write', 12: 'forwarded write', 13: 'hold event'}
 LOOKBACK_MS = 20  # work that began this long before a window may still reach into it (GC pauses)
 
 d = json.load(open(sys.argv[1]))
@@ -67,6 +67,7 @@ def work_in(windows, title):
 
 
 print('%d writes in %.1f s of steady state' % (len(rows), span / 1000))
+line('engine: request parsed -> settled', [b - a for a, b in writes if lo <= a <= hi])
 line('engine: request parsed -> reply sent', [b - a for a, b in rows])
 gaps = [(rows[i][1], rows[i + 1][0]) for i in range(len(rows) - 1)]
 line('outside: reply sent -> next request parsed', [b - a for a, b in gaps])
