@@ -1,8 +1,9 @@
 #!/bin/bash
 # What does a backup's data path alone cost a writer on this machine, with no hold queue and in
 # another process? Runs latency-probe.sh `none` (Holdfast serving, nothing held) while a separate
-# node process, at nice 19, does what a backup does to memory and disk at RATE MiB/s: reads 4 MiB
-# of a 512 MiB random file, SHA-256es it, writes it to a new file in DIR and fdatasyncs it.
+# node process (data-path-streamer.js), at nice 19, does what a backup does to memory and disk at
+# RATE MiB/s: reads 4 MiB of a 512 MiB random file, SHA-256es it, writes it to a file in DIR and
+# fdatasyncs it.
 # Alternates rounds with and without the streamer and prints fio's p50/p90/p99 for each.
 #
 #   bench/nbd/data-path-floor.sh [RATE_MIB_S=128] [ROUNDS=2] [DIR=/tmp/holdfast-floor]
@@ -19,31 +20,13 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export FIO_ARGS=${FIO_ARGS---rate_iops=12000}
 mkdir -p "$DIR"
 [ -f "$DIR/src.img" ] || dd if=/dev/urandom of="$DIR/src.img" bs=1M count=512 status=none
-cat > "$DIR/stream.js" <<'JS'
-const fs = require('fs'), crypto = require('crypto');
-const [rateMiB, src, dst] = process.argv.slice(2);
-const rate = Number(rateMiB) * 1048576, buf = Buffer.alloc(4 << 20);
-const fd = fs.openSync(src, 'r'), size = fs.fstatSync(fd).size, t0 = Date.now();
-let off = 0, done = 0;
-(function step() {
-  fs.readSync(fd, buf, 0, buf.length, off);
-  off = (off + buf.length) % size;
-  crypto.createHash('sha256').update(buf).digest();
-  const o = fs.openSync(dst, 'w');
-  fs.writeSync(o, buf);
-  fs.fdatasyncSync(o);
-  fs.closeSync(o);
-  done += buf.length;
-  setTimeout(step, Math.max(0, t0 + (done / rate) * 1000 - Date.now()));
-})();
-JS
 probe() {
   flock /tmp/bench.lock "$ROOT/bench/nbd/latency-probe.sh" none "${QD:-16}" 2>&1 | grep '^fio' |
     sed -E "s/.*'p50': ([0-9]+).*'p90': ([0-9]+).*'p99': ([0-9]+).*/p50 \1  p90 \2  p99 \3 µs/"
 }
 for _ in $(seq 1 "$ROUNDS"); do
   echo "alone:                 $(probe)"
-  nice -n 19 node "$DIR/stream.js" "$RATE" "$DIR/src.img" "$DIR/stream.out" &
+  nice -n 19 node "$ROOT/bench/nbd/data-path-streamer.js" "$RATE" "$DIR/src.img" "$DIR/stream.out" &
   S=$!
   echo "streamer ${RATE} MiB/s:   $(probe)"
   kill "$S"

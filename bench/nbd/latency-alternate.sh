@@ -13,9 +13,17 @@
 #
 #   bench/nbd/latency-alternate.sh COND QD    COND: backup (range backups of the written volume) |
 #                                             hold (hold-only rounds: the hold machinery alone) |
-#                                             other (backups of another volume)
+#                                             other (backups of another volume) |
+#                                             stream (no backup: a separate process,
+#                                             data-path-streamer.js at nice 19, does a backup's
+#                                             reads, hashing, writes and fdatasyncs at
+#                                             STREAM_MIBS for STREAM_SECONDS per round — the
+#                                             data path's cost on this machine, without Holdfast)
 #   env: PROBE_DIR (default /tmp/holdfast-latency-alternate), PROBE_SECONDS (60),
 #        HOLD_SECONDS (4: how long each hold-only round lasts),
+#        STREAM_MIBS (128: the busy throttle's rate), STREAM_SECONDS (4: about one backup round of
+#                 the 512 MiB bench volume at that rate), STREAM_MODE (rhws: any of read, hash,
+#                 write, sync; `burn`: a user-space CPU spinner instead, CPU load alone),
 #        GUARD_MS (500: requests completing this long after a backup ended count for neither),
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000), SERVER (another build, for A/B),
 #        NODE_ARGS node flags for the server (default the engine's),
@@ -43,6 +51,7 @@ case "$COND" in
   backup) ON="backup-on bench";;
   hold) ON="hold-on bench";;
   other) ON="backup-on bench-other";;
+  stream) ON=;;
   *) echo "unknown COND $COND" >&2; exit 2;;
 esac
 if [ -n "${PEER:-}" ] && { [ "$PEER" != qsd ] || [ "$COND" != backup ] || [ -n "${ENGINE_CPU:-}" ]; }; then
@@ -54,6 +63,9 @@ answer >/dev/null
 # ENGINE_CPU=N: the engine thread (the server's first) on CPU N only, to try thread placement.
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
 now_ms() { date +%s%3N; }
+if [ "$COND" = stream ] && [ ! -f "$BASE/stream-src.img" ]; then
+  dd if=/dev/urandom of="$BASE/stream-src.img" bs=1M count=512 status=none
+fi
 
 # shellcheck disable=SC2086 # FIO_ARGS is a list of options
 fio --name=alt --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
@@ -65,10 +77,18 @@ sleep 2 # fio connects and warms up; these requests count for neither phase
 : > "$D/phases"
 while kill -0 "$FIO" 2>/dev/null; do
   t0=$(now_ms)
-  echo "$ON" >&3; answer >/dev/null
-  # A hold-only loop stops at once when told; give its round the length of a backup.
-  if [ "$COND" = hold ]; then sleep "${HOLD_SECONDS:-4}"; fi
-  echo "backup-off" >&3; answer > "$D/last-round"
+  if [ "$COND" = stream ]; then
+    nice -n 19 node "$ROOT/bench/nbd/data-path-streamer.js" "${STREAM_MIBS:-128}" "$BASE/stream-src.img" \
+      "$D/stream-out" "${STREAM_MODE:-rhws}" &
+    S=$!
+    sleep "${STREAM_SECONDS:-4}"
+    kill "$S"; wait "$S" 2>/dev/null || true
+  else
+    echo "$ON" >&3; answer >/dev/null
+    # A hold-only loop stops at once when told; give its round the length of a backup.
+    if [ "$COND" = hold ]; then sleep "${HOLD_SECONDS:-4}"; fi
+    echo "backup-off" >&3; answer > "$D/last-round"
+  fi
   t1=$(now_ms)
   echo "$t0 $t1" >> "$D/phases"
   sleep "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')"
