@@ -2,6 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { BlockBitmap } from '../../src-main/engine/volumes/block-bitmap';
 
+/** A repeatable pseudo-random source in [0, 1] (linear congruential), so a failing map can be replayed. */
+function seededRandom(seed: number): () => number {
+  return () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+}
+
 describe('BlockBitmap.forEachSet', () => {
   it('visits exactly the set blocks, ascending, for sparse, dense and edge patterns', () => {
     const size = 1000 * 4096 + 4096 * 3; // 1003 blocks: the last byte of the map is partial
@@ -27,8 +32,7 @@ describe('BlockBitmap.forEachSet', () => {
 
 describe('BlockBitmap.allIn / anyIn', () => {
   it('agree with a block-by-block check for every span over random maps (byte fast path included)', () => {
-    let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = seededRandom(7);
     for (let round = 0; round < 60; round++) {
       const blocks = 1 + Math.floor(rnd() * 400);
       const m = new BlockBitmap(blocks * 4096);
@@ -58,8 +62,7 @@ describe('BlockBitmap.allIn / anyIn', () => {
 
 describe('BlockBitmap.count', () => {
   it('counts set blocks a word at a time, with byte tails, and on maps whose bytes do not start word-aligned', () => {
-    let seed = 11;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = seededRandom(11);
     for (let round = 0; round < 50; round++) {
       const blocks = 1 + Math.floor(rnd() * 1000);
       const nBytes = Math.ceil(blocks / 8);
