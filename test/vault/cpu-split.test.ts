@@ -2,8 +2,9 @@
  * The backup core split: which CPUs each side gets, that the threads are split exactly while a
  * backup holds the split (in call order, also across quick release-then-hold), that workers
  * which exited are never touched, that the pacer tells its busy state, and — on Linux with two
- * or more CPUs — that real chunk worker threads and the engine thread end up on the planned CPUs
- * and get every CPU back afterwards.
+ * or more CPUs — that the engine thread ends up alone on its CPU and every other thread of the
+ * process (real chunk workers, libuv's pool, V8's helpers) on the others, and that all of them
+ * get every CPU back afterwards.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -47,35 +48,38 @@ describe('CPU plan', () => {
   });
 });
 
-/** Records affinity calls; `fail` makes calls for those thread ids fail. */
+/** The process id the CpuSplit tests below split (a made-up one: calls are only recorded). */
+const PID = 7;
+
+/** Records affinity calls ("all PID:CPUS" for every thread of a process); `fail` makes calls for those ids fail. */
 function recorder(fail = new Set<number>()): { calls: string[]; set: SetAffinity } {
   const calls: string[] = [];
   return {
     calls,
-    set: async (tid, cpus) => {
+    set: async (id, cpus, allThreads) => {
       await new Promise((r) => setTimeout(r, 1)); // calls take time: later ones must wait
-      calls.push(`${tid}:${cpus}`);
-      return !fail.has(tid);
+      calls.push(`${allThreads ? 'all ' : ''}${id}:${cpus}`);
+      return !fail.has(id);
     },
   };
 }
 
-describe('CpuSplit', () => {
-  const plan = planCpuSplit([0, 1, 2, 3])!;
+const split = (r: { set: SetAffinity }) => new CpuSplit(planCpuSplit([0, 1, 2, 3])!, 100, r.set, undefined, PID);
 
-  it('splits the engine and every known worker while held, and gives them all CPUs back after the last holder', async () => {
+describe('CpuSplit', () => {
+  it('moves every thread off the engine CPU while held, the engine thread onto it, and gives them all CPUs back after the last holder', async () => {
     const r = recorder();
-    const s = new CpuSplit(plan, 100, r.set);
+    const s = split(r);
     s.addWorker(201); // not split yet: left alone
     await s.settled();
     expect(r.calls).toEqual([]);
     s.hold();
     s.hold(); // a second backup: nothing more to do
     await s.settled();
-    expect(r.calls.sort()).toEqual(['100:3', '201:0,1,2']);
+    expect(r.calls).toEqual([`all ${PID}:0,1,2`, '100:3']);
     expect(s.split).toBe(true);
     r.calls.length = 0;
-    s.addWorker(202); // boots while split: placed at once
+    s.addWorker(202); // boots while split, on the engine's CPU (inherited): placed at once
     await s.settled();
     expect(r.calls).toEqual(['202:0,1,2']);
     r.calls.length = 0;
@@ -84,22 +88,22 @@ describe('CpuSplit', () => {
     expect(r.calls).toEqual([]);
     s.unhold();
     await s.settled();
-    expect(r.calls.sort()).toEqual(['100:0,1,2,3', '201:0,1,2,3', '202:0,1,2,3']);
+    expect(r.calls).toEqual([`all ${PID}:0,1,2,3`]);
     expect(s.split).toBe(false);
     expect(() => s.unhold()).toThrow(/released once per hold/);
   });
 
   it('decides each step when it runs: release-then-hold leaves the threads split, hold-then-release leaves them alone', async () => {
     const r = recorder();
-    const s = new CpuSplit(plan, 100, r.set);
+    const s = split(r);
     s.hold();
     s.unhold();
     s.hold();
     await s.settled();
     expect(s.split).toBe(true);
-    expect(r.calls).toEqual(['100:3']);
+    expect(r.calls).toEqual([`all ${PID}:0,1,2`, '100:3']);
     const r2 = recorder();
-    const s2 = new CpuSplit(plan, 100, r2.set);
+    const s2 = split(r2);
     s2.hold();
     s2.unhold();
     await s2.settled();
@@ -109,22 +113,20 @@ describe('CpuSplit', () => {
 
   it('never touches a worker that exited (its thread id may belong to another thread by then)', async () => {
     const r = recorder();
-    const s = new CpuSplit(plan, 100, r.set);
+    const s = split(r);
+    s.hold();
+    await s.settled();
+    r.calls.length = 0;
     s.addWorker(201);
     s.addWorker(202);
-    s.hold();
-    s.removeWorker(201);
-    s.unhold();
+    s.removeWorker(201); // exited before its placement ran
     await s.settled();
-    expect(r.calls).toEqual([]);
-    s.hold();
-    await s.settled();
-    expect(r.calls.sort()).toEqual(['100:3', '202:0,1,2']);
+    expect(r.calls).toEqual(['202:0,1,2']);
   });
 
   it('a holder counts once however often it repeats itself, and nothing holds after close()', async () => {
     const r = recorder();
-    const s = new CpuSplit(plan, 100, r.set);
+    const s = split(r);
     const a = s.holder();
     const b = s.holder();
     a(true);
@@ -140,22 +142,22 @@ describe('CpuSplit', () => {
     expect(s.split).toBe(true);
     await s.close();
     expect(s.split, 'close gives every CPU back').toBe(false);
-    expect(r.calls).toEqual(['100:3', '100:0,1,2,3']);
+    expect(r.calls).toEqual([`all ${PID}:0,1,2`, '100:3', `all ${PID}:0,1,2,3`]);
     b(false); // a backup ending after close
     a(true);
     await s.settled();
     expect(s.engaged).toBe(false);
-    expect(r.calls.length).toBe(2);
+    expect(r.calls.length).toBe(3);
   });
 
-  it('keeps going after a failed call, and does nothing at all without a plan', async () => {
-    const r = recorder(new Set([201]));
-    const s = new CpuSplit(plan, 100, r.set);
+  it('tries the whole process once more after a failed call, keeps going, and does nothing at all without a plan', async () => {
+    const r = recorder(new Set([PID, 201]));
+    const s = split(r);
+    s.hold();
     s.addWorker(201);
     s.addWorker(202);
-    s.hold();
     await s.settled();
-    expect(r.calls.sort()).toEqual(['100:3', '201:0,1,2', '202:0,1,2']);
+    expect(r.calls).toEqual([`all ${PID}:0,1,2`, `all ${PID}:0,1,2`, '100:3', '201:0,1,2', '202:0,1,2']);
     const none = recorder();
     const off = new CpuSplit(null, 100, none.set);
     off.addWorker(5);
@@ -236,7 +238,7 @@ describe.skipIf(why !== '')('CpuSplit on real threads', () => {
     }
   });
 
-  it('puts real chunk workers and the engine thread on their CPUs while held (taskset run by the helper process), and gives them back every CPU', async () => {
+  it('puts the engine thread alone on its CPU and every other thread (real chunk workers, the thread pool) on the others while held (taskset run by the helper process), and gives them back every CPU', async () => {
     const engineTid = ownThreadId()!;
     const before = allowedOf(engineTid);
     const helper = new AffinityHelper();
@@ -246,16 +248,18 @@ describe.skipIf(why !== '')('CpuSplit on real threads', () => {
       await workers.digest(Buffer.alloc(4096, 1)); // boots the workers; each reports its thread id
       for (let i = 0; i < 200 && split.workerCount < 2; i++) await new Promise((r) => setTimeout(r, 10));
       expect(split.workerCount, 'both workers reported their thread ids').toBe(2);
+      await fs.promises.stat(os.tmpdir()); // the thread pool has started
       const tids = fs.readdirSync(`/proc/${process.pid}/task`).map(Number);
+      const others = tids.filter((t) => t !== engineTid);
+      expect(others.length, 'two chunk workers, the thread pool, V8 helpers').toBeGreaterThanOrEqual(2 + 4);
       split.hold();
       await split.settled();
       expect(allowedOf(engineTid)).toEqual([plan!.engine]);
-      const onWorkerCpus = tids.filter((t) => t !== engineTid && allowedOf(t).join(',') === plan!.workers);
-      expect(onWorkerCpus.length, 'both chunk workers are off the engine CPU').toBe(2);
+      for (const t of others) expect(allowedOf(t).join(','), `thread ${t} is off the engine CPU`).toBe(plan!.workers);
       split.unhold();
       await split.settled();
       expect(allowedOf(engineTid)).toEqual(before);
-      for (const t of onWorkerCpus) expect(allowedOf(t).join(',')).toBe(plan!.all);
+      for (const t of others) expect(allowedOf(t).join(','), `thread ${t} has every CPU back`).toBe(plan!.all);
       split.hold();
       await split.settled();
       await split.close(); // shutting down while split: every CPU back, helper gone
