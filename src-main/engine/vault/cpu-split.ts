@@ -10,8 +10,9 @@
  * a queue-depth-1 writer's p99 during range backups 584–668 µs instead of 732–903 µs; the
  * first form (engine on the interrupt CPU, taskset started from the engine thread) gained
  * nothing. No change at queue depth 16. Moving the thread pool as well (session 20, on a day
- * when its chunk-file copies were slow): the engine thread's wait for a CPU halved, QD1 write
- * IOPS during range backups +50 %, p99.9 3.7–3.9 ms instead of 35 ms.
+ * when its chunk-file copies were slow; bench/results/nbd-latency-session20.txt): the engine
+ * thread's wait for a CPU fell from ~10.6 to ~4.1 s in 20 s, QD1 write IOPS during range backups
+ * 8.5–9.3k instead of 4.9–7.5k, p99.9 1.8–2.1 ms instead of 22–39 ms; QD16 p99 halved.
  *
  * Only while it helps: a backup holds the split while the throttle sees volumes being written
  * (BackupPacer's busy state), when it reads at the busy rate anyway. A backup of quiet volumes,
