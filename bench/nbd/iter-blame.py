@@ -12,6 +12,7 @@ which functions their samples were in.
     iter-blame.py perf.data [LONG_MS=0.3]
 """
 import collections
+import re
 import subprocess
 import sys
 
@@ -20,13 +21,15 @@ long_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 0.3
 out = subprocess.run(['perf', 'script', '-i', data, '-F', 'time,event,ip,sym'], capture_output=True, text=True).stdout
 
 # Events in time order: ('enter'|'exit'|'sample', t seconds, [frames, leaf first]).
+HEAD = re.compile(r'^\s*\d+\.\d+: ')
 events = []
 cur = None
 for line in out.splitlines():
     if not line.strip():
         cur = None
         continue
-    if not line.startswith((' ', '\t')):
+    # A record's first line is its timestamp (perf may pad it with spaces); frames follow, indented.
+    if HEAD.match(line):
         head = line.split()
         t = float(head[0].rstrip(':'))
         ev = head[1].rstrip(':')
