@@ -24,6 +24,8 @@
 #        STREAM_MIBS (128: the busy throttle's rate), STREAM_SECONDS (4: about one backup round of
 #                 the 512 MiB bench volume at that rate), STREAM_MODE (rhws: any of read, hash,
 #                 write, sync; `burn`: a user-space CPU spinner instead, CPU load alone),
+#        STREAM_SRC (`written`: the streamer reads the image fio writes to, as a range backup
+#                 does, instead of a file of its own),
 #        GUARD_MS (500: requests completing this long after a backup ended count for neither),
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000), SERVER (another build, for A/B),
 #        NODE_ARGS node flags for the server (default the engine's),
@@ -78,7 +80,9 @@ sleep 2 # fio connects and warms up; these requests count for neither phase
 while kill -0 "$FIO" 2>/dev/null; do
   t0=$(now_ms)
   if [ "$COND" = stream ]; then
-    nice -n 19 node "$ROOT/bench/nbd/data-path-streamer.js" "${STREAM_MIBS:-128}" "$BASE/stream-src.img" \
+    SRC="$BASE/stream-src.img"
+    if [ "${STREAM_SRC:-}" = written ]; then SRC="$D/img"; fi
+    nice -n 19 node "$ROOT/bench/nbd/data-path-streamer.js" "${STREAM_MIBS:-128}" "$SRC" \
       "$D/stream-out" "${STREAM_MODE:-rhws}" &
     S=$!
     sleep "${STREAM_SECONDS:-4}"

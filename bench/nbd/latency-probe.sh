@@ -30,7 +30,8 @@
 #        FIO_ARGS extra fio options (e.g. --rate_iops=12000 to compare servers at the same load),
 #        SERVER   the bench server to run (default dist/bench/nbd-serve-file.cjs; for A/B runs copy an
 #                 older build next to it, under dist/bench/, so it finds node_modules the same way).
-# Prints the engine thread's garbage-collector pauses during the fio run (GC {…}).
+# Prints the engine thread's garbage-collector pauses during the fio run (GC {…}), and how long
+# the engine thread ran and waited for a CPU during it (from /proc/PID/schedstat).
 # For a timeline of the engine thread's work see bench/nbd/timeline/README.md (HOLDFAST_TIMELINE).
 # Needs fio, and perf for SCHED/PERF. Run `node scripts/build.mjs` first.
 set -euo pipefail
@@ -68,10 +69,14 @@ if [ -n "${ITER:-}" ]; then
     -o "$D/iter.data" >/dev/null 2>&1) &
 fi
 if [ -n "${PERF:-}" ]; then (sleep 3; timeout -s INT 3 perf record -g -p "$SRV_PID" -o "$D/perf.data" >/dev/null 2>&1) & fi
+read -r ENG_ON0 ENG_WAIT0 _ < /proc/"$SRV_PID"/schedstat
+FIO_T0=$(date +%s%N)
 # shellcheck disable=SC2086 # FIO_ARGS is a list of options
 "${FIO_PIN[@]}" fio --name=probe --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
   --time_based --runtime="$SECONDS_RUN" --ramp_time=1 --size=512M --norandommap --randrepeat=0 \
   --output-format=json --output="$D/fio.json" --percentile_list=50:90:99:99.9 ${FIO_ARGS:-}
+read -r ENG_ON1 ENG_WAIT1 _ < /proc/"$SRV_PID"/schedstat
+echo "engine thread during the fio run: on CPU $(( (ENG_ON1 - ENG_ON0) / 1000000 )) ms, waiting for a CPU $(( (ENG_WAIT1 - ENG_WAIT0) / 1000000 )) ms, of $(( ($(date +%s%N) - FIO_T0) / 1000000 )) ms"
 # CPU seconds per thread of the server (the engine thread is the process's first), and how long
 # the engine thread waited on a run queue (schedstat: on-CPU ns, waiting ns, timeslices).
 for t in /proc/"$SRV_PID"/task/*; do
