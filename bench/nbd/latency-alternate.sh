@@ -65,8 +65,11 @@ answer >/dev/null
 # ENGINE_CPU=N: the engine thread (the server's first) on CPU N only, to try thread placement.
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
 now_ms() { date +%s%3N; }
-if [ "$COND" = stream ] && [ ! -f "$BASE/stream-src.img" ]; then
-  dd if=/dev/urandom of="$BASE/stream-src.img" bs=1M count=512 status=none
+# What the streamer reads: a file of its own, or (STREAM_SRC=written) the image fio writes to.
+STREAM_FILE="$BASE/stream-src.img"
+if [ "${STREAM_SRC:-}" = written ]; then STREAM_FILE="$D/img"; fi
+if [ "$COND" = stream ] && [ ! -f "$STREAM_FILE" ]; then
+  dd if=/dev/urandom of="$STREAM_FILE" bs=1M count=512 status=none
 fi
 
 # shellcheck disable=SC2086 # FIO_ARGS is a list of options
@@ -80,9 +83,7 @@ sleep 2 # fio connects and warms up; these requests count for neither phase
 while kill -0 "$FIO" 2>/dev/null; do
   t0=$(now_ms)
   if [ "$COND" = stream ]; then
-    SRC="$BASE/stream-src.img"
-    if [ "${STREAM_SRC:-}" = written ]; then SRC="$D/img"; fi
-    nice -n 19 node "$ROOT/bench/nbd/data-path-streamer.js" "${STREAM_MIBS:-128}" "$SRC" \
+    nice -n 19 node "$ROOT/bench/nbd/data-path-streamer.js" "${STREAM_MIBS:-128}" "$STREAM_FILE" \
       "$D/stream-out" "${STREAM_MODE:-rhws}" &
     S=$!
     sleep "${STREAM_SECONDS:-4}"
