@@ -315,7 +315,13 @@ export const events = {
   'holds.changed': HoldState,
   /** About once a second, every live volume's write rate; sent while some volume writes and once more when all went idle. */
   'volumes.stats': z.object({ intervalMs: z.number().int().nonnegative(), volumes: z.array(VolumeWriteRate) }),
-  'backup.progress': Backup.extend({ mbPerSec: z.number(), etaSec: z.number().nullable(), dedupRatio: z.number().nullable() }),
+  'backup.progress': Backup.extend({
+    mbPerSec: z.number(),
+    etaSec: z.number().nullable(),
+    dedupRatio: z.number().nullable(),
+    /** The throttle's read rate now (MiB/s) while volumes are being written; absent or null at full speed. */
+    throttledToMiBPerSec: z.number().nullable().optional(),
+  }),
   'volumes.changed': z.object({}),
   'devices.changed': z.object({}),
   'snapshots.changed': z.object({ vault: z.string() }),

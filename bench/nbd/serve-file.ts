@@ -36,7 +36,7 @@
  *   node dist/bench/nbd-serve-file.cjs --engine DATA --adopt IMG [--adopt-other IMG2] --socket SOCK
  */
 import fs from 'node:fs';
-import { monitorEventLoopDelay, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance as perfHooks, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import readline from 'node:readline';
 import type { ExportRegistry } from '../../src-main/engine/block-export';
 import { BUSY_BYTES_PER_SEC } from '../../src-main/engine/backup/backup-pacer';
@@ -93,6 +93,30 @@ const gcLog: number[] = [];
 
 /** For the `gc` command (the backup loop keeps its own), and the pause log. */
 const gcPauses = new GcPauses(gcLogPath ? gcLog : null);
+/**
+ * HOLDFAST_BENCH_SIGNAL_LOG=FILE: what the engine itself sees of its clients' latency, every
+ * 200 ms, written to FILE at exit: `epoch-ms eld-p50 eld-p90 eld-p99 (µs, 1 ms timer intervals)
+ * engine-thread-run-ms run-queue-wait-ms loop-utilisation timer-samples`, and from backup
+ * progress events `R epoch-ms throttle-MiB/s` (the adaptive throttle's rate; `-` at full speed).
+ * bench/nbd/signal-phases.py lines these up with a latency-alternate.sh run.
+ */
+const sigPath = process.env.HOLDFAST_BENCH_SIGNAL_LOG;
+const sigLines: string[] = [];
+if (sigPath) {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  let last = fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+  let elu = perfHooks.eventLoopUtilization();
+  setInterval(() => {
+    const s = fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    const e2 = perfHooks.eventLoopUtilization(elu);
+    elu = perfHooks.eventLoopUtilization();
+    sigLines.push(`${Date.now()} ${(h.percentile(50) / 1e3).toFixed(0)} ${(h.percentile(90) / 1e3).toFixed(0)} ${(h.percentile(99) / 1e3).toFixed(0)} ${((s[0]! - last[0]!) / 1e6).toFixed(1)} ${((s[1]! - last[1]!) / 1e6).toFixed(1)} ${e2.utilization.toFixed(3)} ${h.count}`);
+    last = s;
+    h.reset();
+  }, 200).unref();
+  process.on('exit', () => fs.writeFileSync(sigPath, sigLines.join('\n') + '\n'));
+}
 function writeGcLog(): void {
   if (!gcLogPath) return;
   const lines: string[] = [];
@@ -241,6 +265,10 @@ async function main(): Promise<void> {
   if (dataDir && adopt) {
     tuneGcForServing(); // as the hosts that keep the engine running do
     const engine = await Engine.open({ dataDir });
+    if (sigPath)
+      engine.events.on('backup.progress', (p) => {
+        if (p.state === 'running') sigLines.push(`R ${Date.now()} ${p.throttledToMiBPerSec ?? '-'}`);
+      });
     closers.push(() => engine.close());
     const have = (n: string) => engine.manager.listVolumes().some((v) => v.name === n);
     if (!have(VOLUME)) await engine.api['volume.adopt']({ path: adopt, name: VOLUME });

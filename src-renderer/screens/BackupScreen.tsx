@@ -57,6 +57,7 @@ export function StartBackupForm() {
   const [vault, setVault] = useState<string | null>(null);
   const [policy, setPolicy] = useState<HoldPolicy>('range');
   const [full, setFull] = useState(false);
+  const [fullSpeed, setFullSpeed] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const defaultVault = info.data?.defaultVault ?? '';
   const vaultValue = vault ?? (prefs.vault || defaultVault);
@@ -69,7 +70,7 @@ export function StartBackupForm() {
     setError(null);
     initVault.reset();
     const known = passphrases.get(chosen);
-    send({ volume, ...(chosen === defaultVault ? {} : { vault: chosen }), policy, ...(full ? { full: true } : {}), ...(known ? { passphrase: known } : {}) });
+    send({ volume, ...(chosen === defaultVault ? {} : { vault: chosen }), policy, ...(full ? { full: true } : {}), ...(fullSpeed ? { throttle: 'off' as const } : {}), ...(known ? { passphrase: known } : {}) });
   };
   const send = (input: OpInput<'backup.start'>) => {
     const key = input.vault ?? defaultVault;
@@ -121,9 +122,14 @@ export function StartBackupForm() {
           ))}
         </fieldset>
         <div className="form-row form-row-end">
-          <label className="check">
-            <input type="checkbox" checked={full} onChange={(e) => setFull(e.target.checked)} /> Full backup (read every block, even if an earlier snapshot exists)
-          </label>
+          <div className="check-stack">
+            <label className="check">
+              <input type="checkbox" checked={full} onChange={(e) => setFull(e.target.checked)} /> Full backup (read every block, even if an earlier snapshot exists)
+            </label>
+            <label className="check">
+              <input type="checkbox" checked={fullSpeed} onChange={(e) => setFullSpeed(e.target.checked)} /> Full speed (don't slow down while volumes are being written)
+            </label>
+          </div>
           <button type="submit" className="btn btn-primary btn-large" disabled={start.isPending || initVault.isPending}>
             {start.isPending ? 'Starting…' : 'Start backup'}
           </button>
@@ -200,6 +206,11 @@ export function BackupProgressCard({ backup }: { backup: Backup }) {
           <dd>{formatWhen(backup.startedAt)}</dd>
         </div>
       </dl>
+      {p && p.throttledToMiBPerSec != null && (
+        <p className="muted small" data-testid="throttle-note">
+          Throttled to {p.throttledToMiBPerSec} MiB/s while volumes are being written, so the programs using them stay responsive. Start a backup at full speed to skip this.
+        </p>
+      )}
       <ErrorNotice error={abort.error} title="The backup was not cancelled" />
     </Card>
   );

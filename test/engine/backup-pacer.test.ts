@@ -4,7 +4,22 @@
  * before reading and passes every other message through.
  */
 import { describe, expect, it } from 'vitest';
-import { BackupPacer, pacedSource, type PacerClock } from '../../src-main/engine/backup/backup-pacer';
+import {
+  BackupPacer,
+  CALIBRATE_IDLE_MS,
+  CALIBRATE_MS,
+  DECREASE,
+  INCREASE_BYTES_PER_SEC,
+  pacedSource,
+  PROBE_MS,
+  PROBE_SETTLE_MS,
+  REPROBE_MS,
+  TARGET_FACTOR,
+  TARGET_SLACK_US,
+  WINDOW_MS,
+  type PacerClock,
+} from '../../src-main/engine/backup/backup-pacer';
+import { eventLoopLag, type LagGauge, type LagSample } from '../../src-main/engine/backup/loop-lag';
 import type { SnapshotSource } from '../../src-main/engine/backup/snapshot-source';
 
 const MiB = 1 << 20;
@@ -67,6 +82,185 @@ describe('BackupPacer', () => {
     }
     expect(clock.sleeps).toEqual([]);
     expect(p.waitedMs).toBe(0);
+  });
+});
+
+/** A gauge that returns what the test sets, and tells whether it runs. */
+function fakeGauge(): LagGauge & { running: boolean; next: LagSample; takes: number } {
+  const g = {
+    running: false,
+    next: { latenessUs: 40, samples: 400 } as LagSample,
+    takes: 0,
+    start: () => void (g.running = true),
+    stop: () => void (g.running = false),
+    take: () => {
+      g.takes++;
+      return g.running ? { ...g.next } : { latenessUs: 0, samples: 0 };
+    },
+  };
+  return g;
+}
+
+describe('BackupPacer with a lag gauge (adaptive busy rate)', () => {
+  /** A pacer under constant writes: `read()` is one 4 MiB read with a write just before it. */
+  function adaptive(opts: { min?: number; max?: number } = {}) {
+    const clock = fakeClock();
+    const lag = fakeGauge();
+    let writes = 0;
+    const p = new BackupPacer({ mode: 'auto', activity: () => writes, clock, lag, busyBytesPerSec: (opts.max ?? 128) * MiB, minBytesPerSec: (opts.min ?? 8) * MiB });
+    const read = async () => {
+      writes++;
+      await p.before(4 * MiB);
+    };
+    /** Reads until `ms` of fake time passed. */
+    const readFor = async (ms: number) => {
+      const end = clock.t + ms;
+      while (clock.t < end) await read();
+    };
+    return { clock, lag, p, read, readFor, write: () => void writes++ };
+  }
+
+  it('calibrates before the backup begins while volumes are written, and gives up at once when nobody writes', async () => {
+    const a = adaptive();
+    const t0 = a.clock.t;
+    a.lag.next = { latenessUs: 50, samples: 250 };
+    const cal = a.p.calibrate();
+    a.write(); // a client writes during the calibration
+    await cal;
+    expect(a.clock.t - t0).toBe(CALIBRATE_MS);
+    expect(a.p.baselineUs).toBe(50);
+    expect(a.p.stats.calibrated).toBe(true);
+    expect(a.lag.running, 'the gauge stops until the backup reads busy').toBe(false);
+
+    const quiet = adaptive();
+    const t1 = quiet.clock.t;
+    await quiet.p.calibrate();
+    expect(quiet.clock.t - t1).toBe(CALIBRATE_IDLE_MS);
+    expect(quiet.p.baselineUs).toBeNull();
+  });
+
+  it('without a baseline, the first busy read probes: reads pause while the loop lateness is sampled', async () => {
+    const a = adaptive();
+    a.lag.next = { latenessUs: 30, samples: 300 };
+    const t0 = a.clock.t;
+    await a.read();
+    expect(a.p.stats.probes).toBe(1);
+    expect(a.p.baselineUs).toBe(30);
+    expect(a.clock.t - t0).toBeGreaterThanOrEqual(PROBE_SETTLE_MS + PROBE_MS);
+    expect(a.lag.running).toBe(true);
+    expect(a.p.targetUs()).toBeCloseTo(30 * TARGET_FACTOR + TARGET_SLACK_US);
+  });
+
+  it('backs off multiplicatively while the loop runs later than the target, down to the floor, and climbs back additively to the ceiling', async () => {
+    const a = adaptive({ min: 8, max: 128 });
+    a.lag.next = { latenessUs: 40, samples: 400 };
+    await a.read(); // probe: baseline 40 µs
+    const start = a.p.rate;
+    a.lag.next = { latenessUs: 40 * TARGET_FACTOR + TARGET_SLACK_US + 30, samples: 400 };
+    await a.readFor(WINDOW_MS + 200); // one decision
+    expect(a.p.rate).toBeCloseTo(start * DECREASE);
+    await a.readFor(20 * WINDOW_MS);
+    expect(a.p.rate).toBe(8 * MiB);
+    expect(a.p.stats.slower).toBeGreaterThan(3);
+    // Within target: +INCREASE per window up to the ceiling, never past it.
+    a.lag.next = { latenessUs: 40, samples: 400 };
+    const before = a.p.stats.faster;
+    await a.readFor(2 * WINDOW_MS + 50);
+    expect(a.p.rate).toBeGreaterThanOrEqual(8 * MiB + INCREASE_BYTES_PER_SEC);
+    await a.readFor(30 * WINDOW_MS);
+    expect(a.p.rate).toBe(128 * MiB);
+    expect(a.p.stats.faster - before).toBeGreaterThan(14);
+  });
+
+  it('paces reads at the adapted rate', async () => {
+    const a = adaptive({ min: 8, max: 128 });
+    a.lag.next = { latenessUs: 1000, samples: 400 };
+    await a.read(); // probe: baseline 1000 µs, so nothing is over target later
+    a.lag.next = { latenessUs: 5000, samples: 400 };
+    await a.readFor(20 * WINDOW_MS); // down to the floor
+    expect(a.p.rate).toBe(8 * MiB);
+    const t0 = a.clock.t;
+    for (let i = 0; i < 5; i++) await a.read();
+    // 8 MiB/s: 500 ms per 4 MiB read (the first may still owe part of a share).
+    expect(a.clock.t - t0).toBeGreaterThanOrEqual(4 * 500);
+    expect(a.clock.t - t0).toBeLessThanOrEqual(5 * 500 + 1);
+  });
+
+  it('ignores windows with too few timer firings', async () => {
+    const a = adaptive();
+    a.lag.next = { latenessUs: 40, samples: 400 };
+    await a.read();
+    const r = a.p.rate;
+    a.lag.next = { latenessUs: 10_000, samples: 10 };
+    await a.readFor(5 * WINDOW_MS);
+    expect(a.p.rate).toBe(r);
+    expect(a.p.stats.slower + a.p.stats.faster).toBe(0);
+  });
+
+  it('probes again after REPROBE_MS of busy time; the baseline is the lowest measurement', async () => {
+    const a = adaptive();
+    a.lag.next = { latenessUs: 40, samples: 400 };
+    await a.read();
+    a.lag.next = { latenessUs: 90, samples: 400 };
+    await a.readFor(REPROBE_MS + 1000); // reads of 500 ms each at the floor
+    expect(a.p.stats.probes).toBe(2);
+    expect(a.p.baselineUs, 'a noisy higher probe does not raise it').toBe(40);
+    a.lag.next = { latenessUs: 25, samples: 400 };
+    await a.readFor(REPROBE_MS + 1000); // reads of 500 ms each at the floor
+    expect(a.p.stats.probes).toBe(3);
+    expect(a.p.baselineUs).toBe(25);
+  });
+
+  it('runs the gauge only while busy and not closed; off and quiet pacers never sample or wait', async () => {
+    const a = adaptive();
+    await a.read();
+    expect(a.lag.running).toBe(true);
+    a.clock.t += 300; // quiet: no write for longer than quietMs
+    await a.p.before(4 * MiB);
+    expect(a.lag.running).toBe(false);
+    await a.read();
+    expect(a.lag.running).toBe(true);
+    a.p.close();
+    expect(a.lag.running).toBe(false);
+    await a.read();
+    expect(a.lag.running, 'a closed pacer never restarts the gauge').toBe(false);
+
+    const clock = fakeClock();
+    const lag = fakeGauge();
+    let writes = 0;
+    const off = new BackupPacer({ mode: 'off', activity: () => writes, clock, lag });
+    await off.calibrate();
+    for (let i = 0; i < 5; i++) {
+      writes++;
+      await off.before(4 * MiB);
+    }
+    expect(clock.sleeps).toEqual([]);
+    expect(lag.takes).toBe(0);
+    expect(off.throttling()).toBe(false);
+  });
+});
+
+describe('eventLoopLag', () => {
+  it('measures how late a 1 ms timer runs: near zero on an idle loop, the block\'s length when the loop is blocked', async () => {
+    const g = eventLoopLag();
+    expect(g.take()).toEqual({ latenessUs: 0, samples: 0 }); // not started
+    g.start();
+    g.take();
+    await new Promise((r) => setTimeout(r, 200));
+    const idle = g.take();
+    expect(idle.samples).toBeGreaterThan(50);
+    // Block the loop for 5 ms out of every 6: the timer runs ~5 ms late most of the time.
+    const end = performance.now() + 300;
+    while (performance.now() < end) {
+      const until = performance.now() + 5;
+      while (performance.now() < until);
+      await new Promise((r) => setImmediate(r));
+    }
+    const blocked = g.take();
+    g.stop();
+    expect(blocked.latenessUs).toBeGreaterThan(2000);
+    expect(blocked.latenessUs).toBeGreaterThan(idle.latenessUs + 1000);
+    expect(g.take().samples, 'a stopped gauge samples nothing').toBe(0);
   });
 });
 

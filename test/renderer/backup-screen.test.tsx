@@ -53,6 +53,22 @@ describe('Backup screen', () => {
     await screen.findByText('aborted');
   });
 
+  it('starts at full speed when asked (throttle off), and says when and to what rate a backup is throttled', async () => {
+    const engine = new FakeEngine();
+    renderApp('backup', engine);
+    await screen.findByRole('option', { name: /vm-disk/ });
+    fireEvent.change(screen.getByLabelText('Volume'), { target: { value: 'vm-disk' } });
+    fireEvent.click(screen.getByRole('checkbox', { name: /Full speed/ }));
+    fireEvent.click(screen.getByRole('button', { name: 'Start backup' }));
+    const card = (await screen.findByText('Backing up')).closest('section')!;
+    expect(engine.callsOf('backup.start').map((c) => c.input)).toEqual([{ volume: 'vm-disk', policy: 'range', throttle: 'off' }]);
+    const b = engine.backups[0]!;
+    act(() => engine.emit('backup.progress', { ...b, bytesDone: b.bytesTotal / 4, mbPerSec: 25.1, etaSec: 75, dedupRatio: null, throttledToMiBPerSec: 24 }));
+    expect((await within(card).findByTestId('throttle-note')).textContent).toContain('Throttled to 24 MiB/s while volumes are being written');
+    act(() => engine.emit('backup.progress', { ...b, bytesDone: b.bytesTotal / 2, mbPerSec: 900, etaSec: 5, dedupRatio: null, throttledToMiBPerSec: null }));
+    await waitFor(() => expect(within(card).queryByTestId('throttle-note')).toBeNull());
+  });
+
   it('says "full or incremental" until a progress event tells the kind, then shows the kind the engine reports', async () => {
     const engine = new FakeEngine();
     await engine.api()['backup.start']({ volume: 'vm-disk', policy: 'range' }); // the engine's first guess: incremental

@@ -156,7 +156,7 @@ describe.skipIf(!existsSync(CHROMIUM))('built UI in Chromium', () => {
           blockMap: { cells, cellBytes: b.bytesTotal / cells, states: encodeBlockMap(states) },
         });
         broadcast('holds.changed', { ...idleHold('photos'), journalBytes: 0 });
-        broadcast('backup.progress', { ...b, bytesDone: Math.round((copied / cells) * b.bytesTotal), mbPerSec: 380 + step, etaSec: Math.max(1, 40 - step / 3), dedupRatio: 1.42 });
+        broadcast('backup.progress', { ...b, bytesDone: Math.round((copied / cells) * b.bytesTotal), mbPerSec: 25 + (step % 4) / 10, etaSec: Math.max(1, 40 - step / 3), dedupRatio: 1.42, throttledToMiBPerSec: 24 });
         await sleep(33);
       }
       const lastHeld = queued - released;
@@ -166,6 +166,8 @@ describe.skipIf(!existsSync(CHROMIUM))('built UI in Chromium', () => {
 
       await page.getByRole('link', { name: 'Backup' }).click();
       await page.getByText('1.42×').waitFor();
+      // The throttle says when and to what rate it slows the backup.
+      expect(await page.getByTestId('throttle-note').textContent()).toContain('Throttled to 24 MiB/s while volumes are being written');
       await shot('backup');
 
       // A folder with no vault: the engine says VAULT_MISSING and the screen offers to create one there.

@@ -27,6 +27,7 @@ import { ChunkWorkerPools } from '../vault/worker-pools';
 import { CpuSplit } from '../vault/cpu-split';
 import type { BackupSession } from './backup-session';
 import { BackupPacer, pacedSource } from './backup-pacer';
+import { eventLoopLag } from './loop-lag';
 import type { LiveVolume } from '../volumes/live-volume';
 
 /** What the backup application needs from the engine that hosts it. */
@@ -51,6 +52,7 @@ interface Running {
   done: Promise<void>;
   lastEmit: number;
   progress: BackupProgress | null;
+  pacer: BackupPacer;
 }
 
 const PROGRESS_INTERVAL_MS = 250;
@@ -116,6 +118,7 @@ export class BackupApp {
       mbPerSec: p?.mbPerSec ?? 0,
       etaSec: p?.etaSec ?? null,
       dedupRatio: p?.dedupRatio ?? null,
+      throttledToMiBPerSec: run.pacer.throttling() ? Math.round((run.pacer.rate / 2 ** 20) * 10) / 10 : null,
     });
   }
 
@@ -140,14 +143,22 @@ export class BackupApp {
       snapshotId: null,
       error: null,
     };
-    const session = await this.host.beginBackup(vol.name, policy, id);
+    // The throttle's baseline is the engine's loop lateness before the backup begins.
+    const holdSplit = this.split.holder();
+    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), lag: eventLoopLag(), onBusyChange: holdSplit });
+    let session: Awaited<ReturnType<BackupHost['beginBackup']>>;
+    try {
+      await pacer.calibrate();
+      session = await this.host.beginBackup(vol.name, policy, id);
+    } catch (e) {
+      pacer.close();
+      throw e;
+    }
     this.save(record, vol.id);
     const controller = new AbortController();
-    const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null };
+    const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null, pacer };
     this.running.set(id, run);
     const lease = this.pools.lease(vault);
-    const holdSplit = this.split.holder();
-    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), onBusyChange: holdSplit });
     run.done = runBackup(pacedSource(session, pacer), vault, {
       workers: lease.workers,
       full: i.full,
@@ -172,6 +183,7 @@ export class BackupApp {
         return session.abort(record.error).catch(() => undefined);
       })
       .finally(() => {
+        pacer.close();
         holdSplit(false);
         lease.release();
         record.endedAt = new Date().toISOString();

@@ -3,26 +3,65 @@
  * both cores of a small machine busy (reading 4 MiB regions, hashing and compressing them in
  * the chunk workers, writing chunk files); the thread that answers NBD clients then waits for
  * a CPU, and a queue-depth-1 writer's p99 latency grows several times over (bench/nbd). With
- * throttle `auto` (the default) a backup reads its source at most `busyBytesPerSec` while
- * volumes are being written, and at full speed once no write was acknowledged for `quietMs`.
- * `off` never waits (a backup window with nobody writing, or a user who wants it done now).
+ * throttle `auto` (the default) a backup paces its reads while volumes are being written, and
+ * runs at full speed once no write was acknowledged for `quietMs`. `off` never waits (a backup
+ * window with nobody writing, or a user who wants it done now).
  *
- * The pacer is a token bucket at one rate: before reading `bytes`, the backup waits until the
- * previous read's share of the rate has passed. It starts busy (it cannot know what the volumes
- * did before it was created) and becomes quiet after `quietMs` without a foreground write.
+ * The pacer is a token bucket: before reading `bytes`, the backup waits until the previous
+ * read's share of the rate has passed. It starts busy (it cannot know what the volumes did
+ * before it was created) and becomes quiet after `quietMs` without a foreground write.
  *
- * Invariants: `off` never waits; an idle pacer never waits; while busy, reads of B bytes
- * started within any window of T ms number at most B·T/rate + one read; a wait is never longer
- * than one read's share (bytes / rate), so a cancelled backup notices within that.
+ * Without a lag gauge the busy rate is fixed (`busyBytesPerSec`). With one (the engine's: how
+ * late its event loop runs, see loop-lag.ts) the rate follows what the backup costs the
+ * volumes' clients, additive increase / multiplicative decrease between `minBytesPerSec` and
+ * `busyBytesPerSec`: every window of WINDOW_MS it compares the loop's lateness with a baseline
+ * measured without backup reads — before the backup begins (calibrate(), when volumes are being
+ * written), and in a short pause of the reads (a probe) every REPROBE_MS of busy time; the
+ * lowest of these — and backs off while the lateness exceeds the baseline by more than
+ * TARGET_FACTOR (plus TARGET_SLACK_US, below the gauge's resolution), else speeds up. A machine
+ * with spare CPU lets the backup climb to the ceiling; a small one holds it near the rate its
+ * clients can bear, or at the floor when the holds themselves cost them more than the target.
+ *
+ * Invariants: `off` never waits; a quiet pacer never waits; while busy, reads of B bytes started
+ * within any window of T ms at a constant rate R number at most B·T/R + one read; the rate stays
+ * within [minBytesPerSec, busyBytesPerSec]; a wait is never longer than one read's share at the
+ * current rate or one probe (PROBE_SETTLE_MS + PROBE_MS), so a cancelled backup notices within
+ * that; the gauge runs only while the pacer is busy and not closed.
  */
 
 import type { BackupThrottle } from '../../../src-shared/contract';
+import { invariant } from '../../../src-shared/errors';
+import type { LagGauge } from './loop-lag';
 import type { SnapshotSource } from './snapshot-source';
 
-/** Read rate of a throttled backup while volumes are being written. */
-export const BUSY_BYTES_PER_SEC = 128 * 1024 * 1024;
+const MiB = 1024 * 1024;
+/** Read rate of a throttled backup while volumes are being written: the ceiling of the adaptive rate. */
+export const BUSY_BYTES_PER_SEC = 128 * MiB;
+/** The adaptive rate's floor: a backup under constant write load still ends (about 1 GiB a minute). */
+export const MIN_BUSY_BYTES_PER_SEC = 16 * MiB;
 /** No foreground write for this long: the backup runs at full speed. */
 export const QUIET_MS = 250;
+
+/** Adaptive rate: one decision per window (the backup's pipeline answers a rate change within ~one). */
+export const WINDOW_MS = 400;
+/** A window with fewer timer firings than this says nothing (the gauge was stopped most of it). */
+const MIN_SAMPLES = 100;
+/** Lateness allowed over the baseline: factor, plus a slack below the timer's own jitter. */
+export const TARGET_FACTOR = 1.25;
+export const TARGET_SLACK_US = 10;
+/** Rate change per window: up by this much when within target, times DECREASE when over. */
+export const INCREASE_BYTES_PER_SEC = 8 * MiB;
+export const DECREASE = 0.6;
+/** The first busy rate with a gauge: a quarter of the ceiling, then AIMD. */
+const START_FRACTION = 0.25;
+/** Baseline before the backup begins: sampled this long, given up after CALIBRATE_IDLE_MS without a write. */
+export const CALIBRATE_MS = 300;
+export const CALIBRATE_IDLE_MS = 30;
+/** A probe: reads pause, the pipeline settles, then the baseline is sampled. */
+export const PROBE_SETTLE_MS = 150;
+export const PROBE_MS = 300;
+/** A new probe after this much busy time (the foreground load changes). */
+export const REPROBE_MS = 10_000;
 
 export interface PacerClock {
   /** Milliseconds, monotonic. */
@@ -40,8 +79,15 @@ export interface BackupPacerOptions {
   /** A counter that grows with every foreground write (the engine: writes acknowledged by all volumes). */
   activity: () => number;
   clock?: PacerClock;
+  /** The busy rate (fixed without `lag`, the ceiling with it). */
   busyBytesPerSec?: number;
+  /** The adaptive rate's floor (with `lag`). */
+  minBytesPerSec?: number;
   quietMs?: number;
+  /** The engine's event-loop lateness: makes the busy rate adaptive. */
+  lag?: LagGauge;
+  targetFactor?: number;
+  targetSlackUs?: number;
   /**
    * Told when the busy state the backup reads under changes (checked before each read; first
    * call true, as a pacer starts busy). Never called with mode `off`.
@@ -52,25 +98,60 @@ export interface BackupPacerOptions {
 export class BackupPacer {
   readonly mode: BackupThrottle;
   private readonly clock: PacerClock;
-  private readonly rate: number;
+  private readonly maxRate: number;
+  private readonly minRate: number;
   private readonly quietMs: number;
+  private readonly lag: LagGauge | null;
+  /** The current busy rate, bytes per second. */
+  private _rate: number;
   private lastCount: number;
   private lastActiveAt: number;
   private nextAt: number;
   /** The busy state last reported to onBusyChange. */
   private reportedBusy = false;
+  /** The gauge is running (busy, not closed). */
+  private sampling = false;
+  private windowStart = 0;
+  private busySince = 0;
+  /** Loop lateness without backup reads (µs); null until measured. */
+  private _baselineUs: number | null = null;
+  /** Busy time (ms) at which the next probe is due. */
+  private probeDueBusyMs = 0;
+  /** Busy time accumulated before the current busy spell (ms). */
+  private busyMsBefore = 0;
+  private closed = false;
   /** Total time the backup waited for the pacer (ms). */
   waitedMs = 0;
+  /** Adaptive decisions: windows over target (backed off) and within it (sped up); probes taken. */
+  readonly stats = { slower: 0, faster: 0, probes: 0, calibrated: false };
 
   constructor(private readonly opts: BackupPacerOptions) {
     this.mode = opts.mode;
     this.clock = opts.clock ?? realPacerClock;
-    this.rate = opts.busyBytesPerSec ?? BUSY_BYTES_PER_SEC;
+    this.maxRate = opts.busyBytesPerSec ?? BUSY_BYTES_PER_SEC;
+    this.minRate = Math.min(opts.minBytesPerSec ?? MIN_BUSY_BYTES_PER_SEC, this.maxRate);
     this.quietMs = opts.quietMs ?? QUIET_MS;
+    this.lag = opts.mode === 'auto' ? (opts.lag ?? null) : null;
+    this._rate = this.lag ? Math.max(this.minRate, this.maxRate * START_FRACTION) : this.maxRate;
     this.lastCount = opts.activity();
     const now = this.clock.now();
     this.lastActiveAt = now; // unknown past: busy until quietMs pass without a write
     this.nextAt = now;
+  }
+
+  /** The busy rate now (bytes per second). */
+  get rate(): number {
+    return this._rate;
+  }
+
+  /** Is the backup reading at the busy rate (throttle on, volumes written at the last read, not closed)? */
+  throttling(): boolean {
+    return this.mode !== 'off' && this.reportedBusy && !this.closed;
+  }
+
+  /** The loop lateness measured without backup reads (µs), or null. */
+  get baselineUs(): number | null {
+    return this._baselineUs;
   }
 
   /** Are volumes being written (a write acknowledged within quietMs)? */
@@ -84,26 +165,122 @@ export class BackupPacer {
     return now - this.lastActiveAt < this.quietMs;
   }
 
+  /**
+   * Measures the baseline before the backup begins, if volumes are being written (call it
+   * before the backup's begin: no reads, no holds yet). Gives up after CALIBRATE_IDLE_MS when
+   * nobody writes — a quiet start needs no baseline, a later busy spell probes for one.
+   */
+  async calibrate(): Promise<void> {
+    if (!this.lag || this.closed) return;
+    const c0 = this.opts.activity();
+    this.lag.start();
+    this.lag.take();
+    await this.clock.sleep(CALIBRATE_IDLE_MS);
+    if (this.opts.activity() !== c0) {
+      await this.clock.sleep(CALIBRATE_MS - CALIBRATE_IDLE_MS);
+      const s = this.lag.take();
+      if (s.samples >= MIN_SAMPLES / 2) {
+        this._baselineUs = s.latenessUs;
+        this.stats.calibrated = true;
+        this.probeDueBusyMs = REPROBE_MS;
+      }
+    }
+    if (!this.sampling) this.lag.stop();
+  }
+
   /** Waits, when throttled, until the backup may read `bytes` more. */
   async before(bytes: number): Promise<void> {
     if (this.mode === 'off') return;
-    const now = this.clock.now();
+    let now = this.clock.now();
     const busy = this.busy();
     if (busy !== this.reportedBusy) {
       this.reportedBusy = busy;
       this.opts.onBusyChange?.(busy);
     }
     if (!busy) {
+      this.stopSampling(now);
       this.nextAt = now;
       return;
     }
+    if (this.lag && !this.closed) {
+      await this.adapt(now);
+      now = this.clock.now();
+    }
     const start = Math.max(this.nextAt, now);
-    this.nextAt = start + (bytes / this.rate) * 1000;
+    this.nextAt = start + (bytes / this._rate) * 1000;
     const wait = start - now;
     if (wait > 0) {
       this.waitedMs += wait;
       await this.clock.sleep(wait);
     }
+  }
+
+  /** Stops the gauge for good (the backup ended). */
+  close(): void {
+    this.closed = true;
+    this.stopSampling(this.clock.now());
+    this.lag?.stop();
+  }
+
+  private stopSampling(now: number): void {
+    if (!this.sampling) return;
+    this.sampling = false;
+    this.busyMsBefore += now - this.busySince;
+    this.lag!.stop();
+  }
+
+  /** One AIMD step per window; a probe first when the baseline is missing or due. */
+  private async adapt(now: number): Promise<void> {
+    const lag = this.lag!;
+    if (!this.sampling) {
+      this.sampling = true;
+      this.busySince = now;
+      lag.start();
+      lag.take();
+      this.windowStart = now;
+    }
+    const busyMs = this.busyMsBefore + (now - this.busySince);
+    if (this._baselineUs === null || busyMs >= this.probeDueBusyMs) {
+      await this.probe();
+      return;
+    }
+    if (now - this.windowStart < WINDOW_MS) return;
+    const s = lag.take();
+    this.windowStart = now;
+    if (s.samples < MIN_SAMPLES) return;
+    if (s.latenessUs > this.targetUs()) {
+      this._rate = Math.max(this.minRate, this._rate * DECREASE);
+      this.stats.slower++;
+    } else {
+      this._rate = Math.min(this.maxRate, this._rate + INCREASE_BYTES_PER_SEC);
+      this.stats.faster++;
+    }
+    invariant(this._rate >= this.minRate && this._rate <= this.maxRate, 'the busy rate stays within its bounds');
+  }
+
+  /** The lateness a window may show and still speed up (µs). */
+  targetUs(): number {
+    return (this._baselineUs ?? 0) * (this.opts.targetFactor ?? TARGET_FACTOR) + (this.opts.targetSlackUs ?? TARGET_SLACK_US);
+  }
+
+  /** Pauses the reads: the pipeline settles, then the loop's lateness without reads is the baseline. */
+  private async probe(): Promise<void> {
+    const lag = this.lag!;
+    const t0 = this.clock.now();
+    await this.clock.sleep(PROBE_SETTLE_MS);
+    lag.take();
+    await this.clock.sleep(PROBE_MS);
+    const s = lag.take();
+    // The lowest measurement of this backup: a noisy high baseline would let the backup climb
+    // to the ceiling while clients suffer, a low one only keeps it slower. (A starved loop
+    // fires the timer rarely: its lateness is still the best baseline there is.)
+    if (s.samples > 0 || this._baselineUs === null) this._baselineUs = Math.min(this._baselineUs ?? Infinity, s.latenessUs);
+    this.stats.probes++;
+    const now = this.clock.now();
+    this.waitedMs += now - t0;
+    this.windowStart = now;
+    this.nextAt = Math.max(this.nextAt, now);
+    this.probeDueBusyMs = this.busyMsBefore + (now - this.busySince) + REPROBE_MS;
   }
 }
 

@@ -130,7 +130,7 @@ async function waitForBackup(session: Session, op: string, input: unknown, json:
   const tty = process.stderr.isTTY === true && !json;
   const sub = session.events.onAny((name, payload) => {
     if (name !== 'backup.progress') return;
-    const b = payload as Backup & { mbPerSec?: number; etaSec?: number | null };
+    const b = payload as Backup & { mbPerSec?: number; etaSec?: number | null; throttledToMiBPerSec?: number | null };
     // One backup per volume runs at a time, so the first running one on our volume is ours.
     if (id === null && b.volume === volume && b.state === 'running') id = b.id;
     if (b.id !== id || b.state !== 'running') return;
@@ -138,7 +138,7 @@ async function waitForBackup(session: Session, op: string, input: unknown, json:
     if (now - lastPrint < (tty ? 100 : 1000)) return;
     lastPrint = now;
     const pct = b.bytesTotal ? ((100 * b.bytesDone) / b.bytesTotal).toFixed(1) : '0.0';
-    const line = `backup ${b.id}: ${pct}% ${formatSize(b.bytesDone)} / ${formatSize(b.bytesTotal)}${b.mbPerSec !== undefined ? ` ${b.mbPerSec.toFixed(1)} MB/s` : ''}${b.etaSec != null ? ` ETA ${Math.round(b.etaSec)} s` : ''}`;
+    const line = `backup ${b.id}: ${pct}% ${formatSize(b.bytesDone)} / ${formatSize(b.bytesTotal)}${b.mbPerSec !== undefined ? ` ${b.mbPerSec.toFixed(1)} MB/s` : ''}${b.etaSec != null ? ` ETA ${Math.round(b.etaSec)} s` : ''}${b.throttledToMiBPerSec != null ? ` (throttled to ${b.throttledToMiBPerSec} MiB/s: volumes are being written)` : ''}`;
     process.stderr.write(tty ? `\r${line}\x1b[K` : line + '\n');
   });
   const onSigint = () => {
