@@ -124,6 +124,9 @@ function writeGcLog(): void {
   fs.writeFileSync(gcLogPath, lines.join('\n') + '\n');
 }
 
+/** How fast a hold-only round marks ranges copied: HOLDFAST_BENCH_HOLD_MIBS (MiB/s), else the busy throttle's ceiling. */
+const HOLD_BYTES_PER_SEC = Number(process.env.HOLDFAST_BENCH_HOLD_MIBS ?? 0) * 2 ** 20 || BUSY_BYTES_PER_SEC;
+
 /** One hold-only round: a range session whose ranges are marked copied at the busy rate, then aborted. */
 async function holdRound(engine: Engine, volume: string, running: () => boolean, began: () => void): Promise<boolean> {
   const session = await engine.beginBackup(volume, 'range', `hold-only-${Date.now()}`);
@@ -133,7 +136,7 @@ async function holdRound(engine: Engine, volume: string, running: () => boolean,
   try {
     for (let off = 0; off < session.size && running(); off += step) {
       session.rangeCopied(off, Math.min(step, session.size - off));
-      const due = t0 + ((off + step) / BUSY_BYTES_PER_SEC) * 1000;
+      const due = t0 + ((off + step) / HOLD_BYTES_PER_SEC) * 1000;
       await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
     }
   } finally {

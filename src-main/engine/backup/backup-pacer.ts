@@ -16,8 +16,8 @@
  * volumes' clients, additive increase / multiplicative decrease between `minBytesPerSec` and
  * `busyBytesPerSec`: every window of WINDOW_MS it compares the loop's lateness with a baseline
  * measured without backup reads — before the backup begins (calibrate(), when volumes are being
- * written), and in a short pause of the reads (a probe) every REPROBE_MS of busy time; the
- * lowest of these — and backs off while the lateness exceeds the baseline by more than
+ * written), and in a short pause of the reads (a probe) after FIRST_PROBE_MS and then every
+ * REPROBE_MS of busy time; the lowest of these — and backs off while the lateness exceeds the baseline by more than
  * TARGET_FACTOR (plus TARGET_SLACK_US, below the gauge's resolution), else speeds up. A machine
  * with spare CPU lets the backup climb to the ceiling; a small one holds it near the rate its
  * clients can bear, or at the floor when the holds themselves cost them more than the target.
@@ -47,11 +47,11 @@ export const WINDOW_MS = 400;
 /** A window with fewer timer firings than this says nothing (the gauge was stopped most of it). */
 const MIN_SAMPLES = 100;
 /** Lateness allowed over the baseline: factor, plus a slack below the timer's own jitter. */
-export const TARGET_FACTOR = 1.25;
-export const TARGET_SLACK_US = 10;
+export const TARGET_FACTOR = 1.1;
+export const TARGET_SLACK_US = 5;
 /** Rate change per window: up by this much when within target, times DECREASE when over. */
-export const INCREASE_BYTES_PER_SEC = 8 * MiB;
-export const DECREASE = 0.6;
+export const INCREASE_BYTES_PER_SEC = 4 * MiB;
+export const DECREASE = 0.5;
 /** The first busy rate with a gauge: a quarter of the ceiling, then AIMD. */
 const START_FRACTION = 0.25;
 /** Baseline before the backup begins: sampled this long, given up after CALIBRATE_IDLE_MS without a write. */
@@ -62,6 +62,11 @@ export const PROBE_SETTLE_MS = 150;
 export const PROBE_MS = 300;
 /** A new probe after this much busy time (the foreground load changes). */
 export const REPROBE_MS = 10_000;
+/**
+ * After a calibration, the first probe comes sooner: the moments before a backup are often
+ * not quiet (a program just started writing), and the baseline is the lowest measurement.
+ */
+export const FIRST_PROBE_MS = 3_000;
 
 export interface PacerClock {
   /** Milliseconds, monotonic. */
@@ -88,6 +93,8 @@ export interface BackupPacerOptions {
   lag?: LagGauge;
   targetFactor?: number;
   targetSlackUs?: number;
+  increaseBytesPerSec?: number;
+  decrease?: number;
   /**
    * Told when the busy state the backup reads under changes (checked before each read; first
    * call true, as a pacer starts busy). Never called with mode `off`.
@@ -182,7 +189,7 @@ export class BackupPacer {
       if (s.samples >= MIN_SAMPLES / 2) {
         this._baselineUs = s.latenessUs;
         this.stats.calibrated = true;
-        this.probeDueBusyMs = REPROBE_MS;
+        this.probeDueBusyMs = FIRST_PROBE_MS;
       }
     }
     if (!this.sampling) this.lag.stop();
@@ -249,10 +256,10 @@ export class BackupPacer {
     this.windowStart = now;
     if (s.samples < MIN_SAMPLES) return;
     if (s.latenessUs > this.targetUs()) {
-      this._rate = Math.max(this.minRate, this._rate * DECREASE);
+      this._rate = Math.max(this.minRate, this._rate * (this.opts.decrease ?? DECREASE));
       this.stats.slower++;
     } else {
-      this._rate = Math.min(this.maxRate, this._rate + INCREASE_BYTES_PER_SEC);
+      this._rate = Math.min(this.maxRate, this._rate + (this.opts.increaseBytesPerSec ?? INCREASE_BYTES_PER_SEC));
       this.stats.faster++;
     }
     invariant(this._rate >= this.minRate && this._rate <= this.maxRate, 'the busy rate stays within its bounds');
