@@ -97,7 +97,9 @@ const gcPauses = new GcPauses(gcLogPath ? gcLog : null);
  * HOLDFAST_BENCH_SIGNAL_LOG=FILE: what the engine itself sees of its clients' latency, every
  * 200 ms, written to FILE at exit: `epoch-ms eld-p50 eld-p90 eld-p99 (µs, 1 ms timer intervals)
  * engine-thread-run-ms run-queue-wait-ms loop-utilisation timer-samples`, and from backup
- * progress events `R epoch-ms throttle-MiB/s` (the adaptive throttle's rate; `-` at full speed).
+ * progress events `R epoch-ms throttle-MiB/s` (the adaptive throttle's rate; `-` at full speed),
+ * and from hold events (at most every 200 ms) `J epoch-ms journal-fill held-writes held-bytes÷capacity`
+ * of `bench` (the throttle's hold pressure).
  * bench/nbd/signal-phases.py lines these up with a latency-alternate.sh run.
  */
 const sigPath = process.env.HOLDFAST_BENCH_SIGNAL_LOG;
@@ -268,10 +270,18 @@ async function main(): Promise<void> {
   if (dataDir && adopt) {
     tuneGcForServing(); // as the hosts that keep the engine running do
     const engine = await Engine.open({ dataDir });
-    if (sigPath)
+    if (sigPath) {
       engine.events.on('backup.progress', (p) => {
         if (p.state === 'running') sigLines.push(`R ${Date.now()} ${p.throttledToMiBPerSec ?? '-'}`);
       });
+      let lastJ = 0;
+      engine.events.on('holds.changed', (h) => {
+        const now = Date.now();
+        if (h.volume !== VOLUME || now - lastJ < 200) return;
+        lastJ = now;
+        sigLines.push(`J ${now} ${(h.journalBytes / h.journalCapacity).toFixed(3)} ${h.heldCount} ${(h.heldBytes / h.journalCapacity).toFixed(3)}`);
+      });
+    }
     closers.push(() => engine.close());
     const have = (n: string) => engine.manager.listVolumes().some((v) => v.name === n);
     if (!have(VOLUME)) await engine.api['volume.adopt']({ path: adopt, name: VOLUME });

@@ -6,7 +6,7 @@
 SIGNAL_LOG is the bench server's HOLDFAST_BENCH_SIGNAL_LOG (bench/nbd/serve-file.ts): every 200 ms
 the engine thread's event-loop delay percentiles (a 1 ms timer's intervals, µs), its run and
 run-queue wait (ms), loop utilisation and timer samples; `R` lines are the adaptive throttle's
-rate from backup progress. RUN_DIR holds the run's `phases` and fio's `alt_clat.*.log`.
+rate from backup progress, `J` lines the journal's fill. RUN_DIR holds the run's `phases` and fio's `alt_clat.*.log`.
 Prints, per phase (B = backup, Q = quiet), the median of each signal and of the client's p99 in
 the same 200 ms windows; how well each signal follows the client's p99 across windows (Pearson
 r); the client p99 by bins of the timer's p90 lateness; and the throttle's rates seen.
@@ -17,7 +17,8 @@ d, sig = sys.argv[1], sys.argv[2]
 guard = int(sys.argv[3]) if len(sys.argv) > 3 else 500
 phases = [tuple(map(int, l.split())) for l in open(d + '/phases') if l.strip()]
 lines = [l.split() for l in open(sig) if l.strip()]
-rows = [list(map(float, l)) for l in lines if l[0] != 'R']
+rows = [list(map(float, l)) for l in lines if l[0] not in ('R', 'J')]
+fills = [(float(l[2]), int(l[3]), float(l[4]) if len(l) > 4 else 0.0) for l in lines if l[0] == 'J']
 rates = [l[2] for l in lines if l[0] == 'R']
 lat = []
 for f in glob.glob(d + '/alt_clat.*.log'):
@@ -71,6 +72,8 @@ if len(allx) > 2:
         bins.setdefault(int((x[1] - 1000) // 15) * 15, []).append(x[-1])
     for b in sorted(bins):
         print(f'  {b:4d}  {round(st.median(bins[b])):5d}  ({len(bins[b])})')
+if fills:
+    print(f'journal fill max {max(f[0] for f in fills):.3f}, held writes max {max(f[1] for f in fills)}, held bytes ÷ journal capacity max {max(f[2] for f in fills):.3f}')
 if rates:
     num = sorted(float(r) for r in rates if r != '-')
     if num:

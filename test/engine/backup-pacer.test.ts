@@ -13,6 +13,8 @@ import {
   INCREASE_BYTES_PER_SEC,
   pacedSource,
   PROBE_MS,
+  PRESSURE_HIGH,
+  PRESSURE_LOW,
   PROBE_SETTLE_MS,
   REPROBE_MS,
   TARGET_FACTOR,
@@ -71,6 +73,40 @@ describe('BackupPacer', () => {
     await p.before(4 * MiB);
     await p.before(4 * MiB);
     expect(clock.sleeps).toEqual([40]);
+  });
+
+  it('raises its floor as the journal fills up with held writes, reads at full speed past PRESSURE_HIGH, and paces again once it drains', async () => {
+    const clock = fakeClock();
+    const lag = fakeGauge();
+    lag.next = { latenessUs: 40, samples: 400 };
+    let writes = 0;
+    let fill = 0.1;
+    const p = new BackupPacer({ mode: 'auto', activity: () => writes, clock, lag, busyBytesPerSec: 128 * MiB, minBytesPerSec: 16 * MiB, quietMs: 250, pressure: () => fill });
+    const read = async () => {
+      writes++;
+      await p.before(4 * MiB);
+    };
+    await read(); // probe
+    lag.next = { latenessUs: 1000, samples: 400 }; // far over target: AIMD goes to the floor
+    while (p.rate > 16 * MiB) await read();
+    expect(p.rate).toBe(16 * MiB);
+    expect(p.throttling()).toBe(true);
+    // Halfway between PRESSURE_LOW and PRESSURE_HIGH: the floor is halfway to the ceiling.
+    fill = (PRESSURE_LOW + PRESSURE_HIGH) / 2;
+    await read();
+    expect(p.rate).toBeCloseTo(72 * MiB, 0);
+    const sleeps = clock.sleeps.length;
+    fill = PRESSURE_HIGH;
+    for (let i = 0; i < 10; i++) await read();
+    expect(clock.sleeps.length, 'no wait under pressure').toBe(sleeps);
+    expect(p.throttling(), 'progress says full speed').toBe(false);
+    expect(p.stats.pressured).toBe(1);
+    fill = PRESSURE_LOW - 0.01; // drained: the adaptive rate again
+    await read();
+    await read();
+    expect(p.rate).toBe(16 * MiB);
+    expect(clock.sleeps.at(-1)).toBeCloseTo(250); // 4 MiB at 16 MiB/s
+    expect(p.throttling()).toBe(true);
   });
 
   it('off never waits, even while volumes are written', async () => {
@@ -163,9 +199,12 @@ describe('BackupPacer with a lag gauge (adaptive busy rate)', () => {
     const a = adaptive({ min: 8, max: 128 });
     a.lag.next = { latenessUs: 40, samples: 400 };
     await a.read(); // probe: baseline 40 µs
+    expect(a.p.rate, 'it starts at a quarter of the ceiling').toBe(32 * MiB);
+    await a.readFor(4 * WINDOW_MS); // within target: climbing
     const start = a.p.rate;
+    expect(start).toBeGreaterThanOrEqual(8 * MiB + 8 * INCREASE_BYTES_PER_SEC);
     a.lag.next = { latenessUs: 40 * TARGET_FACTOR + TARGET_SLACK_US + 30, samples: 400 };
-    await a.readFor(WINDOW_MS + 200); // one decision
+    while (a.p.stats.slower === 0) await a.read(); // the next decision
     expect(a.p.rate).toBeCloseTo(start * DECREASE);
     await a.readFor(20 * WINDOW_MS);
     expect(a.p.rate).toBe(8 * MiB);
@@ -173,7 +212,7 @@ describe('BackupPacer with a lag gauge (adaptive busy rate)', () => {
     // Within target: +INCREASE per window up to the ceiling, never past it.
     a.lag.next = { latenessUs: 40, samples: 400 };
     const before = a.p.stats.faster;
-    await a.readFor(2 * WINDOW_MS + 50);
+    await a.readFor(3 * WINDOW_MS + 600);
     expect(a.p.rate).toBeGreaterThanOrEqual(8 * MiB + INCREASE_BYTES_PER_SEC);
     await a.readFor(40 * WINDOW_MS);
     expect(a.p.rate).toBe(128 * MiB);

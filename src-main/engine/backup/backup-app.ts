@@ -143,9 +143,10 @@ export class BackupApp {
       snapshotId: null,
       error: null,
     };
-    // The throttle's baseline is the engine's loop lateness before the backup begins.
+    // The throttle's baseline is the engine's loop lateness before the backup begins; its
+    // pressure, the volume's held data against the journal's capacity.
     const holdSplit = this.split.holder();
-    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), lag: eventLoopLag(), onBusyChange: holdSplit });
+    const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), lag: eventLoopLag(), pressure: () => vol.holdFill(), onBusyChange: holdSplit });
     let session: Awaited<ReturnType<BackupHost['beginBackup']>>;
     try {
       await pacer.calibrate();

@@ -24,9 +24,11 @@
  *
  * Invariants: `off` never waits; a quiet pacer never waits; while busy, reads of B bytes started
  * within any window of T ms at a constant rate R number at most B·T/R + one read; the rate stays
- * within [minBytesPerSec, busyBytesPerSec]; a wait is never longer than one read's share at the
- * current rate or one probe (PROBE_SETTLE_MS + PROBE_MS), so a cancelled backup notices within
- * that; the gauge runs only while the pacer is busy and not closed.
+ * within [minBytesPerSec, busyBytesPerSec], and not below the floor the held data sets; a
+ * wait is never longer than one read's share at the current rate or one probe (PROBE_SETTLE_MS +
+ * PROBE_MS), so a cancelled backup notices within that; the gauge runs only while the pacer is
+ * busy and not closed; while held data fills PRESSURE_HIGH of the journal or more, reads never
+ * wait (holding writes longer would stall the volume).
  */
 
 import type { BackupThrottle } from '../../../src-shared/contract';
@@ -52,7 +54,10 @@ export const TARGET_SLACK_US = 5;
 /** Rate change per window: up by this much when within target, times DECREASE when over. */
 export const INCREASE_BYTES_PER_SEC = 4 * MiB;
 export const DECREASE = 0.5;
-/** The first busy rate with a gauge: a quarter of the ceiling, then AIMD. */
+/**
+ * The first busy rate with a gauge: a quarter of the ceiling, then AIMD (starting at the floor
+ * instead measured no better: bench/results/nbd-latency-session23.txt §5).
+ */
 const START_FRACTION = 0.25;
 /** Baseline before the backup begins: sampled this long, given up after CALIBRATE_IDLE_MS without a write. */
 export const CALIBRATE_MS = 300;
@@ -60,6 +65,16 @@ export const CALIBRATE_IDLE_MS = 30;
 /** A probe: reads pause, the pipeline settles, then the baseline is sampled. */
 export const PROBE_SETTLE_MS = 150;
 export const PROBE_MS = 300;
+/**
+ * Held writes stay in the volume's journal until the backup copies their blocks, and a journal
+ * full of them stalls every write to the volume (a random writer on a large volume holds data at
+ * its own write rate while most blocks are still to copy; a slower backup holds it longer).
+ * Past PRESSURE_LOW of held data against the journal's capacity the rate's floor rises with
+ * it, reaching the ceiling at PRESSURE_HIGH; from there on reads do not wait at all. (The bench
+ * volume, 512 MiB under a 4 KiB random writer, peaks near 0.25 at the floor rate.)
+ */
+export const PRESSURE_LOW = 0.4;
+export const PRESSURE_HIGH = 0.8;
 /** A new probe after this much busy time (the foreground load changes). */
 export const REPROBE_MS = 10_000;
 /**
@@ -91,6 +106,13 @@ export interface BackupPacerOptions {
   quietMs?: number;
   /** The engine's event-loop lateness: makes the busy rate adaptive. */
   lag?: LagGauge;
+  /**
+   * The backed-up volume's held data against its journal's capacity (0–1): past PRESSURE_LOW
+   * the rate's floor rises with it, past PRESSURE_HIGH the backup reads at full speed,
+   * whatever the loop's lateness.
+   */
+  pressure?: () => number;
+  /** The controller's constants (defaults TARGET_FACTOR, TARGET_SLACK_US, INCREASE_BYTES_PER_SEC, DECREASE), for tuning runs. */
   targetFactor?: number;
   targetSlackUs?: number;
   increaseBytesPerSec?: number;
@@ -130,7 +152,11 @@ export class BackupPacer {
   /** Total time the backup waited for the pacer (ms). */
   waitedMs = 0;
   /** Adaptive decisions: windows over target (backed off) and within it (sped up); probes taken. */
-  readonly stats = { slower: 0, faster: 0, probes: 0, calibrated: false };
+  readonly stats = { slower: 0, faster: 0, probes: 0, calibrated: false, pressured: 0 };
+  /** The last read went at full speed because the journal was filling up with held writes. */
+  private pressured = false;
+  /** The floor as the held data last raised it (bytes per second). */
+  private floorNow = 0;
 
   constructor(private readonly opts: BackupPacerOptions) {
     this.mode = opts.mode;
@@ -146,14 +172,14 @@ export class BackupPacer {
     this.nextAt = now;
   }
 
-  /** The busy rate now (bytes per second). */
+  /** The busy rate now (bytes per second): the adaptive rate, or the floor the held data raised. */
   get rate(): number {
-    return this._rate;
+    return Math.max(this._rate, this.floorNow);
   }
 
   /** Is the backup reading at the busy rate (throttle on, volumes written at the last read, not closed)? */
   throttling(): boolean {
-    return this.mode !== 'off' && this.reportedBusy && !this.closed;
+    return this.mode !== 'off' && this.reportedBusy && !this.pressured && !this.closed;
   }
 
   /** The loop lateness measured without backup reads (µs), or null. */
@@ -209,12 +235,24 @@ export class BackupPacer {
       this.nextAt = now;
       return;
     }
+    const fill = this.opts.pressure?.() ?? 0;
+    if (fill >= PRESSURE_HIGH) {
+      // Held writes are the clients' bigger cost now: copy their blocks as fast as possible.
+      if (!this.pressured) this.stats.pressured++;
+      this.pressured = true;
+      this.nextAt = now;
+      return;
+    }
+    this.pressured = false;
+    // Between PRESSURE_LOW and PRESSURE_HIGH the floor rises linearly to the ceiling.
+    const f = Math.max(0, (fill - PRESSURE_LOW) / (PRESSURE_HIGH - PRESSURE_LOW));
+    this.floorNow = this.minRate + (this.maxRate - this.minRate) * f;
     if (this.lag && !this.closed) {
       await this.adapt(now);
       now = this.clock.now();
     }
     const start = Math.max(this.nextAt, now);
-    this.nextAt = start + (bytes / this._rate) * 1000;
+    this.nextAt = start + (bytes / this.rate) * 1000;
     const wait = start - now;
     if (wait > 0) {
       this.waitedMs += wait;

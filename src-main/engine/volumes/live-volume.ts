@@ -1001,6 +1001,15 @@ export class LiveVolume implements BlockExport {
     return { map: this.cbt, parentSnapshotId: this.parentSnapshotId };
   }
 
+  /**
+   * Held data against the journal's capacity: held writes stay in the journal until released,
+   * and the journal frees space only up to its oldest held write, so a hold queue that nears
+   * the capacity stalls every write to the volume.
+   */
+  holdFill(): number {
+    return this.queue.bytes / this.journal.options.capacity;
+  }
+
   holdState(): HoldState {
     const b = this.backup;
     const oldest = this.queue.oldestHeldAt();
