@@ -7,16 +7,13 @@ RUN_DIR/phases holds one line "t0 t1" (epoch ms) per backup round; RUN_DIR/alt_c
 per-request completion latency log (epoch ms, ns). A cycle is a backup [t0, t1] and the quiet
 time after it (t1 + GUARD_MS, next t0 or fio's end). Prints `ALT {...}`.
 """
-import bisect, glob, json, sys
+import bisect, json, sys
+
+import alt_run
+
 d, guard = sys.argv[1], int(sys.argv[2])
-phases = [tuple(map(int, l.split())) for l in open(d + '/phases') if l.strip()]
-lat = []
-for f in glob.glob(d + '/alt_clat.*.log'):
-    for line in open(f):
-        p = line.split(',')
-        lat.append((int(p[0]), int(p[1]) / 1000))
-lat.sort()
-times = [t for t, _ in lat]
+phases = alt_run.phases(d)
+lat, times = alt_run.completions(d)
 # A cycle: backup [t0, t1], then quiet (t1 + guard, next t0 or fio's end).
 cycles = []
 for i, (t0, t1) in enumerate(phases):

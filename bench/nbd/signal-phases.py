@@ -11,22 +11,18 @@ Prints, per phase (B = backup, Q = quiet), the median of each signal and of the 
 the same 200 ms windows; how well each signal follows the client's p99 across windows (Pearson
 r); the client p99 by bins of the timer's p90 lateness; and the throttle's rates seen.
 """
-import bisect, glob, math, statistics as st, sys
+import bisect, math, statistics as st, sys
+
+import alt_run
 
 d, sig = sys.argv[1], sys.argv[2]
 guard = int(sys.argv[3]) if len(sys.argv) > 3 else 500
-phases = [tuple(map(int, l.split())) for l in open(d + '/phases') if l.strip()]
+phases = alt_run.phases(d)
 lines = [l.split() for l in open(sig) if l.strip()]
 rows = [list(map(float, l)) for l in lines if l[0] not in ('R', 'J')]
 fills = [(float(l[2]), int(l[3]), float(l[4]) if len(l) > 4 else 0.0) for l in lines if l[0] == 'J']
 rates = [l[2] for l in lines if l[0] == 'R']
-lat = []
-for f in glob.glob(d + '/alt_clat.*.log'):
-    for line in open(f):
-        p = line.split(',')
-        lat.append((int(p[0]), int(p[1]) / 1000))
-lat.sort()
-times = [t for t, _ in lat]
+lat, times = alt_run.completions(d)
 
 
 def client_p99(a, b):
