@@ -17,10 +17,11 @@
  * `busyBytesPerSec`: every window of WINDOW_MS it compares the loop's lateness with a baseline
  * measured without backup reads — before the backup begins (calibrate(), when volumes are being
  * written), and in a short pause of the reads (a probe) after FIRST_PROBE_MS and then every
- * REPROBE_MS of busy time; the lowest of these — and backs off while the lateness exceeds the baseline by more than
- * TARGET_FACTOR (plus TARGET_SLACK_US, below the gauge's resolution), else speeds up. A machine
- * with spare CPU lets the backup climb to the ceiling; a small one holds it near the rate its
- * clients can bear, or at the floor when the holds themselves cost them more than the target.
+ * REPROBE_MS of busy time; the lowest of these — and backs off while the lateness exceeds the
+ * baseline by more than TARGET_FACTOR (plus TARGET_SLACK_US, below the gauge's resolution), else
+ * speeds up. A machine with spare CPU lets the backup climb to the ceiling; a small one holds it
+ * near the rate its clients can bear, or at the floor when the holds themselves cost them more
+ * than the target. Held data raises the floor (PRESSURE_LOW, PRESSURE_HIGH).
  *
  * Invariants: `off` never waits; a quiet pacer never waits; while busy, reads of B bytes started
  * within any window of T ms at a constant rate R number at most B·T/R + one read; the rate stays
@@ -153,7 +154,7 @@ export class BackupPacer {
   waitedMs = 0;
   /** Adaptive decisions: windows over target (backed off) and within it (sped up); probes taken. */
   readonly stats = { slower: 0, faster: 0, probes: 0, calibrated: false, pressured: 0 };
-  /** The last read went at full speed because the journal was filling up with held writes. */
+  /** The last read went at full speed because held data filled PRESSURE_HIGH of the journal. */
   private pressured = false;
   /** The floor as the held data last raised it (bytes per second). */
   private floorNow = 0;
