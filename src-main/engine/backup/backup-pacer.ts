@@ -270,9 +270,14 @@ export class BackupPacer {
 
   private stopSampling(now: number): void {
     if (!this.sampling) return;
+    this.busyMsBefore = this.busyMs(now);
     this.sampling = false;
-    this.busyMsBefore += now - this.busySince;
     this.lag!.stop();
+  }
+
+  /** Busy time so far (ms): earlier busy spells plus the current one (while sampling). */
+  private busyMs(now: number): number {
+    return this.busyMsBefore + (this.sampling ? now - this.busySince : 0);
   }
 
   /** One AIMD step per window; a probe first when the baseline is missing or due. */
@@ -285,8 +290,7 @@ export class BackupPacer {
       lag.take();
       this.windowStart = now;
     }
-    const busyMs = this.busyMsBefore + (now - this.busySince);
-    if (this._baselineUs === null || busyMs >= this.probeDueBusyMs) {
+    if (this._baselineUs === null || this.busyMs(now) >= this.probeDueBusyMs) {
       await this.probe();
       return;
     }
@@ -326,7 +330,7 @@ export class BackupPacer {
     this.waitedMs += now - t0;
     this.windowStart = now;
     this.nextAt = Math.max(this.nextAt, now);
-    this.probeDueBusyMs = this.busyMsBefore + (now - this.busySince) + REPROBE_MS;
+    this.probeDueBusyMs = this.busyMs(now) + REPROBE_MS;
   }
 }
 
