@@ -88,7 +88,12 @@ describe('Catalog', () => {
       { volumeOffset: 0, deviceId: d.id, deviceOffset: MiB, length: MiB },
       { volumeOffset: MiB, deviceId: d.id, deviceOffset: 4 * MiB, length: MiB },
     ]);
+    const synchronous = () => (c as unknown as { db: { pragma(s: string, o: { simple: true }): unknown } }).db.pragma('synchronous', { simple: true });
+    expect(synchronous()).toBe(2); // FULL
     c.upsertBackup({ id: 'b1', volumeId: v.id, volume: 'data', policy: 'range', vault: '/v', state: 'running', kind: 'full', startedAt: '2024-01-01T00:00:00Z', endedAt: null, bytesDone: 0, bytesTotal: 2 * MiB, snapshotId: null, error: null });
+    // A running row is committed without an fsync; every later commit is durable again.
+    expect(synchronous()).toBe(2);
+    expect(c.getBackup('b1')).toMatchObject({ state: 'running' });
     c.upsertBackup({ ...c.getBackup('b1')!, state: 'completed', bytesDone: 2 * MiB, snapshotId: 's1', endedAt: '2024-01-01T00:01:00Z' });
     c.setSetting('vault', '/v');
     c.close();

@@ -375,7 +375,24 @@ export class Catalog {
 
   // ---------- backups ----------
 
+  /**
+   * A backup's row. A running one is committed without an fsync (synchronous NORMAL for that
+   * commit): it is saved while the backup holds its volume's writes, on the thread that answers
+   * NBD clients, and an fsync there waited up to 160 ms behind the vault's writeback. Power lost
+   * before the next durable commit can lose that row — the volume's journal still aborts the
+   * backup on the next start; only its history line is missing. Terminal rows are durable.
+   */
   upsertBackup(b: BackupRecord): void {
+    const lazy = b.state === 'running' && !this.db.inTransaction;
+    if (lazy) this.db.pragma('synchronous = NORMAL');
+    try {
+      this.upsertBackupRow(b);
+    } finally {
+      if (lazy) this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  private upsertBackupRow(b: BackupRecord): void {
     this.db
       .prepare(
         `INSERT INTO backups (id, volume_id, volume_name, policy, vault, state, kind, started_at, ended_at, bytes_done, bytes_total, snapshot_id, error)
