@@ -183,6 +183,35 @@ describe('BackupPacer with a lag gauge (adaptive busy rate)', () => {
     expect(quiet.p.baselineUs).toBeNull();
   });
 
+  it('runs the preparation before measuring when volumes are written, and leaves what it cost out of the baseline; not at all when nobody writes', async () => {
+    const a = adaptive();
+    a.lag.next = { latenessUs: 50, samples: 250 };
+    // What the gauge gathered since its last take: the boot's lateness, once, after the preparation.
+    let gathered: LagSample | null = null;
+    const take = a.lag.take;
+    a.lag.take = () => {
+      const s = take();
+      const g = gathered;
+      gathered = null;
+      return g ?? s;
+    };
+    const order: string[] = [];
+    const cal = a.p.calibrate(async () => {
+      order.push('prepare');
+      await a.clock.sleep(120);
+      gathered = { latenessUs: 900, samples: 120 }; // a worker booted: the loop ran late meanwhile
+    });
+    a.write();
+    await cal;
+    expect(order).toEqual(['prepare']);
+    expect(a.p.baselineUs, 'the boot is not the baseline').toBe(50);
+
+    const quiet = adaptive();
+    let prepared = false;
+    await quiet.p.calibrate(async () => void (prepared = true));
+    expect(prepared, 'nobody writes: nothing to keep out of their way').toBe(false);
+  });
+
   it('without a baseline, the first busy read probes: reads pause while the loop lateness is sampled', async () => {
     const a = adaptive();
     a.lag.next = { latenessUs: 30, samples: 300 };

@@ -119,6 +119,71 @@ describe('chunk worker slots', () => {
   });
 });
 
+describe('chunk worker threads start as work needs them', () => {
+  const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest();
+
+  it('one thread serves work that comes one piece at a time; work waiting while it is busy starts the next', async () => {
+    const pool = new ChunkWorkers(plain, 2);
+    try {
+      expect([pool.threads, pool.size]).toEqual([0, 2]);
+      for (let i = 0; i < 5; i++) {
+        const b = crypto.randomBytes(64 << 10);
+        const want = sha(b);
+        expect((await pool.digest(b)).digest.equals(want)).toBe(true);
+      }
+      expect(pool.threads, 'a backup reading slower than one worker packs: one thread').toBe(1);
+      expect(pool.size).toBe(2);
+      const many = Array.from({ length: 8 }, () => crypto.randomBytes(4 << 20));
+      const want = many.map(sha);
+      const got = await Promise.all(many.map((b) => pool.digest(b)));
+      got.forEach((g, i) => expect(g.digest.equals(want[i]!), `digest ${i}`).toBe(true));
+      expect(pool.threads, 'work piled up behind a busy thread: the second started').toBe(2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('whenUp starts the pool and resolves once its first thread has booted (at once when one is up or the pool is closed)', async () => {
+    const pool = new ChunkWorkers(plain, 2);
+    try {
+      expect(pool.booted).toBe(false);
+      await pool.whenUp(10_000);
+      expect([pool.booted, pool.threads]).toEqual([true, 1]);
+      const t0 = performance.now();
+      await pool.whenUp(10_000);
+      expect(performance.now() - t0).toBeLessThan(50);
+    } finally {
+      await pool.close();
+    }
+    const closing = new ChunkWorkers(plain, 1);
+    const waiting = closing.whenUp(60_000);
+    await closing.close();
+    await waiting; // the close let it go (the test would time out otherwise)
+  });
+
+  it('a thread that dies is replaced by one not started yet; once every thread died, work is refused', async () => {
+    const pool = new ChunkWorkers(plain, 2);
+    const threads = () => (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+    try {
+      await pool.digest(Buffer.from('boot'));
+      expect(pool.threads).toBe(1);
+      await threads()[0]!.terminate();
+      await new Promise((r) => setTimeout(r, 20));
+      expect([pool.threads, pool.size]).toEqual([0, 1]);
+      const b = crypto.randomBytes(4096);
+      const want = sha(b);
+      expect((await pool.digest(b)).digest.equals(want), 'the second thread took the work').toBe(true);
+      expect(pool.threads).toBe(1);
+      await threads()[0]!.terminate();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(pool.size).toBe(0);
+      await expect(pool.digest(Buffer.from('late'))).rejects.toMatchObject({ code: 'INTERNAL' });
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
 describe('incompressible chunks in an unencrypted vault', () => {
   it('are written as header + the slot input itself (no copy), and decode back', async () => {
     const pool = new ChunkWorkers(plain, 1);

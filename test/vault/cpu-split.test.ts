@@ -6,6 +6,7 @@
  * process (real chunk workers, libuv's pool, V8's helpers) on the others, and that all of them
  * get every CPU back afterwards.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -245,7 +246,9 @@ describe.skipIf(why !== '')('CpuSplit on real threads', () => {
     const split = new CpuSplit(plan, engineTid, helper.set, () => helper.close());
     const workers = new ChunkWorkers({ encKey: null, idKey: null, level: 3 }, 2, split);
     try {
-      await workers.digest(Buffer.alloc(4096, 1)); // boots the workers; each reports its thread id
+      await workers.digest(Buffer.alloc(4096, 1)); // boots the first worker; each reports its thread id
+      // Work waiting while the first is busy starts the second.
+      await Promise.all(Array.from({ length: 4 }, () => workers.digest(crypto.randomBytes(4 << 20))));
       for (let i = 0; i < 200 && split.workerCount < 2; i++) await new Promise((r) => setTimeout(r, 10));
       expect(split.workerCount, 'both workers reported their thread ids').toBe(2);
       await fs.promises.stat(os.tmpdir()); // the thread pool has started

@@ -30,6 +30,9 @@ import { BackupPacer, pacedSource } from './backup-pacer';
 import { eventLoopLag } from './loop-lag';
 import type { LiveVolume } from '../volumes/live-volume';
 
+/** How long a backup of volumes being written waits for its chunk worker to boot before it begins anyway. */
+const WORKER_BOOT_WAIT_MS = 2_000;
+
 /** What the backup application needs from the engine that hosts it. */
 export interface BackupHost {
   readonly catalog: Catalog;
@@ -147,19 +150,22 @@ export class BackupApp {
     // pressure, the volume's held data against the journal's capacity.
     const holdSplit = this.split.holder();
     const pacer = new BackupPacer({ mode: i.throttle ?? 'auto', activity: () => this.host.foregroundWrites(), lag: eventLoopLag(), pressure: () => vol.holdFill(), onBusyChange: holdSplit });
+    const lease = this.pools.lease(vault);
     let session: Awaited<ReturnType<BackupHost['beginBackup']>>;
     try {
-      await pacer.calibrate();
+      // Volumes are being written: a chunk worker boots before the backup begins, not while it
+      // holds their writes (a boot is ~70 ms of CPU that the volumes' clients wait behind).
+      await pacer.calibrate(() => lease.workers.whenUp(WORKER_BOOT_WAIT_MS));
       session = await this.host.beginBackup(vol.name, policy, id);
     } catch (e) {
       pacer.close();
+      lease.release();
       throw e;
     }
     this.save(record, vol.id);
     const controller = new AbortController();
     const run: Running = { record, controller, done: Promise.resolve(), lastEmit: 0, progress: null, pacer };
     this.running.set(id, run);
-    const lease = this.pools.lease(vault);
     run.done = runBackup(pacedSource(session, pacer), vault, {
       workers: lease.workers,
       full: i.full,

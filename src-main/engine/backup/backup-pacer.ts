@@ -203,14 +203,20 @@ export class BackupPacer {
    * Measures the baseline before the backup begins, if volumes are being written (call it
    * before the backup's begin: no reads, no holds yet). Gives up after CALIBRATE_IDLE_MS when
    * nobody writes — a quiet start needs no baseline, a later busy spell probes for one.
+   * `prepare` runs first when volumes are being written (and its cost is not measured): work
+   * the backup would otherwise do while it holds their writes.
    */
-  async calibrate(): Promise<void> {
+  async calibrate(prepare?: () => Promise<void>): Promise<void> {
     if (!this.lag || this.closed) return;
     const c0 = this.opts.activity();
     this.lag.start();
     this.lag.take();
     await this.clock.sleep(CALIBRATE_IDLE_MS);
     if (this.opts.activity() !== c0) {
+      if (prepare) {
+        await prepare();
+        this.lag.take(); // what the preparation cost is not the baseline
+      }
       await this.clock.sleep(CALIBRATE_MS - CALIBRATE_IDLE_MS);
       const s = this.lag.take();
       if (s.samples >= MIN_SAMPLES / 2) {

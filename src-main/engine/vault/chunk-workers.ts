@@ -13,9 +13,11 @@
  *
  * On Linux the workers run at a lower scheduling priority (nice is per thread there), so a
  * backup saturating both cores still lets the engine's own thread answer writes promptly.
+ * Threads start one at a time, as waiting work needs them (see start()).
  *
  * Invariant: every task settles exactly once (result, or error — also when a worker dies or the
- * pool is closed); close() terminates every worker this pool started. A slot is owned by one
+ * pool is closed); close() terminates every worker this pool started; at most `count` threads
+ * are ever started. A slot is owned by one
  * holder between acquire() and release(); the pool never touches a slot no task names.
  */
 import os from 'node:os';
@@ -111,6 +113,8 @@ function packSlot(
   return { zeroBlocks, length: kept * bs, digest, outLen: h.length, plainTail: h.plainTail };
 }
 
+/** The workers' source, built once. */
+let workerSource: string | undefined;
 const WORKER_SOURCE = (factory: string, pack: string) => `
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
@@ -270,6 +274,10 @@ export class ChunkWorkers {
   private closed = false;
   private slotSet: SlotSet | null = null;
   private readyCount = 0;
+  /** Threads that have booted and not exited. */
+  private readonly up = new Set<Worker>();
+  /** Threads started so far (at most `count`). */
+  private spawned = 0;
   private local: ChunkCodec | null = null;
   private started = false;
   /** Thread ids of the workers that reported one (for `placement`). */
@@ -287,25 +295,73 @@ export class ChunkWorkers {
     private readonly placement: ThreadPlacement | null = null,
   ) {}
 
-  /** Starts the worker threads (once; they boot in the background). */
+  /**
+   * Starts the pool (once): one worker thread boots in the background, and the others join
+   * only when work waits for a thread while every thread that is up is busy (see grow). A
+   * throttled backup — 16–32 MiB/s while volumes are written — never keeps one worker busy,
+   * and each boot is ~70 ms of CPU that the volumes' clients would wait behind; a backup at
+   * full speed has its second worker within one boot.
+   */
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
+    this.spawn();
+  }
+
+  /** Boots one more worker thread. */
+  private spawn(): void {
+    invariant(this.spawned < this.count, 'a pool starts at most `count` worker threads');
+    this.spawned++;
     const keys = this.keys;
-    const source = WORKER_SOURCE(makeChunkCodec.toString(), packSlot.toString());
-    for (let i = 0; i < this.count; i++) {
-      const w = new Worker(source, {
-        eval: true,
-        workerData: { zstdPath: zstdPath(), zstdBindingPath: zstdBindingPath(), encKey: keys.encKey, idKey: keys.idKey, level: keys.level, nice: WORKER_NICE },
-      });
-      w.on('message', (r: WorkerReply) => this.settle(w, r));
-      w.on('error', (e) => this.fail(w, e));
-      w.on('exit', () => this.fail(w, new Error('chunk worker exited')));
-      this.workers.push(w);
-      this.idle.push(w);
-      const set = this.slotSet;
-      if (set) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: set.inputBytes, outputBytes: set.outputBytes });
-    }
+    const source = (workerSource ??= WORKER_SOURCE(makeChunkCodec.toString(), packSlot.toString()));
+    const w = new Worker(source, {
+      eval: true,
+      workerData: { zstdPath: zstdPath(), zstdBindingPath: zstdBindingPath(), encKey: keys.encKey, idKey: keys.idKey, level: keys.level, nice: WORKER_NICE },
+    });
+    w.on('message', (r: WorkerReply) => this.settle(w, r));
+    w.on('error', (e) => this.fail(w, e));
+    w.on('exit', () => this.fail(w, new Error('chunk worker exited')));
+    this.workers.push(w);
+    this.idle.push(w);
+    const set = this.slotSet;
+    if (set) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: set.inputBytes, outputBytes: set.outputBytes });
+  }
+
+  /**
+   * Work waits, no thread is idle and none is still booting (a booting thread takes the work
+   * already handed to it): one more thread, up to `count`.
+   */
+  private grow(): void {
+    if (this.closed || !this.started || this.spawned >= this.count) return;
+    if (this.queue.length === 0 || this.idle.length > 0) return;
+    for (const w of this.workers) if (!this.up.has(w)) return;
+    this.spawn();
+  }
+
+  /**
+   * Starts the pool and resolves once a thread is up — or after `timeoutMs`, or at once when
+   * one is already up, the pool is closed or no thread is left to start. (A backup of volumes
+   * being written boots its worker before it begins holding their writes.)
+   */
+  whenUp(timeoutMs: number): Promise<void> {
+    this.start();
+    if (this.up.size > 0 || this.closed || this.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, timeoutMs);
+      t.unref?.();
+      function done(): void {
+        clearTimeout(t);
+        resolve();
+      }
+      this.upWaiters.push(done);
+    });
+  }
+
+  private upWaiters: (() => void)[] = [];
+
+  /** Worker threads running now (booting or up). */
+  get threads(): number {
+    return this.workers.length;
   }
 
   /** Whether the threads were started (by start() or a task that needs them). */
@@ -313,9 +369,13 @@ export class ChunkWorkers {
     return this.started;
   }
 
-  /** Worker threads (the intended number until they are started). */
+  /**
+   * Worker threads the pool works with: `count` until threads die (each one that dies is gone
+   * for good; 0 once every thread the pool may start has died). Threads not booted yet count:
+   * callers size their pipelines by it.
+   */
   get size(): number {
-    return this.started ? this.workers.length : this.count;
+    return this.workers.length + (this.count - this.spawned);
   }
 
   /**
@@ -429,6 +489,7 @@ export class ChunkWorkers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const done of this.upWaiters.splice(0)) done();
     for (const tid of this.tids.values()) this.placement?.removeWorker(tid);
     this.tids.clear();
     for (const t of this.queue.splice(0)) t.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
@@ -438,6 +499,7 @@ export class ChunkWorkers {
   private run(op: Op, buf: Buffer, name?: string): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
     this.start();
+    if (this.size === 0) return Promise.reject(new HoldfastError('INTERNAL', 'No chunk workers left.'));
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, op, buf: transferable(buf), name, resolve, reject });
       this.pump();
@@ -448,6 +510,7 @@ export class ChunkWorkers {
     if (this.closed) return Promise.reject(new HoldfastError('CANCELLED', 'The chunk workers were closed.'));
     invariant(this.slotSet?.all[slot.index] === slot && len <= (op === 'slotDecode' ? this.slotSet.outputBytes : this.slotSet.inputBytes), 'slot tasks name a slot of this pool and fit it');
     this.start();
+    if (this.size === 0) return Promise.reject(new HoldfastError('INTERNAL', 'No chunk workers left.'));
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, op, buf: null, slot: slot.index, len, name, zeroCheck, zeroGrain, pack, resolve, reject });
       this.pump();
@@ -455,6 +518,7 @@ export class ChunkWorkers {
   }
 
   private pump(): void {
+    this.grow();
     while (this.idle.length && this.queue.length) {
       const w = this.idle.pop()!;
       const t = this.queue.shift()!;
@@ -467,6 +531,8 @@ export class ChunkWorkers {
   private settle(w: Worker, r: WorkerReply): void {
     if (r.ready) {
       this.readyCount++;
+      this.up.add(w);
+      for (const done of this.upWaiters.splice(0)) done();
       if (r.tid && this.placement && this.workers.includes(w)) {
         this.tids.set(w, r.tid);
         this.placement.addWorker(r.tid);
@@ -502,6 +568,8 @@ export class ChunkWorkers {
     const j = this.idle.indexOf(w);
     if (j >= 0) this.idle.splice(j, 1);
     if (t) t.reject(this.closed ? new HoldfastError('CANCELLED', 'The chunk workers were closed.') : new HoldfastError('INTERNAL', `Chunk worker failed: ${e.message}`));
-    if (!this.workers.length) for (const q of this.queue.splice(0)) q.reject(new HoldfastError('INTERNAL', 'No chunk workers left.'));
+    this.up.delete(w);
+    if (!this.closed && this.spawned < this.count && this.queue.length) this.pump(); // a thread not started yet takes over
+    if (!this.workers.length && this.spawned >= this.count) for (const q of this.queue.splice(0)) q.reject(new HoldfastError('INTERNAL', 'No chunk workers left.'));
   }
 }
