@@ -3,12 +3,14 @@
  * many held writes, so the garbage collector has one object per held write to move, not three),
  * and a slot is reused once its payload is gone and no read that may still hold a view of it is
  * running (fresh memory costs a page fault per 4 KiB); large ones own their memory. HeldWrite
- * keeps a payload as memory + offset and hands out views equal to what was written.
+ * keeps a payload as memory + offset and hands out views equal to what was written. New slabs
+ * come from a reserve faulted in on the thread pool ahead of need, from a backup's begin on.
  */
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HeldWrite, HoldQueue } from '../../src-main/engine/holds/hold-queue';
-import { PayloadSlabs, SLAB_BYTES, SLAB_PAYLOAD_MAX } from '../../src-main/engine/holds/payload-slabs';
+import { PayloadSlabs, RESERVE_SLABS, SLAB_BYTES, SLAB_PAYLOAD_MAX } from '../../src-main/engine/holds/payload-slabs';
+import { prefaultPages } from '../../src-main/engine/holds/prefault';
 import { noProbe, openTestVolume, pattern, useTempDirs } from './helpers';
 
 const mk = useTempDirs();
@@ -170,21 +172,135 @@ describe('payload slabs', () => {
     expect(q.count).toBe(0);
   });
 
-  it('a read that overlays a held write gets its bytes even when the write is released and another held write wants memory meanwhile', async () => {
+  it('a read that overlays a held write gets its bytes even when the write is released and another held write wants memory while the device read is out', async () => {
     const t = await openTestVolume(mk(), 'vol', 8 << 20);
     const s = await BackupSession.begin(t.vol, 'r', 'range', noProbe);
     await t.vol.write(0, pattern(0xa1, 4096)); // held: nothing is copied yet
     expect(t.vol.holdState().heldCount).toBe(1);
-    const reading = t.vol.read(0, 4096); // takes the overlay, then waits for the device
+    // A read larger than the synchronous limit goes to the thread pool: hold it there.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const deviceRead = t.file.read.bind(t.file);
+    t.file.read = async (buf, pos) => {
+      await gate;
+      return deviceRead(buf, pos);
+    };
+    const reading = t.vol.read(0, 128 << 10); // takes the overlay, then waits for the device
     s.rangeCopied(0, 1 << 20); // releases the held write...
-    for (let i = 0; i < 200 && t.vol.holdState().heldCount > 0; i++) await Promise.resolve(); // (microtasks only: the device read is still out)
+    for (let i = 0; i < 500 && t.vol.holdState().heldCount > 0; i++) await new Promise((r) => setTimeout(r, 2));
     expect(t.vol.holdState().heldCount).toBe(0);
-    const next = t.vol.write(4 << 20, pattern(0xb2, 4096)); // ...and this one is held in the memory it would have freed
-    expect((await reading).equals(pattern(0xa1, 4096))).toBe(true);
-    await next;
+    await t.vol.write(4 << 20, pattern(0xb2, 4096)); // ...and this one is held in the memory it would have freed
+    open();
+    const got = await reading;
+    expect(got.subarray(0, 4096).equals(pattern(0xa1, 4096)), 'the overlay kept its bytes').toBe(true);
+    expect(got.subarray(4096).equals(Buffer.alloc((128 << 10) - 4096))).toBe(true);
+    t.file.read = deviceRead;
     expect((await t.vol.read(4 << 20, 4096)).equals(pattern(0xb2, 4096))).toBe(true);
     await s.end('snap');
     expect((await t.vol.read(0, 8192)).equals(Buffer.concat([pattern(0xa1, 4096), Buffer.alloc(4096)]))).toBe(true);
     await t.vol.close();
+  });
+
+  describe('the faulted-in reserve', () => {
+    /** A prefault the test settles by hand: which buffers were asked for, in order. */
+    function manualPrefault() {
+      const asked: { buf: Buffer; settle: (ok: boolean) => void }[] = [];
+      const fn = (buf: Buffer) =>
+        new Promise<void>((resolve, reject) => asked.push({ buf, settle: (ok) => (ok ? resolve() : reject(new Error('no /dev/zero'))) }));
+      return { fn, asked };
+    }
+    const tick = () => new Promise((r) => setImmediate(r));
+
+    it('warm() faults RESERVE_SLABS slabs in; new slabs come from them and each one taken is replaced', async () => {
+      const pf = manualPrefault();
+      const slabs = new PayloadSlabs(pf.fn);
+      slabs.warm();
+      expect(pf.asked.length).toBe(RESERVE_SLABS);
+      slabs.warm(); // already filling: no more
+      expect(pf.asked.length).toBe(RESERVE_SLABS);
+      // Until a fault-in finishes, a new slab is fresh memory (never a buffer still being faulted).
+      const early = slabs.keep(Buffer.alloc(4096, 1), false);
+      expect(pf.asked.some((a) => a.buf.buffer === early.buffer)).toBe(false);
+      expect(slabs.slabsPrefaulted).toBe(0);
+      for (const a of pf.asked) a.settle(true);
+      await tick();
+      expect(slabs.slabBytes).toBe((1 + RESERVE_SLABS) * SLAB_BYTES);
+      // Fill the first slab, then the next one is a faulted-in slab, and a replacement is asked for.
+      const perSlab = SLAB_BYTES / 4096;
+      for (let i = 1; i < perSlab; i++) slabs.keep(Buffer.alloc(4096, 2), false);
+      const next = slabs.keep(Buffer.alloc(4096, 3), false);
+      expect(pf.asked.slice(0, RESERVE_SLABS).some((a) => a.buf.buffer === next.buffer)).toBe(true);
+      expect(next.equals(Buffer.alloc(4096, 3))).toBe(true);
+      expect(slabs.slabsPrefaulted).toBe(1);
+      expect(slabs.slabsAllocated).toBe(2);
+      expect(pf.asked.length).toBe(RESERVE_SLABS + 1);
+      // A slab of another class is taken from the same reserve.
+      const sector = slabs.keep(Buffer.alloc(512, 4), false);
+      expect(pf.asked.some((a) => a.buf.buffer === sector.buffer)).toBe(true);
+      expect(slabs.slabsPrefaulted).toBe(2);
+    });
+
+    it('trim() drops the reserve, and slabs still being faulted in are not kept', async () => {
+      const pf = manualPrefault();
+      const slabs = new PayloadSlabs(pf.fn);
+      slabs.warm();
+      pf.asked[0]!.settle(true);
+      await tick();
+      expect(slabs.slabBytes).toBe(SLAB_BYTES);
+      slabs.trim();
+      expect(slabs.slabBytes).toBe(0);
+      for (const a of pf.asked.slice(1)) a.settle(true);
+      await tick();
+      expect(slabs.slabBytes).toBe(0);
+      const fresh = slabs.keep(Buffer.alloc(4096, 1), false);
+      expect(pf.asked.slice(0, RESERVE_SLABS).some((a) => a.buf.buffer === fresh.buffer)).toBe(false);
+    });
+
+    it('an idle allocator with only a reserve drops it after the idle time', async () => {
+      const pf = manualPrefault();
+      const slabs = new PayloadSlabs(pf.fn);
+      slabs.warm();
+      for (const a of pf.asked) a.settle(true);
+      await tick();
+      expect(slabs.slabBytes).toBe(RESERVE_SLABS * SLAB_BYTES);
+      slabs.trimWhenIdle(5);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(slabs.slabBytes).toBe(0);
+    });
+
+    it('a prefault that fails turns prefaulting off: slabs are allocated as they are needed', async () => {
+      const pf = manualPrefault();
+      const slabs = new PayloadSlabs(pf.fn);
+      slabs.warm();
+      for (const a of pf.asked) a.settle(false);
+      await tick();
+      expect(slabs.slabBytes).toBe(0);
+      const n = 2 * (SLAB_BYTES / 4096) + 1;
+      for (let i = 0; i < n; i++) expect(slabs.keep(Buffer.alloc(4096, i & 0xff), false).equals(Buffer.alloc(4096, i & 0xff))).toBe(true);
+      expect(slabs.slabsAllocated).toBe(3);
+      expect(slabs.slabsPrefaulted).toBe(0);
+      expect(pf.asked.length).toBe(RESERVE_SLABS);
+    });
+
+    it('prefaultPages writes every byte of the buffer (on the thread pool)', async () => {
+      const buf = Buffer.allocUnsafeSlow(SLAB_BYTES + 4096).fill(0xaa);
+      await prefaultPages(buf);
+      // /dev/zero (Linux, macOS) leaves zeroes; the random fallback leaves bytes that are not all 0xaa.
+      if (process.platform !== 'win32') expect(buf.equals(Buffer.alloc(buf.length))).toBe(true);
+      else expect(buf.equals(Buffer.alloc(buf.length, 0xaa))).toBe(false);
+    });
+
+    it('a volume faults its reserve in when a backup begins, and held writes use it', async () => {
+      const t = await openTestVolume(mk(), 'vol', 8 << 20);
+      const s = await BackupSession.begin(t.vol, 'r', 'range', noProbe);
+      for (let i = 0; i < 50 && t.vol.payloadSlabBytes() < RESERVE_SLABS * SLAB_BYTES; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(t.vol.payloadSlabBytes()).toBe(RESERVE_SLABS * SLAB_BYTES);
+      await t.vol.write(4096, pattern(0x5c, 4096)); // held, in a faulted-in slab
+      expect(t.vol.holdState().heldCount).toBe(1);
+      expect((await t.vol.read(4096, 4096)).equals(pattern(0x5c, 4096))).toBe(true);
+      await s.end('snap');
+      expect((await t.vol.read(4096, 4096)).equals(pattern(0x5c, 4096))).toBe(true);
+      await t.vol.close();
+    });
   });
 });

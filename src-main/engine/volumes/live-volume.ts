@@ -27,6 +27,7 @@ import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } fro
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../holds/hold-queue';
 import { PayloadSlabs } from '../holds/payload-slabs';
+import { prefaultPages } from '../holds/prefault';
 import type { HoldRule } from '../holds/policy';
 import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
@@ -178,7 +179,7 @@ export class LiveVolume implements BlockExport {
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
   /** Held writes' payloads (copied at hold time: the caller's buffer may be reused or shared). */
-  private readonly payloads = new PayloadSlabs();
+  private readonly payloads = new PayloadSlabs(prefaultPages);
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
@@ -682,6 +683,7 @@ export class LiveVolume implements BlockExport {
     this.releasePending.clear();
     this.queue.queuedTotal = 0;
     this.queue.releasedTotal = 0;
+    this.payloads.warm(); // the writes from now on are held: their payload memory, faulted in ahead
     const before = [...this.inflight].map((w) => w.done);
     await Promise.all(before);
     // Swap the changed-block map: what changed up to the point in time goes with this backup.
@@ -787,6 +789,7 @@ export class LiveVolume implements BlockExport {
       this.lastError = null;
       throw e;
     }
+    if (this.queue.count === 0) this.payloads.trimWhenIdle();
     this.onHoldChange?.();
     await this.checkpoint().catch(() => undefined);
   }
@@ -1008,6 +1011,11 @@ export class LiveVolume implements BlockExport {
    */
   holdFill(): number {
     return this.queue.bytes / this.journal.options.capacity;
+  }
+
+  /** Memory of the held payloads' slabs, the faulted-in reserve included (bytes). */
+  payloadSlabBytes(): number {
+    return this.payloads.slabBytes;
   }
 
   holdState(): HoldState {
