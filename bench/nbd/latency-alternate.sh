@@ -34,6 +34,7 @@
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_CPU_SPLIT=0'; with
 #                 'HOLDFAST_BENCH_GC_LOG=FILE' the server logs its collector pauses, which
 #                 bench/nbd/gc-blame.py lines up with the slow requests).
+#        WARMUP=1 one backup round before fio starts (a warm engine; see below),
 #        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and
 #                 qemu's own backup job (blockdev-backup sync=full, copy-before-write, as Proxmox
 #                 VE backs up) copies it at the busy throttle's 128 MiB/s, one job per backup
@@ -64,6 +65,12 @@ fi
 answer >/dev/null
 # ENGINE_CPU=N: the engine thread (the server's first) on CPU N only, to try thread placement.
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
+# WARMUP=1: one backup round before fio starts (nobody writes: it runs at full speed), so the
+# measured backups find a warm engine — compiled code, booted chunk workers — as a long-running
+# engine's later backups may; without it the first round also pays those.
+if [ -n "${WARMUP:-}" ] && [ "$COND" != stream ] && [ -z "${PEER:-}" ]; then
+  echo "$ON" >&3; answer >/dev/null; echo "backup-off" >&3; answer >/dev/null
+fi
 now_ms() { date +%s%3N; }
 # What the streamer reads: a file of its own, or (STREAM_SRC=written) the image fio writes to.
 STREAM_FILE="$BASE/stream-src.img"
