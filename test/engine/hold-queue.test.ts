@@ -12,6 +12,24 @@ const MiB = 1 << 20;
 
 
 describe('hold queue region index', () => {
+  it('lists the entries of more regions than it merges directly (sorted) in arrival order, each once', () => {
+    const q = new HoldQueue(true);
+    const live: HeldWrite[] = [];
+    const rand = rng(99);
+    for (let seq = 1; seq <= 4000; seq++) {
+      // 64 regions; some writes straddle two of them.
+      const off = rand() < 0.1 ? (1 + Math.floor(rand() * 63)) * MiB - 2048 : Math.floor(rand() * 64 * 256) * 4096;
+      const w = new HeldWrite(seq, off, 4096, Buffer.alloc(4096, seq % 251), 0);
+      q.push(w);
+      live.push(w);
+    }
+    for (let i = 0; i < 1000; i++) q.remove(live.splice(Math.floor(rand() * live.length), 1)[0]!);
+    expect(q.inRegions(Array.from({ length: 64 }, (_, r) => r))).toEqual(live);
+    const some = [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 62, 63, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34];
+    expect(q.inRegions(some)).toEqual(live.filter((w) => { const [a, b] = regionSpan(w.offset, w.length); return some.some((r) => r >= a && r <= b); }));
+  });
+
+
   it('finds by region, marks held cells and overlays reads exactly as a walk of the list would', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const rand = rng(seed);
@@ -43,6 +61,15 @@ describe('hold queue region index', () => {
         return regions.some((r) => r >= a && r <= b);
       });
       expect(q.inRegions(regions)).toEqual(expected);
+      for (const r of [0, 4, 11]) {
+        const one = live.filter((w) => {
+          const [a, b] = regionSpan(w.offset, w.length);
+          return r >= a && r <= b;
+        });
+        expect(q.inRegions([r]), `seed ${seed} region ${r} alone`).toEqual(one);
+      }
+      expect(q.inRegions([3, 4, 3]), 'a region named twice').toEqual(q.inRegions([3, 4]));
+      expect(q.inRegions(Array.from({ length: 24 }, (_, r) => r)), 'every region (merged)').toEqual(live);
 
       // Held cells for cell sizes smaller than, equal to and larger than a region, aligned or not.
       for (const cellBytes of [4096, 12 * 1024, 512 * 1024, MiB, 1.5 * MiB, 3 * MiB, 24 * MiB]) {
