@@ -72,4 +72,29 @@ describe('faults injected through the Env', () => {
     expect(readImage(r.imagePath, 0, 8192).equals(Buffer.concat([pattern(0x31, 4096), pattern(0x32, 4096)]))).toBe(true);
     await r.vol.close();
   });
+
+  it('a backup cannot begin over writes a failed release left held; once the device takes them, its image has them', async () => {
+    const env = new FaultyEnv(new NodeEnv());
+    const t = await openTestVolume(mk(), 'vol', 8 << 20, { env });
+    const s = await BackupSession.begin(t.vol, 'b1', 'volume', noProbe);
+    await t.vol.write(0, pattern(0x41, 4096));
+    await t.vol.write(1 << 20, pattern(0x42, 8192));
+    env.inject({ op: 'write', path: '.img', error: 'EIO', times: Infinity });
+    await expect(s.end('snap-1')).rejects.toMatchObject({ code: 'IO_ERROR' });
+    expect(t.vol.holdState().heldCount).toBe(2);
+    // The device still refuses them: the next backup does not begin (its image would miss them).
+    const refused = BackupSession.begin(t.vol, 'b2', 'range', noProbe);
+    await expect(refused).rejects.toMatchObject({ code: 'IO_ERROR' });
+    await expect(refused).rejects.toThrow(/cannot begin: 2 writes held since the last backup/);
+    expect(t.vol.holdState()).toMatchObject({ backupFlag: false, heldCount: 2 });
+    // The device recovers: begin writes them first, and the point-in-time image has them.
+    env.clear();
+    const s2 = await BackupSession.begin(t.vol, 'b3', 'range', noProbe);
+    expect(t.vol.holdState()).toMatchObject({ backupFlag: true, heldCount: 0 });
+    expect((await t.vol.readPointInTime(0, 4096)).equals(pattern(0x41, 4096))).toBe(true);
+    expect((await t.vol.readPointInTime(1 << 20, 8192)).equals(pattern(0x42, 8192))).toBe(true);
+    expect(readImage(t.imagePath, 0, 4096).equals(pattern(0x41, 4096))).toBe(true);
+    await s2.end('snap-3');
+    await t.vol.close();
+  });
 });

@@ -674,6 +674,18 @@ export class LiveVolume implements BlockExport {
    */
   async beginBackup(id: string, rule: HoldRule, copied: BlockBitmap | null): Promise<void> {
     if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${this.backup.id}).`);
+    // Writes still held after the last backup (its release failed on the device) were
+    // acknowledged before this point in time, but the backup reads the device: they go there
+    // first, or the backup does not begin.
+    if (this.queue.count > 0 || this.releasing) {
+      try {
+        await this.releaseAll();
+      } catch (e) {
+        const err = ioError(e, `Releasing held writes to volume ${this.name}`);
+        throw new HoldfastError(err.code, `Backup of volume ${this.name} cannot begin: ${this.queue.count} writes held since the last backup could not be written to its device. ${err.message}`, err.details);
+      }
+      if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
+    }
     const prep = this.journal.prepareAppend();
     if (prep) await prep;
     if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
