@@ -29,7 +29,13 @@ async function waitUntil(cond: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
-async function randomRun(seed: number, ackMode: 'journal' | 'device'): Promise<void> {
+/**
+ * `steps` operations, a write with probability `writeP` (a large one, up to 1.5 MiB, with
+ * probability `bigP`); copies are a few blocks or a run of 64 up to 64 + `runMax` blocks, none
+ * in the first `holdFirst` steps. Thousands of small writes held, then long runs copied, make
+ * picks of thousands of candidates, offered over many release passes while writes keep arriving.
+ */
+async function randomRun(seed: number, ackMode: 'journal' | 'device', steps = 1500, writeP = 0.8, runMax = 256, bigP = 0.15, holdFirst = 0): Promise<void> {
   const rand = rng(seed);
   const size = 16 * MiB;
   const t = await openTestVolume(mk(), 'vol', size, { ackMode, capacity: 256 * MiB });
@@ -53,11 +59,11 @@ async function randomRun(seed: number, ackMode: 'journal' | 'device'): Promise<v
     }
   };
 
-  for (let step = 0; step < 1500; step++) {
+  for (let step = 0; step < steps; step++) {
     const r = rand();
-    if (r < 0.8) {
+    if (r < writeP) {
       // Sizes from one sector to 1.5 MiB; offsets biased to region edges and to a hot area.
-      const len = rand() < 0.85 ? (1 + Math.floor(rand() * 16)) * 512 : (1 + Math.floor(rand() * 3072)) * 512;
+      const len = rand() >= bigP ? (1 + Math.floor(rand() * 16)) * 512 : (1 + Math.floor(rand() * 3072)) * 512;
       let off: number;
       const pick = rand();
       if (pick < 0.3) off = (1 + Math.floor(rand() * 15)) * MiB - Math.floor(rand() * 16) * 512;
@@ -68,9 +74,9 @@ async function randomRun(seed: number, ackMode: 'journal' | 'device'): Promise<v
       data.writeUInt32LE(step, 0);
       data.copy(model, off);
       pending.push(t.vol.write(off, data));
-    } else if (r < 0.95) {
+    } else if (r < writeP + (1 - writeP) * 0.75 && step >= holdFirst) {
       // Copy a few blocks, sometimes a whole run of them.
-      const n = rand() < 0.7 ? 1 + Math.floor(rand() * 8) : 64 + Math.floor(rand() * 256);
+      const n = rand() < 0.7 ? 1 + Math.floor(rand() * 8) : 64 + Math.floor(rand() * runMax);
       for (let k = 0; k < n && nextCopy < order.length; k++) {
         const b = order[nextCopy++]!;
         copied[b] = 1;
@@ -119,4 +125,8 @@ describe('range policy release under a random load', () => {
       for (let i = 0; i < 4; i++) await randomRun(base + i, ackMode);
     }, 120_000);
   }
+  it('long picks: thousands of held writes released over many passes while writes keep arriving', async () => {
+    const base = Number(process.env.HOLDFAST_SEED ?? Date.now() % 1_000_000);
+    for (const ackMode of ['journal', 'device'] as const) await randomRun(base + 100, ackMode, 8000, 0.97, 2048, 0, 5000);
+  }, 120_000);
 });
