@@ -316,8 +316,9 @@ export class Transmission {
 
   // ---- replies ----
 
+  /** Called before the request's `finish`: an in-flight count of 1 is this request alone. */
   private replySimple(hi: number, lo: number, errno: number): void {
-    this.wire.simpleReply(P.NBD_SIMPLE_REPLY_MAGIC, errno, hi, lo);
+    this.wire.simpleReply(P.NBD_SIMPLE_REPLY_MAGIC, errno, hi, lo, this.inflightCount <= 1);
   }
 
   private replyData(hi: number, lo: number, offset: number, data: Buffer): void {
