@@ -35,9 +35,8 @@ async function waitUntil(cond: () => boolean, ms: number): Promise<boolean> {
  * in the first `holdFirst` steps. Thousands of small writes held, then long runs copied, make
  * picks of thousands of candidates, offered over many release passes while writes keep arriving.
  */
-async function randomRun(seed: number, ackMode: 'journal' | 'device', steps = 1500, writeP = 0.8, runMax = 256, bigP = 0.15, holdFirst = 0): Promise<void> {
+async function randomRun(seed: number, ackMode: 'journal' | 'device', steps = 1500, writeP = 0.8, runMax = 256, bigP = 0.15, holdFirst = 0, size = 16 * MiB): Promise<void> {
   const rand = rng(seed);
-  const size = 16 * MiB;
   const t = await openTestVolume(mk(), 'vol', size, { ackMode, capacity: 256 * MiB });
   const initial = crypto.randomBytes(size);
   await t.vol.write(0, initial);
@@ -128,5 +127,7 @@ describe('range policy release under a random load', () => {
   it('long picks: thousands of held writes released over many passes while writes keep arriving', async () => {
     const base = Number(process.env.HOLDFAST_SEED ?? Date.now() % 1_000_000);
     for (const ackMode of ['journal', 'device'] as const) await randomRun(base + 100, ackMode, 8000, 0.97, 2048, 0, 5000);
+    // 64 regions: more pending at once than one pick takes (PICK_REGIONS).
+    await randomRun(base + 200, 'journal', 4000, 0.97, 8192, 0, 2500, 64 * MiB);
   }, 120_000);
 });
