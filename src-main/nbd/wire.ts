@@ -63,9 +63,8 @@ export class Wire {
    * the end of this tick. Held writes released during a range backup go one per event-loop
    * turn; a reply sent from setImmediate waited behind the one queued before it, while the
    * client waiting for it could not send anything. Sent at once, the release write runs while
-   * the client prepares its next request (a queue-depth-1 writer's p99 during range backups:
-   * 180–270 µs instead of 176–335, 1.27–1.88× its quiet p99 instead of 1.53–2.07×, in four
-   * interleaved runs; bench/results/nbd-latency-session25.txt).
+   * the client prepares its next request. (Measured in bench/results/nbd-latency-session25.txt:
+   * better in the first four interleaved runs, within this VM's run-to-run noise in the next.)
    */
   simpleReply(magic: number, errno: number, cookieHi: number, cookieLo: number, last = false): void {
     if (this.closed) return;
