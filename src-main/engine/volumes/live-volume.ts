@@ -936,8 +936,9 @@ export class LiveVolume implements BlockExport {
           this.journal.commit();
         }
         if (picked.batch.length === 0) {
-          if (this.rangePick === null) continue; // a new pick if regions are pending, else done
-          wroteSync = true; // the pick's next candidates, after a turn
+          // The pick's next candidates after a turn; once it is used up, a new pick if regions
+          // are pending, else done.
+          if (this.rangePick !== null) wroteSync = true;
           continue;
         }
       } else {
@@ -1033,9 +1034,9 @@ export class LiveVolume implements BlockExport {
    * Writes a batch's entries to the device. They share no block with each other (the batch's
    * rule), so the order of their device writes changes nothing (they still leave the queue, and
    * are acknowledged, in arrival order; a crash before the batch's APPLIED record redoes them
-   * all): sorted by offset, adjacent small ones go in one vectored
-   * write (a released chunk's writes are dense, ~1000 random 4 KiB writes in its 1024 blocks:
-   * one write each cost ~10 µs on the 2-vCPU bench VM, in runs of up to 16 ~1.4 µs per write).
+   * all). Sorted by offset, adjacent small ones go in one vectored write: a released chunk's
+   * writes are dense (~1000 random 4 KiB writes in its 1024 blocks), and one write each cost
+   * ~10 µs on the 2-vCPU bench VM, in runs of up to 16 ~1.4 µs per write.
    * The event loop gets a turn before each small write but the first (`wroteSync`: whether the
    * last thing done was one), so a client's request waits for at most one of them. Returns
    * whether it ended with one.
