@@ -13,6 +13,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
+import { HeldWrite } from '../../src-main/engine/holds/hold-queue';
+import { inOffsetOrder } from '../../src-main/engine/volumes/live-volume';
 import { noProbe, openTestVolume, readImage, rng, useTempDirs } from './helpers';
 
 const mk = useTempDirs();
@@ -130,4 +132,59 @@ describe('range policy release under a random load', () => {
     // 64 regions: more pending at once than one pick takes (PICK_REGIONS).
     await randomRun(base + 200, 'journal', 4000, 0.97, 8192, 0, 2500, 64 * MiB);
   }, 120_000);
+});
+
+describe('a released batch leaves the queue over several turns', () => {
+  it('meanwhile reads see every write and a write over a block still queued lands after it', async () => {
+    const t = await openTestVolume(mk(), 'vol', 8 * MiB);
+    const s = await BackupSession.begin(t.vol, 'r', 'range', noProbe);
+    // 1000 held writes in the first 4 MiB, one per block, in a shuffled order.
+    const rand = rng(7);
+    const blocks = [...Array(1000).keys()].sort(() => rand() - 0.5);
+    await Promise.all(blocks.map((b) => t.vol.write(b * BLOCK, Buffer.alloc(BLOCK, (b % 250) + 1))));
+    expect(t.vol.holdState().heldCount).toBe(1000);
+    s.rangeCopied(0, 4 * MiB);
+    // One batch takes all 1000; it leaves the queue in slices: catch a moment between two.
+    let seen = -1;
+    for (let i = 0; i < 10_000; i++) {
+      await new Promise((r) => setImmediate(r));
+      seen = t.vol.holdState().heldCount;
+      if (seen > 0 && seen < 1000) break;
+    }
+    expect(seen, 'caught between two slices').toBeGreaterThan(0);
+    expect(seen).toBeLessThan(1000);
+    // The newest held write is taken out last: a write over its block must wait for it.
+    const last = blocks[blocks.length - 1]!;
+    const over = t.vol.write(last * BLOCK, Buffer.alloc(BLOCK, 0xee));
+    const got = await t.vol.read(0, 4 * MiB);
+    for (let b = 0; b < 1024; b++) {
+      const want = b === last ? 0xee : b < 1000 ? (b % 250) + 1 : 0;
+      expect(got[b * BLOCK], `block ${b}`).toBe(want);
+    }
+    await over;
+    const drained = await waitUntil(() => t.vol.holdState().heldCount === 0, 10_000);
+    expect(drained).toBe(true);
+    expect(readImage(t.imagePath, last * BLOCK, BLOCK).equals(Buffer.alloc(BLOCK, 0xee))).toBe(true);
+    expect(readImage(t.imagePath, blocks[0]! * BLOCK, BLOCK).equals(Buffer.alloc(BLOCK, (blocks[0]! % 250) + 1))).toBe(true);
+    await s.end('snap');
+    await t.vol.close();
+  });
+});
+
+describe('inOffsetOrder', () => {
+  const w = (seq: number, offset: number, length = BLOCK) => new HeldWrite(seq, offset, length, null, 0);
+  const offsets = (ws: HeldWrite[]) => ws.map((x) => x.offset);
+  it('orders a dense batch by slot, a sparse one and one that breaks the one-write-per-block rule by comparison', () => {
+    const rand = rng(3);
+    const dense = [...Array(1024).keys()].sort(() => rand() - 0.5).map((b, i) => w(i + 1, 64 * MiB + b * BLOCK));
+    expect(offsets(inOffsetOrder(dense))).toEqual(offsets(dense).sort((a, b) => a - b));
+    // Sector-sized writes in distinct blocks, some not block-aligned.
+    const unaligned = [w(1, 9 * BLOCK + 512, 512), w(2, 3 * BLOCK, 8192), w(3, 7 * BLOCK + 1024, 1024), w(4, 0, 512)];
+    expect(offsets(inOffsetOrder(unaligned))).toEqual([0, 3 * BLOCK, 7 * BLOCK + 1024, 9 * BLOCK + 512]);
+    const sparse = [w(1, 2 ** 40), w(2, 5 * BLOCK), w(3, 2 ** 33), w(4, 0)];
+    expect(offsets(inOffsetOrder(sparse))).toEqual([0, 5 * BLOCK, 2 ** 33, 2 ** 40]);
+    const shared = [w(1, BLOCK + 512, 512), w(2, 2 * BLOCK), w(3, BLOCK, 512)];
+    expect(offsets(inOffsetOrder(shared))).toEqual([BLOCK, BLOCK + 512, 2 * BLOCK]);
+    expect(inOffsetOrder([])).toEqual([]);
+  });
 });

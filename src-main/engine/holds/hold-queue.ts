@@ -74,6 +74,11 @@ export class HeldWrite {
     this.heldAt = Math.floor(heldAt);
   }
 
+  /** Has a payload (false for zeroes and superseded entries). */
+  get hasData(): boolean {
+    return this.mem !== null;
+  }
+
   /** The payload (a new view each time), or null for zeroes and superseded entries. */
   get data(): Buffer | null {
     return this.mem === null ? null : Buffer.from(this.mem, this.at, this.length);
