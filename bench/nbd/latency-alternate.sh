@@ -34,7 +34,13 @@
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_CPU_SPLIT=0'; with
 #                 'HOLDFAST_BENCH_GC_LOG=FILE' the server logs its collector pauses, which
 #                 bench/nbd/gc-blame.py lines up with the slow requests).
-#        WARMUP=1 one backup round before fio starts (a warm engine; see below),
+#        WARMUP=1 one backup round before fio starts (a warm engine; see below); WARMUP=writer
+#                 the same with a writer on the measured volume during it, writer-other the
+#                 round and the writer on the other volume, writer-nohold the writer on the
+#                 measured volume and the round on the other (bench/results/nbd-latency-session27.txt),
+#        WARMUP_GAP seconds of nothing after the warm-up round (0),
+#        PRE_SECONDS how long fio writes before the first backup round (2; these requests count
+#                 for neither phase),
 #        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and
 #                 qemu's own backup job (blockdev-backup sync=full, copy-before-write, as Proxmox
 #                 VE backs up) copies it at the busy throttle's 128 MiB/s, one job per backup
@@ -69,7 +75,24 @@ if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/nul
 # measured backups find a warm engine — compiled code, booted chunk workers — as a long-running
 # engine's later backups may; without it the first round also pays those.
 if [ -n "${WARMUP:-}" ] && [ "$COND" != stream ] && [ -z "${PEER:-}" ]; then
-  echo "$ON" >&3; answer >/dev/null; echo "backup-off" >&3; answer >/dev/null
+  # WARMUP=writer: a writer runs during that round too, so the hold and release paths are warm.
+  # WARMUP=writer-other: the same round on the other volume (warm code, the written volume's
+  # own state untouched).
+  case "$WARMUP" in 1|writer|writer-other|writer-nohold) ;; *) echo "unknown WARMUP $WARMUP" >&2; exit 2;; esac
+  WARM_ON=$ON; WARM_EXPORT=bench
+  if [ "$WARMUP" = writer-other ]; then WARM_ON="${ON% *} bench-other"; WARM_EXPORT=bench-other; fi
+  # WARMUP=writer-nohold: the writer on the measured volume, the round on the other one.
+  if [ "$WARMUP" = writer-nohold ]; then WARM_ON="${ON% *} bench-other"; fi
+  if [ "$WARMUP" != 1 ]; then
+    # shellcheck disable=SC2086
+    fio --name=warm --ioengine=nbd --uri="nbd+unix:///$WARM_EXPORT?socket=$D/sock" --rw=randwrite --bs=4k --iodepth="$QD" \
+      --time_based --runtime=600 --size=512M --norandommap --randrepeat=0 ${FIO_ARGS:-} >/dev/null 2>&1 &
+    WFIO=$!
+    sleep 1
+  fi
+  echo "$WARM_ON" >&3; answer >/dev/null; echo "backup-off" >&3; answer >/dev/null
+  if [ "$WARMUP" != 1 ]; then kill "$WFIO"; wait "$WFIO" 2>/dev/null || true; sleep 1; fi
+  sleep "${WARMUP_GAP:-0}"
 fi
 now_ms() { date +%s%3N; }
 # What the streamer reads: a file of its own, or (STREAM_SRC=written) the image fio writes to.
@@ -85,7 +108,7 @@ fio --name=alt --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=rand
   --write_lat_log="$D/alt" --log_unix_epoch=1 --log_avg_msec=0 \
   --output-format=json --output="$D/fio.json" ${FIO_ARGS:-} &
 FIO=$!
-sleep 2 # fio connects and warms up; these requests count for neither phase
+sleep "${PRE_SECONDS:-2}" # fio connects and warms up; these requests count for neither phase
 : > "$D/phases"
 while kill -0 "$FIO" 2>/dev/null; do
   t0=$(now_ms)
