@@ -38,7 +38,8 @@
 #                 the same with a writer on the measured volume during it, writer-other the
 #                 round and the writer on the other volume, writer-nohold the writer on the
 #                 measured volume and the round on the other (bench/results/nbd-latency-session27.txt),
-#        WARMUP_GAP seconds of nothing after the warm-up round (0),
+#        WARMUP_GAP seconds of nothing after the warm-up round (0), WARMUP_RESTART=1 a new
+#                 server process on the same data directory after it,
 #        PRE_SECONDS how long fio writes before the first backup round (2; these requests count
 #                 for neither phase),
 #        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and
@@ -93,6 +94,15 @@ if [ -n "${WARMUP:-}" ] && [ "$COND" != stream ] && [ -z "${PEER:-}" ]; then
   echo "$WARM_ON" >&3; answer >/dev/null; echo "backup-off" >&3; answer >/dev/null
   if [ "$WARMUP" != 1 ]; then kill "$WFIO"; wait "$WFIO" 2>/dev/null || true; sleep 1; fi
   sleep "${WARMUP_GAP:-0}"
+  # WARMUP_RESTART=1: a new server process on the same data directory after the warm-up (what
+  # the warm-up leaves on disk and in the kernel stays; what it left in the process goes).
+  if [ -n "${WARMUP_RESTART:-}" ]; then
+    stop_server
+    # shellcheck disable=SC2086
+    coproc SRV { exec env ${SERVER_ENV:-} node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>>"$D/server.err"; }
+    exec 3>&"${SRV[1]}"
+    answer >/dev/null
+  fi
 fi
 now_ms() { date +%s%3N; }
 # What the streamer reads: a file of its own, or (STREAM_SRC=written) the image fio writes to.
