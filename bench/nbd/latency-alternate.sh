@@ -76,8 +76,9 @@ if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/nul
 # measured backups find a warm engine — compiled code, booted chunk workers — as a long-running
 # engine's later backups may; without it the first round also pays those.
 if [ -n "${WARMUP:-}" ] && [ "$COND" != stream ] && [ -z "${PEER:-}" ]; then
-  # WARMUP=writer: a writer runs during that round too, so the hold and release paths are warm.
-  # WARMUP=writer-other: the same round on the other volume (warm code, the written volume's
+  # WARMUP=writer: a writer writes the measured volume during that round too (what that leaves
+  # behind lowers the next backups' p99; which state it is is open: nbd-latency-session27.txt).
+  # WARMUP=writer-other: round and writer on the other volume (warm code, the measured volume's
   # own state untouched).
   case "$WARMUP" in 1|writer|writer-other|writer-nohold) ;; *) echo "unknown WARMUP $WARMUP" >&2; exit 2;; esac
   WARM_ON=$ON; WARM_EXPORT=bench
@@ -98,10 +99,10 @@ if [ -n "${WARMUP:-}" ] && [ "$COND" != stream ] && [ -z "${PEER:-}" ]; then
   # the warm-up leaves on disk and in the kernel stays; what it left in the process goes).
   if [ -n "${WARMUP_RESTART:-}" ]; then
     stop_server
-    # shellcheck disable=SC2086
-    coproc SRV { exec env ${SERVER_ENV:-} node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>>"$D/server.err"; }
+    start_engine_server
     exec 3>&"${SRV[1]}"
     answer >/dev/null
+    if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
   fi
 fi
 now_ms() { date +%s%3N; }

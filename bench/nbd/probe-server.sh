@@ -10,6 +10,13 @@ mkdir -p "$D"
 dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
 cp "$D/img" "$D/other"
 
+# The engine-mode bench server on D's data directory (adopting D's images, or opening them again
+# after a restart) as coproc SRV; the caller points fd 3 at its stdin.
+start_engine_server() {
+  # shellcheck disable=SC2086
+  coproc SRV { exec env ${SERVER_ENV:-} node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>>"$D/server.err"; }
+}
+
 if [ "${PEER:-}" = qsd ]; then
   # The peer: qemu-storage-daemon serves the image as export `bench` on the same socket path, and
   # bench/nbd/qsd-backup-driver.py (coproc SRV, the same stdin protocol) runs qemu's own backup
@@ -23,8 +30,7 @@ if [ "${PEER:-}" = qsd ]; then
   for _ in $(seq 100); do [ -S "$D/sock" ] && [ -S "$D/qmp" ] && break; sleep 0.05; done
   coproc SRV { exec python3 "$ROOT/bench/nbd/qsd-backup-driver.py" "$D/qmp" "$D/backup-target.img" $((512 << 20)) $((128 << 20)) 2>>"$D/server.err"; }
 else
-  # shellcheck disable=SC2086
-  coproc SRV { exec env ${SERVER_ENV:-} node ${NODE_ARGS---initial-old-space-size=64} "${SERVER:-$ROOT/dist/bench/nbd-serve-file.cjs}" --engine "$D/data" --adopt "$D/img" --adopt-other "$D/other" --socket "$D/sock" 2>"$D/server.err"; }
+  start_engine_server
 fi
 exec 3>&"${SRV[1]}"
 # Stops the server (and the peer's daemon).
