@@ -48,7 +48,8 @@
 #                 round (bench/nbd/qsd-backup-driver.py; needs qemu-storage-daemon, Debian's
 #                 qemu-system-common). COND backup only.
 # Prints one line `ALT {...}` (JSON): per phase p50/p99/p99.9 and requests, the p99 ratio, and
-# the median of the per-cycle p99 ratios. Needs fio (write_lat_log with log_unix_epoch). The
+# the median of the per-cycle p99 ratios; the run directory's `rounds` keeps the server's BACKUP-OFF
+# line of every round (its length, held data, collector pauses). Needs fio (write_lat_log with log_unix_epoch). The
 # analysis is bench/nbd/alternate-phases.py, which can be re-run on a run directory (e.g. with
 # another guard).
 set -euo pipefail
@@ -133,7 +134,7 @@ while kill -0 "$FIO" 2>/dev/null; do
     echo "$ON" >&3; answer >/dev/null
     # A hold-only loop stops at once when told; give its round the length of a backup.
     if [ "$COND" = hold ]; then sleep "${HOLD_SECONDS:-4}"; fi
-    echo "backup-off" >&3; answer > "$D/last-round"
+    echo "backup-off" >&3; answer > "$D/last-round"; cat "$D/last-round" >> "$D/rounds"
   fi
   t1=$(now_ms)
   echo "$t0 $t1" >> "$D/phases"

@@ -172,10 +172,16 @@ class BackupLoop {
   private readonly delay = monitorEventLoopDelay({ resolution: 5 });
   private readonly gc = new GcPauses();
   private began: (() => void) | null = null;
+  /** From start() until the last round has ended: held data and memory are sampled meanwhile. */
+  private collecting = false;
+  /** The volume the rounds back up (its holds are the ones counted). */
+  private volume = VOLUME;
 
   constructor(private readonly engine: Engine) {
     engine.events.on('holds.changed', (h) => {
-      if (this.running && h.volume === VOLUME) {
+      // `collecting`, not `running`: a one-round caller (latency-alternate.sh) sends backup-off
+      // right after BACKUP-ON, and the round it measures runs on after `running` is cleared.
+      if (this.collecting && h.volume === this.volume) {
         this.stats.maxHeld = Math.max(this.stats.maxHeld, h.heldCount);
         this.stats.maxHeldMiB = Math.max(this.stats.maxHeldMiB, h.heldBytes / 2 ** 20);
       }
@@ -185,6 +191,8 @@ class BackupLoop {
   async start(volume: string, mode: 'backup' | 'hold' = 'backup'): Promise<void> {
     if (this.running) return;
     this.running = true;
+    this.collecting = true;
+    this.volume = volume;
     this.stats = LoopStatsZero();
     this.delay.reset();
     this.delay.enable();
@@ -239,10 +247,11 @@ class BackupLoop {
 
   async stop(): Promise<LoopStats> {
     this.running = false;
-    if (this.memTimer) clearInterval(this.memTimer);
-    this.memTimer = null;
     await this.loop?.catch(() => undefined);
     this.loop = null;
+    this.collecting = false;
+    if (this.memTimer) clearInterval(this.memTimer);
+    this.memTimer = null;
     this.delay.disable();
     this.stats.loopDelayP99Ms = this.delay.percentile(99) / 1e6;
     this.stats.loopDelayMaxMs = this.delay.max / 1e6;
