@@ -48,10 +48,10 @@
 #                 round (bench/nbd/qsd-backup-driver.py; needs qemu-storage-daemon, Debian's
 #                 qemu-system-common). COND backup only.
 # Prints one line `ALT {...}` (JSON): per phase p50/p99/p99.9 and requests, the p99 ratio, and
-# the median of the per-cycle p99 ratios; the run directory's `rounds` keeps the server's BACKUP-OFF
-# line of every round (its length, held data, collector pauses). Needs fio (write_lat_log with log_unix_epoch). The
-# analysis is bench/nbd/alternate-phases.py, which can be re-run on a run directory (e.g. with
-# another guard).
+# the median of the per-cycle p99 ratios; the run directory's `rounds` keeps the server's
+# BACKUP-OFF line of every round (its length, held data, collector pauses). Needs fio
+# (write_lat_log with log_unix_epoch). The analysis is bench/nbd/alternate-phases.py, which can be
+# re-run on a run directory (e.g. with another guard).
 set -euo pipefail
 COND=${1:?COND: backup|hold|other}
 QD=${2:?QD}
