@@ -1,6 +1,8 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
-signal-phases.py): the backup rounds' (t0, t1) epoch-ms pairs from `phases`, and fio's
-per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`, sorted by time."""
+signal-phases.py, excess-timeline.py, sched-waits.py): the backup rounds' (t0, t1) epoch-ms pairs
+from `phases`, and fio's per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`,
+sorted by time."""
+import bisect
 import glob
 
 
@@ -17,3 +19,21 @@ def completions(d):
             lat.append((int(p[0]), int(p[1]) / 1000))
     lat.sort()
     return lat, [t for t, _ in lat]
+
+
+def split(d, guard=500):
+    """(quiet, rounds): the quiet phases' latencies (µs; requests completing within `guard` ms
+    after a round count for neither phase) and each round as (t0, t1, [(epoch ms, µs)])."""
+    ph = phases(d)
+    lat, ts = completions(d)
+    quiet, rounds = [], []
+    for i, (t0, t1) in enumerate(ph):
+        rounds.append((t0, t1, lat[bisect.bisect_left(ts, t0):bisect.bisect_left(ts, t1)]))
+        end = ph[i + 1][0] if i + 1 < len(ph) else (lat[-1][0] if lat else t1)
+        quiet += [l for _, l in lat[bisect.bisect_left(ts, t1 + guard):bisect.bisect_left(ts, end)]]
+    return quiet, rounds
+
+
+def p99(v):
+    v = sorted(v)
+    return v[int(len(v) * 0.99)]

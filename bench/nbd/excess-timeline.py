@@ -9,26 +9,16 @@ With no backup, 1 % of requests are over the quiet p99 by definition; a backup w
 spread over the round or sits in its first seconds (the backup starting: worker boot, fresh
 memory) or its last (the release). The last line is the ratio without each round's first 2 s.
 """
-import bisect, sys
+import sys
 
 import alt_run
 
 d = sys.argv[1]
 guard = int(sys.argv[2]) if len(sys.argv) > 2 else 500
-ph = alt_run.phases(d)
-lat, ts = alt_run.completions(d)
-quiet, rounds = [], []
-for i, (t0, t1) in enumerate(ph):
-    rounds.append((t0, t1, lat[bisect.bisect_left(ts, t0):bisect.bisect_left(ts, t1)]))
-    end = ph[i + 1][0] if i + 1 < len(ph) else (lat[-1][0] if lat else t1)
-    quiet += [l for _, l in lat[bisect.bisect_left(ts, t1 + guard):bisect.bisect_left(ts, end)]]
+quiet, rounds = alt_run.split(d, guard)
 if not quiet or not rounds:
     sys.exit('no quiet phase or no backup round in ' + d)
-
-
-def p99(v):
-    v = sorted(v)
-    return v[int(len(v) * 0.99)]
+p99 = alt_run.p99
 
 
 q99 = p99(quiet)

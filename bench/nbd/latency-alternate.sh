@@ -31,6 +31,7 @@
 #        NODE_ARGS node flags for the server (default the engine's),
 #        ENGINE_CPU (the engine thread on this CPU only; threads it starts later, such as a
 #                 backup's chunk workers, inherit that mask unless they set their own),
+#        BPF a bpftrace script run on the engine thread during the fio run (below; root),
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_CPU_SPLIT=0'; with
 #                 'HOLDFAST_BENCH_GC_LOG=FILE' the server logs its collector pauses, which
 #                 bench/nbd/gc-blame.py lines up with the slow requests).
@@ -120,6 +121,15 @@ fio --name=alt --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=rand
   --write_lat_log="$D/alt" --log_unix_epoch=1 --log_avg_msec=0 \
   --output-format=json --output="$D/fio.json" ${FIO_ARGS:-} &
 FIO=$!
+# BPF=SCRIPT.bt: a bpftrace script traces the run with the engine thread's id as $1 (for example
+# bench/nbd/sched-waits.bt); its output goes to $D/bpf.out, and $D/clock-offset-ms holds the
+# offset from the monotonic clock (bpftrace's nsecs) to epoch ms for lining it up with fio's log.
+BPF_PID=
+if [ -n "${BPF:-}" ]; then
+  python3 -c 'import time; print(time.time() * 1000 - time.monotonic() * 1000)' > "$D/clock-offset-ms"
+  timeout -s INT $((SECONDS_RUN + 5)) bpftrace "$BPF" "$SRV_PID" > "$D/bpf.out" 2> "$D/bpf.err" &
+  BPF_PID=$!
+fi
 sleep "${PRE_SECONDS:-2}" # fio connects and warms up; these requests count for neither phase
 : > "$D/phases"
 while kill -0 "$FIO" 2>/dev/null; do
@@ -141,5 +151,6 @@ while kill -0 "$FIO" 2>/dev/null; do
   sleep "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')"
 done
 wait "$FIO" || true
+if [ -n "$BPF_PID" ]; then kill -INT "$BPF_PID" 2>/dev/null || true; wait "$BPF_PID" 2>/dev/null || true; fi
 stop_server
 python3 "$ROOT/bench/nbd/alternate-phases.py" "$D" "${GUARD_MS:-500}"

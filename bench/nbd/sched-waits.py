@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Scheduling waits of the engine thread and of fio per phase, for a latency-alternate.sh run
+made with BPF=bench/nbd/sched-waits.bt (see that script for what is counted).
+
+    sched-waits.py RUN_DIR...
+
+Prints per run the pooled p99s (as excess-timeline.py) and, for the backup and quiet phases,
+how long per second the engine thread was runnable but not running, and how long fio waited
+for a CPU behind the engine thread, the engine's other threads (thread pool, V8's helpers,
+chunk workers), other tasks, and an idle CPU (wakeup latency). bench/results/nbd-latency-session29.txt.
+"""
+import sys
+
+import alt_run
+
+for d in sys.argv[1:]:
+    ph = alt_run.phases(d)
+    off = float(open(d + '/clock-offset-ms').read())
+    quiet, rounds = alt_run.split(d)
+    during = [l for _, _, r in rounds for _, l in r]
+    if not quiet or not during:
+        sys.exit('no quiet phase or no backup round in ' + d)
+    q99, b99 = alt_run.p99(quiet), alt_run.p99(during)
+    print(f'{d}: quiet p99 {q99:.0f} µs, backup p99 {b99:.0f} µs ({b99 / q99:.2f}×)')
+    acc = {True: [0] * 7, False: [0] * 7}
+    for line in open(d + '/bpf.out'):
+        if not line.startswith('T '):
+            continue
+        f = line.split()
+        t1 = int(f[1]) / 1000 + off
+        # A window counts for a phase only when it lies inside it (backup) or outside every round.
+        inside = any(a <= t1 - 200 and t1 <= b for a, b in ph)
+        if not inside and any(a - 200 < t1 and t1 - 200 < b + 500 for a, b in ph):
+            continue
+        a = acc[inside]
+        a[0] += 1
+        for i in range(6):
+            a[i + 1] += int(f[i + 2])
+    for inside in (True, False):
+        a = acc[inside]
+        s = a[0] * 0.2
+        if s == 0:
+            continue
+        print(f'  {"backup" if inside else "quiet":6s} {s:3.0f} s: engine thread runnable-waiting {a[6] / s / 1000:5.1f} ms/s | fio waited behind'
+              f' the engine thread {a[1] / s / 1000:4.1f} ms/s ({a[2] / s:.0f}/s), its other threads {a[3] / s / 1000:4.1f},'
+              f' other tasks {a[4] / s / 1000:4.1f}, an idle CPU {a[5] / s / 1000:4.1f}')
