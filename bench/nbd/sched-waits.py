@@ -14,9 +14,9 @@ import sys
 import alt_run
 
 for d in sys.argv[1:]:
-    ph = alt_run.phases(d)
     off = float(open(d + '/clock-offset-ms').read())
     quiet, rounds = alt_run.split(d)
+    ph = [(t0, t1) for t0, t1, _ in rounds]
     during = [l for _, _, r in rounds for _, l in r]
     if not quiet or not during:
         sys.exit('no quiet phase or no backup round in ' + d)
@@ -28,9 +28,10 @@ for d in sys.argv[1:]:
             continue
         f = line.split()
         t1 = int(f[1]) / 1000 + off
-        # A window counts for a phase only when it lies inside it (backup) or outside every round.
+        # A window counts for a phase only when it lies inside a round (backup) or clear of every
+        # round and the 500 ms guard after it (quiet), as split() sorts requests.
         inside = any(a <= t1 - 200 and t1 <= b for a, b in ph)
-        if not inside and any(a - 200 < t1 and t1 - 200 < b + 500 for a, b in ph):
+        if not inside and any(a < t1 and t1 - 200 < b + 500 for a, b in ph):
             continue
         a = acc[inside]
         a[0] += 1
