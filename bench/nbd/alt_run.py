@@ -1,5 +1,5 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
-signal-phases.py, excess-timeline.py, sched-waits.py): the backup rounds' (t0, t1) epoch-ms pairs
+signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py): the backup rounds' (t0, t1) epoch-ms pairs
 from `phases`, and fio's per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`,
 sorted by time."""
 import bisect
@@ -32,6 +32,19 @@ def split(d, guard=500):
         end = ph[i + 1][0] if i + 1 < len(ph) else (lat[-1][0] if lat else t1)
         quiet += [l for _, l in lat[bisect.bisect_left(ts, t1 + guard):bisect.bisect_left(ts, end)]]
     return quiet, rounds
+
+
+def window_phase(ph, a, b, last, guard=500):
+    """For a trace window [a, b) (epoch ms) of a run with rounds `ph` and fio's last completion at
+    `last`: 'backup' when it lies inside a round, 'quiet' when it lies clear of every round and
+    the `guard` ms after it (as split() sorts requests), else None (also after fio ended)."""
+    if b > last:
+        return None
+    if any(t0 <= a and b <= t1 for t0, t1 in ph):
+        return 'backup'
+    if any(t0 < b and a < t1 + guard for t0, t1 in ph):
+        return None
+    return 'quiet'
 
 
 def p99(v):

@@ -20,7 +20,14 @@
 #                                             STREAM_MIBS for STREAM_SECONDS per round — the
 #                                             data path's cost on this machine, without Holdfast)
 #   env: PROBE_DIR (default /tmp/holdfast-latency-alternate), PROBE_SECONDS (60),
-#        HOLD_SECONDS (4: how long each hold-only round lasts),
+#        HOLD_SECONDS (4: how long each hold-only round lasts; a hold-only round marks ranges
+#                 copied at the busy ceiling unless SERVER_ENV has HOLDFAST_BENCH_HOLD_MIBS, e.g.
+#                 16, the rate a QD16 range backup runs at, so it holds as much: ~90k writes),
+#        HOLD_WITH (COND hold only: `other` runs a backup of the other volume during each hold
+#                 round, `stream` data-path-streamer.js at STREAM_MIBS (16 here) in STREAM_MODE:
+#                 the hold machinery and a data path together, without a range backup),
+#        ENGINE_FIFO=1 the engine thread in SCHED_FIFO (root; a diagnosis, not a setting: it
+#                 never waits for a CPU then, and fio waits instead),
 #        STREAM_MIBS (128: the busy throttle's rate), STREAM_SECONDS (4: about one backup round of
 #                 the 512 MiB bench volume at that rate), STREAM_MODE (rhws: any of read, hash,
 #                 write, sync; `burn`: a user-space CPU spinner instead, CPU load alone),
@@ -31,7 +38,8 @@
 #        NODE_ARGS node flags for the server (default the engine's),
 #        ENGINE_CPU (the engine thread on this CPU only; threads it starts later, such as a
 #                 backup's chunk workers, inherit that mask unless they set their own),
-#        BPF a bpftrace script run on the engine thread during the fio run (below; root),
+#        BPF a bpftrace script run on the engine thread during the fio run (below; root; where
+#                 bpftrace finds no tracepoints, `mount -t tracefs nodev /sys/kernel/tracing`),
 #        SERVER_ENV extra environment for the server (e.g. 'HOLDFAST_CPU_SPLIT=0'; with
 #                 'HOLDFAST_BENCH_GC_LOG=FILE' the server logs its collector pauses, which
 #                 bench/nbd/gc-blame.py lines up with the slow requests).
@@ -66,6 +74,9 @@ case "$COND" in
   stream) ON=;;
   *) echo "unknown COND $COND" >&2; exit 2;;
 esac
+if [ -n "${HOLD_WITH:-}" ] && { [ "$COND" != hold ] || ! [[ "$HOLD_WITH" =~ ^(other|stream)$ ]]; }; then
+  echo "HOLD_WITH=other|stream goes with COND hold" >&2; exit 2
+fi
 if [ -n "${PEER:-}" ] && { [ "$PEER" != qsd ] || [ "$COND" != backup ] || [ -n "${ENGINE_CPU:-}" ]; }; then
   echo "PEER=qsd (the only peer) measures COND backup, without ENGINE_CPU" >&2; exit 2
 fi
@@ -74,6 +85,7 @@ fi
 answer >/dev/null
 # ENGINE_CPU=N: the engine thread (the server's first) on CPU N only, to try thread placement.
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
+if [ -n "${ENGINE_FIFO:-}" ]; then chrt -f -p 1 "$SRV_PID"; fi
 # WARMUP=1: one backup round before fio starts (nobody writes: it runs at full speed), so the
 # measured backups find a warm engine — compiled code, booted chunk workers — as a long-running
 # engine's later backups may; without it the first round also pays those.
@@ -142,9 +154,18 @@ while kill -0 "$FIO" 2>/dev/null; do
     kill "$S"; wait "$S" 2>/dev/null || true
   else
     echo "$ON" >&3; answer >/dev/null
+    case "${HOLD_WITH:-}" in
+      other) echo "backup2-on" >&3; answer >/dev/null;;
+      stream) node "$ROOT/bench/nbd/data-path-streamer.js" "${STREAM_MIBS:-16}" "$D/other" "$D/stream-out" "${STREAM_MODE:-rhws}" &
+        HS=$!;;
+    esac
     # A hold-only loop stops at once when told; give its round the length of a backup.
     if [ "$COND" = hold ]; then sleep "${HOLD_SECONDS:-4}"; fi
     echo "backup-off" >&3; answer > "$D/last-round"; cat "$D/last-round" >> "$D/rounds"
+    case "${HOLD_WITH:-}" in
+      other) echo "backup2-off" >&3; answer >> "$D/rounds-other";;
+      stream) kill "$HS"; wait "$HS" 2>/dev/null || true;;
+    esac
   fi
   t1=$(now_ms)
   echo "$t0 $t1" >> "$D/phases"

@@ -16,6 +16,7 @@ import alt_run
 for d in sys.argv[1:]:
     off = float(open(d + '/clock-offset-ms').read())
     quiet, rounds = alt_run.split(d)
+    last = alt_run.completions(d)[1][-1]
     ph = [(t0, t1) for t0, t1, _ in rounds]
     during = [l for _, _, r in rounds for _, l in r]
     if not quiet or not during:
@@ -28,12 +29,10 @@ for d in sys.argv[1:]:
             continue
         f = line.split()
         t1 = int(f[1]) / 1000 + off
-        # A window counts for a phase only when it lies inside a round (backup) or clear of every
-        # round and the 500 ms guard after it (quiet), as split() sorts requests.
-        inside = any(a <= t1 - 200 and t1 <= b for a, b in ph)
-        if not inside and any(a < t1 and t1 - 200 < b + 500 for a, b in ph):
+        which = alt_run.window_phase(ph, t1 - 200, t1, last)
+        if which is None:
             continue
-        a = acc[inside]
+        a = acc[which == 'backup']
         a[0] += 1
         for i in range(6):
             a[i + 1] += int(f[i + 2])
