@@ -1,7 +1,7 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
-signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py): the backup rounds' (t0, t1) epoch-ms pairs
-from `phases`, and fio's per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`,
-sorted by time."""
+signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py): the backup rounds'
+(t0, t1) epoch-ms pairs from `phases`, and fio's per-request completion latencies (epoch ms, µs)
+from `alt_clat.*.log`, sorted by time."""
 import bisect
 import glob
 
@@ -21,11 +21,12 @@ def completions(d):
     return lat, [t for t, _ in lat]
 
 
-def split(d, guard=500):
+def split(d, guard=500, done=None):
     """(quiet, rounds): the quiet phases' latencies (µs; requests completing within `guard` ms
-    after a round count for neither phase) and each round as (t0, t1, [(epoch ms, µs)])."""
+    after a round count for neither phase) and each round as (t0, t1, [(epoch ms, µs)]).
+    `done`: completions(d), if the caller has read them already."""
     ph = phases(d)
-    lat, ts = completions(d)
+    lat, ts = done or completions(d)
     quiet, rounds = [], []
     for i, (t0, t1) in enumerate(ph):
         rounds.append((t0, t1, lat[bisect.bisect_left(ts, t0):bisect.bisect_left(ts, t1)]))

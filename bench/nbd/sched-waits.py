@@ -15,8 +15,9 @@ import alt_run
 
 for d in sys.argv[1:]:
     off = float(open(d + '/clock-offset-ms').read())
-    quiet, rounds = alt_run.split(d)
-    last = alt_run.completions(d)[1][-1]
+    done = alt_run.completions(d)
+    quiet, rounds = alt_run.split(d, done=done)
+    last = done[1][-1]
     ph = [(t0, t1) for t0, t1, _ in rounds]
     during = [l for _, _, r in rounds for _, l in r]
     if not quiet or not during:
