@@ -49,6 +49,8 @@
 #                 measured volume and the round on the other (bench/results/nbd-latency-session27.txt),
 #        WARMUP_GAP seconds of nothing after the warm-up round (0), WARMUP_RESTART=1 a new
 #                 server process on the same data directory after it,
+#        IMG_FILL=fio the image holds fio-written data instead of random bytes (probe-server.sh;
+#                 bench/results/nbd-latency-session31.txt: a random image pollutes the quiet phase),
 #        PRE_SECONDS how long fio writes before the first backup round (2; these requests count
 #                 for neither phase),
 #        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and

@@ -3,11 +3,17 @@
 # engine-mode bench server as coproc SRV, its stdin on fd 3; `answer` prints its next READY,
 # BACKUP-… or GC line; `stop_server` ends it. env: SERVER (another build), NODE_ARGS, SERVER_ENV
 # (extra environment), PEER=qsd (qemu-storage-daemon and qemu's backup job instead: backup-on /
-# backup-off only).
+# backup-off only), IMG_FILL (below).
 D=$BASE/run-${PEER:+$PEER-}$COND-$QD
 rm -rf "$D"
 mkdir -p "$D"
-dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
+# IMG_FILL=fio: the image holds what fio writes (its 4 KiB buffer, scrambled per write: ~30×
+# compressible) instead of random bytes (incompressible): what a volume's content costs a backup.
+if [ "${IMG_FILL:-}" = fio ]; then
+  fio --name=fill --filename="$D/img" --rw=write --bs=4k --size=512M --ioengine=psync >/dev/null
+else
+  dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
+fi
 cp "$D/img" "$D/other"
 
 # The engine-mode bench server on D's data directory (adopting D's images, or opening them again

@@ -64,16 +64,17 @@ class GcPauses {
   private static zero() {
     return { count: 0, totalMs: 0, maxMs: 0, major: 0 };
   }
-  /** `log`: also every pause as (epoch ms, ms, major 0|1), for HOLDFAST_BENCH_GC_LOG. */
+  /** `log`: also every pause as (epoch ms, ms, major 0|1, kind, flags), for HOLDFAST_BENCH_GC_LOG. */
   constructor(log: number[] | null = null) {
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
-        const major = (e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR;
+        const detail = (e as unknown as { detail?: { kind?: number; flags?: number } }).detail;
+        const major = detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR;
         this.s.count++;
         this.s.totalMs += e.duration;
         this.s.maxMs = Math.max(this.s.maxMs, e.duration);
         if (major) this.s.major++;
-        log?.push(performance.timeOrigin + e.startTime, e.duration, major ? 1 : 0);
+        log?.push(performance.timeOrigin + e.startTime, e.duration, major ? 1 : 0, detail?.kind ?? 0, detail?.flags ?? 0);
       }
     }).observe({ entryTypes: ['gc'] });
   }
@@ -86,7 +87,11 @@ class GcPauses {
 
 /**
  * HOLDFAST_BENCH_GC_LOG=FILE: every collector pause of this thread, written to FILE at exit as
- * lines "start duration major" (epoch ms, ms, 0|1), to line slow requests up with pauses.
+ * lines "start duration major kind flags" (epoch ms, ms, 0|1, and perf_hooks' gc kind and flags:
+ * kind 1 minor, 2 major, 4 incremental marking step, 8 weak callbacks; flags 32 =
+ * NODE_PERFORMANCE_GC_FLAGS_ALL_EXTERNAL_MEMORY, a collection V8 started because memory held
+ * outside its heap — ArrayBuffers such as held-payload slabs — grew past its limit), to line slow
+ * requests up with pauses.
  */
 const gcLogPath = process.env.HOLDFAST_BENCH_GC_LOG;
 const gcLog: number[] = [];
@@ -122,7 +127,7 @@ if (sigPath) {
 function writeGcLog(): void {
   if (!gcLogPath) return;
   const lines: string[] = [];
-  for (let i = 0; i < gcLog.length; i += 3) lines.push(`${gcLog[i]!.toFixed(3)} ${gcLog[i + 1]!.toFixed(3)} ${gcLog[i + 2]}`);
+  for (let i = 0; i < gcLog.length; i += 5) lines.push(`${gcLog[i]!.toFixed(3)} ${gcLog[i + 1]!.toFixed(3)} ${gcLog[i + 2]} ${gcLog[i + 3]} ${gcLog[i + 4]}`);
   fs.writeFileSync(gcLogPath, lines.join('\n') + '\n');
 }
 

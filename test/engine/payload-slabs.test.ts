@@ -4,13 +4,15 @@
  * and a slot is reused once its payload is gone and no read that may still hold a view of it is
  * running (fresh memory costs a page fault per 4 KiB); large ones own their memory. HeldWrite
  * keeps a payload as memory + offset and hands out views equal to what was written. New slabs
- * come from a reserve faulted in on the thread pool ahead of need, from a backup's begin on.
+ * come from a reserve faulted in ahead of need, from a backup's begin on: shared memory by the
+ * page toucher (a worker thread writing into every page), other memory on the thread pool.
  */
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HeldWrite, HoldQueue } from '../../src-main/engine/holds/hold-queue';
-import { PayloadSlabs, RESERVE_SLABS, SLAB_BYTES, SLAB_PAYLOAD_MAX } from '../../src-main/engine/holds/payload-slabs';
-import { prefaultPages } from '../../src-main/engine/holds/prefault';
+import { PayloadSlabs, RESERVE_SLABS, SLAB_BYTES, SLAB_PAYLOAD_MAX, WARM_AHEAD_MAX_BYTES, WARM_AHEAD_SECONDS } from '../../src-main/engine/holds/payload-slabs';
+import { PageToucher, pageToucher, prefaultPages, touchedSlab } from '../../src-main/engine/holds/prefault';
+import { WriteRateSampler } from '../../src-main/engine/volumes/write-rate';
 import { noProbe, openTestVolume, pattern, useTempDirs } from './helpers';
 
 const mk = useTempDirs();
@@ -282,12 +284,158 @@ describe('payload slabs', () => {
       expect(pf.asked.length).toBe(RESERVE_SLABS);
     });
 
-    it('prefaultPages writes every byte of the buffer (on the thread pool)', async () => {
+    it('prefaultPages writes every byte of other memory (on the thread pool)', async () => {
       const buf = Buffer.allocUnsafeSlow(SLAB_BYTES + 4096).fill(0xaa);
       await prefaultPages(buf);
       // /dev/zero (Linux, macOS) leaves zeroes; the random fallback leaves bytes that are not all 0xaa.
       if (process.platform !== 'win32') expect(buf.equals(Buffer.alloc(buf.length))).toBe(true);
       else expect(buf.equals(Buffer.alloc(buf.length, 0xaa))).toBe(false);
+    });
+
+    it('touchedSlab is shared memory the page toucher allocated and touched (zeroes); prefaultPages stays the kernel\'s', async () => {
+      const slab = await touchedSlab(SLAB_BYTES);
+      expect(slab.buffer instanceof SharedArrayBuffer).toBe(true);
+      expect(slab.length).toBe(SLAB_BYTES);
+      expect(slab.equals(Buffer.alloc(SLAB_BYTES))).toBe(true);
+      expect(pageToucher.usable).toBe(true);
+      // The refill while a backup holds writes keeps the kernel's way, whatever the memory.
+      const shared = Buffer.from(new SharedArrayBuffer(2 * 4096)).fill(0xaa);
+      await prefaultPages(shared);
+      expect(shared.equals(Buffer.alloc(shared.length, 0xaa))).toBe(false);
+    });
+
+    it('a page toucher that fails rejects what waits and refuses later requests', async () => {
+      const t = new PageToucher();
+      await expect(t.slab(0)).rejects.toThrow(/a slab of 0 bytes/);
+      const ok = await t.slab(8192);
+      expect(ok.equals(Buffer.alloc(8192))).toBe(true);
+      // A request the worker cannot serve (more memory than it can have) kills it.
+      await expect(t.slab(2 ** 50)).rejects.toThrow();
+      expect(t.usable).toBe(false);
+      await expect(t.slab(4096)).rejects.toThrow(/not running/);
+      await t.close();
+    });
+
+    it('the page toucher reports its thread to the CPU split while it runs', async () => {
+      const t = new PageToucher();
+      const added: number[] = [];
+      const removed: number[] = [];
+      t.place({ addWorker: (tid) => added.push(tid), removeWorker: (tid) => removed.push(tid) });
+      await t.slab(4096);
+      if (process.platform === 'linux') {
+        expect(added).toHaveLength(1);
+        expect(added[0]).not.toBe(process.pid); // its own thread, not the engine's
+      }
+      await t.close();
+      expect(removed).toEqual(added);
+      // A new placement learns of a running toucher at once.
+      await t.slab(4096);
+      const later: number[] = [];
+      t.place({ addWorker: (tid) => later.push(tid), removeWorker: () => undefined });
+      if (process.platform === 'linux') expect(later).toHaveLength(1);
+      await t.close();
+    });
+
+    /** A WarmSlab the test settles by hand. */
+    function manualWarmSlab() {
+      const asked: { bytes: number; settle: (ok: boolean) => void }[] = [];
+      const made: Buffer[] = [];
+      const give = (bytes: number) => {
+        const b = Buffer.allocUnsafeSlow(bytes);
+        made.push(b);
+        return b;
+      };
+      const fn = (bytes: number) =>
+        new Promise<Buffer>((resolve, reject) => asked.push({ bytes, settle: (ok) => (ok ? resolve(give(bytes)) : reject(new Error('no toucher'))) }));
+      return { fn, asked, made };
+    }
+
+    it('warmAhead() gets WARM_AHEAD_SECONDS of writes at the given rate, counting the reserve, and settles when they are in it', async () => {
+      const pf = manualPrefault();
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(pf.fn, touch.fn);
+      await slabs.warmAhead(0); // nobody writes: nothing ahead
+      expect(touch.asked.length).toBe(0);
+      slabs.warm();
+      expect(pf.asked.length).toBe(RESERVE_SLABS);
+      const rate = (3 * SLAB_BYTES) / WARM_AHEAD_SECONDS; // 3 slabs' worth; the RESERVE_SLABS filling count
+      await slabs.warmAhead(rate);
+      expect(touch.asked.length).toBe(0);
+      const want = RESERVE_SLABS + 5;
+      let settled = false;
+      const warming = slabs.warmAhead((want * SLAB_BYTES) / WARM_AHEAD_SECONDS).then(() => (settled = true));
+      expect(touch.asked.length).toBe(5);
+      for (const a of [...pf.asked, ...touch.asked.slice(0, 4)]) a.settle(true);
+      await tick();
+      expect(settled).toBe(false);
+      expect(slabs.slabBytes).toBe((want - 1) * SLAB_BYTES);
+      touch.asked[4]!.settle(true);
+      await warming;
+      expect(slabs.slabBytes).toBe(want * SLAB_BYTES);
+      // New slabs of any class come from what was warmed, and it is not refilled while it lasts.
+      const held = [slabs.keep(Buffer.alloc(4096, 1), false), slabs.keep(Buffer.alloc(512, 2), false)];
+      expect(held.every((v) => [...pf.asked.map((a) => a.buf), ...touch.made].some((b) => b.buffer === v.buffer))).toBe(true);
+      expect(touch.asked.every((a) => a.bytes === SLAB_BYTES)).toBe(true);
+      expect(slabs.slabsPrefaulted).toBe(2);
+      expect(pf.asked.length + touch.asked.length).toBe(want);
+      slabs.trim();
+      expect(slabs.slabBytes).toBe(0);
+    });
+
+    it('warmAhead() counts the slabs kept since the last backup (free again when one begins)', async () => {
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(null, touch.fn);
+      const kept = Array.from({ length: (2 * SLAB_BYTES) / 4096 }, (_, i) => slabs.keep(Buffer.alloc(4096, i & 0xff), false));
+      for (const k of kept) slabs.release(k.buffer, k.byteOffset);
+      const warming = slabs.warmAhead((5 * SLAB_BYTES) / WARM_AHEAD_SECONDS);
+      expect(touch.asked.length).toBe(3);
+      for (const a of touch.asked) a.settle(true);
+      await warming;
+      expect(slabs.slabBytes).toBe(5 * SLAB_BYTES);
+    });
+
+    it('warmAhead() asks for at most WARM_AHEAD_MAX_BYTES; a slab whose fault-in fails is not kept, and later ones still are', async () => {
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(null, touch.fn);
+      const warming = slabs.warmAhead(100 * WARM_AHEAD_MAX_BYTES);
+      expect(touch.asked.length).toBe(WARM_AHEAD_MAX_BYTES / SLAB_BYTES);
+      touch.asked[0]!.settle(false);
+      for (const a of touch.asked.slice(1)) a.settle(true);
+      await warming;
+      expect(slabs.slabBytes).toBe(WARM_AHEAD_MAX_BYTES - SLAB_BYTES);
+      // With no prefault (and so no refill), an idle allocator still drops what was warmed.
+      slabs.trimWhenIdle(5);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(slabs.slabBytes).toBe(0);
+    });
+
+    it('a backup beginning on a volume being written warms its payload memory for the writes it will hold; the metadata policy does not', async () => {
+      const t = await openTestVolume(mk(), 'vol', 64 << 20);
+      // The engine's write-rate sampler tells the volume its rate (a manual clock: 1 s between samples).
+      let now = 0;
+      const sampler = new WriteRateSampler(() => [t.vol], () => undefined, () => now);
+      sampler.sample();
+      const bytes = 3 * SLAB_BYTES; // 3 MiB in the last second: 24 slabs for 8 s
+      for (let o = 0; o < bytes; o += 1 << 20) await t.vol.write(o, pattern(o & 0xff, 1 << 20));
+      now += 1000;
+      sampler.sample();
+      expect(t.vol.recentBytesPerSec).toBe(bytes);
+      const s = await BackupSession.begin(t.vol, 'r', 'range', noProbe);
+      // Settled before the point in time: the slabs are there (the reserve refill may add its own).
+      expect(t.vol.payloadSlabBytes()).toBeGreaterThanOrEqual((bytes / SLAB_BYTES) * WARM_AHEAD_SECONDS * SLAB_BYTES);
+      await t.vol.write(4096, pattern(0x5c, 4096)); // held, in a warmed slab
+      expect(t.vol.holdState().heldCount).toBe(1);
+      expect((await t.vol.read(4096, 4096)).equals(pattern(0x5c, 4096))).toBe(true);
+      await s.end('snap');
+      expect((await t.vol.read(4096, 4096)).equals(pattern(0x5c, 4096))).toBe(true);
+      await t.vol.close();
+
+      const m = await openTestVolume(mk(), 'meta', 64 << 20);
+      m.vol.recentBytesPerSec = bytes;
+      const ms = await BackupSession.begin(m.vol, 'm', 'metadata', noProbe);
+      expect(m.vol.payloadSlabBytes()).toBeLessThanOrEqual(RESERVE_SLABS * SLAB_BYTES);
+      await ms.end('snap');
+      await m.vol.close();
     });
 
     it('a volume faults its reserve in when a backup begins, and held writes use it', async () => {

@@ -17,6 +17,14 @@
  *   a third of the engine's own time for a write). With a `prefault` function (the engine's:
  *   prefault.ts, on the thread pool) a few slabs are faulted in ahead of need (RESERVE_SLABS),
  *   from the backup's begin (`warm`) and whenever one is taken, so new slabs come warm.
+ * - Even so, the first seconds of a backup stayed its worst: every write is held then (nothing
+ *   is copied yet), the held data grows at the full write rate, and each slab faulted in while
+ *   the clients write costs them. So before a backup begins, `warmAhead` faults in the slab
+ *   memory its first WARM_AHEAD_SECONDS will hold, faulted in from user space by the engine's
+ *   page toucher (prefault.ts), and the backup's flag is set once that is done. Hold-only
+ *   rounds of a range backup at QD16 and 12k writes/s, 3 interleaved pairs: p99 of their first
+ *   6 s 2.5–2.6 ms → 0.7–1.7 ms, of the whole round 0.87–1.31 → 0.60–1.07 ms
+ *   (`bench/results/nbd-latency-session31.txt`).
  *
  * Size classes are powers of two from 512 bytes to SLAB_PAYLOAD_MAX; each slab serves one
  * class. A payload of n bytes takes a slot of the smallest class ≥ n (at most 2× its size).
@@ -30,7 +38,8 @@
  * - release() is called at most once per kept payload, with the slab and offset keep() returned.
  * - Slab memory is at most the payload bytes held at the peak (×2 for the class rounding),
  *   plus one partly used slab per class, plus slots released while reads were pinned, plus
- *   RESERVE_SLABS faulted in ahead; the hold
+ *   what is faulted in ahead (RESERVE_SLABS, or what warmAhead was asked for, at most
+ *   WARM_AHEAD_MAX_BYTES); the hold
  *   queue's bytes are bounded by the journal's capacity in ack mode `journal`.
  */
 import { invariant } from '../../../src-shared/errors';
@@ -47,9 +56,15 @@ export const SLAB_IDLE_MS = 30_000;
  * one slab lasts ~40 ms and faulting one in takes the thread pool ~2–3 ms.
  */
 export const RESERVE_SLABS = 4;
+/** warmAhead faults in the payload memory of this many seconds of writes at the rate before the backup. */
+export const WARM_AHEAD_SECONDS = 8;
+/** …but at most this much (a volume written faster holds more than this only after its first seconds). */
+export const WARM_AHEAD_MAX_BYTES = 512 << 20;
 
 /** Touches every page of `buf` off the calling thread (its bytes afterwards are unspecified). */
 export type Prefault = (buf: Buffer) => Promise<void>;
+/** A slab of `bytes` whose pages were faulted in off the calling thread, from user space. */
+export type WarmSlab = (bytes: number) => Promise<Buffer>;
 
 function classOf(n: number): number {
   return n <= 1 << MIN_CLASS_SHIFT ? 0 : 32 - Math.clz32(n - 1) - MIN_CLASS_SHIFT;
@@ -90,8 +105,15 @@ export class PayloadSlabs {
   slabsPrefaulted = 0;
   slotsReused = 0;
 
-  /** `prefault`: null, or after it failed once, new slabs fault on first touch. */
-  constructor(private prefault: Prefault | null = null) {}
+  /**
+   * `prefault`: null, or after it failed once, new slabs fault on first touch. `warmSlab`: where
+   * warmAhead gets slabs already faulted in (the engine's: prefault.ts, touchedSlab); null: it
+   * does nothing.
+   */
+  constructor(
+    private prefault: Prefault | null = null,
+    private readonly warmSlab: WarmSlab | null = null,
+  ) {}
 
   /**
    * A copy of `data` that the caller may keep until it calls release(). `stable`: the caller
@@ -141,6 +163,38 @@ export class PayloadSlabs {
   warm(): void {
     this.cancelIdle();
     this.refill();
+  }
+
+  /**
+   * A backup is about to begin on a volume written at `bytesPerSec`: gets (from `warmSlab`) the
+   * slab memory WARM_AHEAD_SECONDS of its writes will take when every one is held, at most
+   * WARM_AHEAD_MAX_BYTES, counting the slabs already there (the hold queue is empty when a
+   * backup begins, so every slab kept since the last one is free for reuse). Settles when those
+   * slabs are in the reserve (or failed: they are then simply not there, and slabs come as
+   * before). The reserve goes the usual way: taken by new slabs, dropped by trim().
+   */
+  async warmAhead(bytesPerSec: number): Promise<void> {
+    const warmSlab = this.warmSlab;
+    if (!warmSlab || !(bytesPerSec > 0)) return;
+    this.cancelIdle();
+    const want = Math.ceil(Math.min(bytesPerSec * WARM_AHEAD_SECONDS, WARM_AHEAD_MAX_BYTES) / SLAB_BYTES);
+    const gen = this.generation;
+    const faulting: Promise<void>[] = [];
+    for (let have = this.slabClass.size + this.reserve.length + this.filling; have < want; have++) {
+      this.filling++;
+      faulting.push(
+        warmSlab(SLAB_BYTES).then(
+          (slab) => {
+            this.filling--;
+            if (gen === this.generation) this.reserve.push(slab);
+          },
+          () => {
+            this.filling--;
+          },
+        ),
+      );
+    }
+    await Promise.all(faulting);
   }
 
   private refill(): void {

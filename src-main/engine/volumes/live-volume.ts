@@ -27,7 +27,7 @@ import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } fro
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../holds/hold-queue';
 import { PayloadSlabs } from '../holds/payload-slabs';
-import { prefaultPages } from '../holds/prefault';
+import { prefaultPages, touchedSlab } from '../holds/prefault';
 import type { HoldRule } from '../holds/policy';
 import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
@@ -263,7 +263,7 @@ export class LiveVolume implements BlockExport {
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
   /** Held writes' payloads (copied at hold time: the caller's buffer may be reused or shared). */
-  private readonly payloads = new PayloadSlabs(prefaultPages);
+  private readonly payloads = new PayloadSlabs(prefaultPages, touchedSlab);
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
@@ -289,6 +289,8 @@ export class LiveVolume implements BlockExport {
    */
   writesAcked = 0;
   bytesAcked = 0;
+  /** Bytes/s acknowledged lately (the engine's write-rate sampler sets it each second). */
+  recentBytesPerSec = 0;
 
   private constructor(
     private readonly cfg: LiveVolumeConfig,
@@ -782,9 +784,17 @@ export class LiveVolume implements BlockExport {
       }
       if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
     }
-    const prep = this.journal.prepareAppend();
-    if (prep) await prep;
-    if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
+    // Under the volume and range policies every write is held in a backup's first seconds (none
+    // is copied yet): their payload memory, faulted in first. The metadata policy holds few.
+    if (rule.policy !== 'metadata') await this.payloads.warmAhead(this.recentBytesPerSec);
+    try {
+      const prep = this.journal.prepareAppend();
+      if (prep) await prep;
+      if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
+    } catch (e) {
+      if (!this.backup && this.queue.count === 0) this.payloads.trimWhenIdle(); // what was warmed goes in a while
+      throw e;
+    }
     this.journal.appendBackup(RecordType.BACKUP_BEGIN, { backupId: id, policy: rule.policy });
     const b: ActiveBackup = { id, rule, copied, taken: null, drainMarks: [], startedAt: this.cfg.env.monotonic() };
     this.backup = b;
