@@ -178,21 +178,9 @@ export class PayloadSlabs {
     if (!warmSlab || !(bytesPerSec > 0)) return;
     this.cancelIdle();
     const want = Math.ceil(Math.min(bytesPerSec * WARM_AHEAD_SECONDS, WARM_AHEAD_MAX_BYTES) / SLAB_BYTES);
-    const gen = this.generation;
     const faulting: Promise<void>[] = [];
     for (let have = this.slabClass.size + this.reserve.length + this.filling; have < want; have++) {
-      this.filling++;
-      faulting.push(
-        warmSlab(SLAB_BYTES).then(
-          (slab) => {
-            this.filling--;
-            if (gen === this.generation) this.reserve.push(slab);
-          },
-          () => {
-            this.filling--;
-          },
-        ),
-      );
+      faulting.push(this.toReserve(warmSlab(SLAB_BYTES), () => undefined));
     }
     await Promise.all(faulting);
   }
@@ -200,21 +188,29 @@ export class PayloadSlabs {
   private refill(): void {
     const prefault = this.prefault;
     if (!prefault) return;
-    const gen = this.generation;
     while (this.reserve.length + this.filling < RESERVE_SLABS) {
-      this.filling++;
       const slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      prefault(slab).then(
-        () => {
-          this.filling--;
-          if (gen === this.generation) this.reserve.push(slab);
-        },
-        () => {
-          this.filling--;
-          this.prefault = null; // e.g. no /dev/zero: slabs fault on first touch, as before
-        },
+      void this.toReserve(
+        prefault(slab).then(() => slab),
+        () => (this.prefault = null), // e.g. no /dev/zero: slabs fault on first touch, as before
       );
     }
+  }
+
+  /** Counts a slab being faulted in (`filling`); it joins the reserve once ready, unless trim() came first. */
+  private toReserve(slab: Promise<Buffer>, onFail: () => void): Promise<void> {
+    this.filling++;
+    const gen = this.generation;
+    return slab.then(
+      (s) => {
+        this.filling--;
+        if (gen === this.generation) this.reserve.push(s);
+      },
+      () => {
+        this.filling--;
+        onFail();
+      },
+    );
   }
 
   /** The payload keep() returned at (mem, byteOffset) is gone for good: its slot may be reused. */
