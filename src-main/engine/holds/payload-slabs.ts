@@ -23,7 +23,8 @@
  *   memory its first WARM_AHEAD_SECONDS will hold, faulted in from user space by the engine's
  *   page toucher (prefault.ts), and the backup's flag is set once that is done. Hold-only
  *   rounds of a range backup at QD16 and 12k writes/s, 3 interleaved pairs: p99 of their first
- *   6 s 2.5–2.6 ms → 0.7–1.7 ms, of the whole round 0.87–1.31 → 0.60–1.07 ms
+ *   6 s 2.5–2.6 ms → 0.7–1.7 ms (0.7–1.8 over all 7 runs), of the whole round 0.87–1.31 →
+ *   0.60–1.07 ms
  *   (`bench/results/nbd-latency-session31.txt`).
  *
  * Size classes are powers of two from 512 bytes to SLAB_PAYLOAD_MAX; each slab serves one
