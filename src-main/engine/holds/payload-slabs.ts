@@ -19,13 +19,12 @@
  *   from the backup's begin (`warm`) and whenever one is taken, so new slabs come warm.
  * - Even so, the first seconds of a backup stayed its worst: every write is held then (nothing
  *   is copied yet), the held data grows at the full write rate, and each slab faulted in while
- *   the clients write costs them. So before a backup begins, `warmAhead` faults in the slab
- *   memory its first WARM_AHEAD_SECONDS will hold, faulted in from user space by the engine's
- *   page toucher (prefault.ts), and the backup's flag is set once that is done. Hold-only
+ *   the clients write costs them. So before a backup begins, `warmAhead` has the engine's page
+ *   toucher (prefault.ts) fault in, from user space, the slab memory the backup's first
+ *   WARM_AHEAD_SECONDS will hold, and the backup's flag is set once that is done. Hold-only
  *   rounds of a range backup at QD16 and 12k writes/s, 3 interleaved pairs: p99 of their first
  *   6 s 2.5–2.6 ms → 0.7–1.7 ms (0.7–1.8 over all 7 runs), of the whole round 0.87–1.31 →
- *   0.60–1.07 ms
- *   (`bench/results/nbd-latency-session31.txt`).
+ *   0.60–1.07 ms (`bench/results/nbd-latency-session31.txt`).
  *
  * Size classes are powers of two from 512 bytes to SLAB_PAYLOAD_MAX; each slab serves one
  * class. A payload of n bytes takes a slot of the smallest class ≥ n (at most 2× its size).
