@@ -11,9 +11,9 @@
 #                                             backups of another volume: the two parts of a
 #                                             range backup side by side, without their coupling)
 #   env: PROBE_DIR (default /tmp/holdfast-latency-probe), PROBE_SECONDS (10),
-#        SCHED=1  record 3 s of `perf sched` and print who ran while the engine thread or fio
+#        SCHED=1  record 3 s (from ITER_DELAY s in, as ITER) of `perf sched` and print who ran while the engine thread or fio
 #                 waited for a CPU (bench/nbd/sched-blame.py),
-#        ITER=1   record 3 s of the engine thread's event-loop iterations (epoll_wait returns to the
+#        ITER=1   record 3 s (from ITER_DELAY s into the fio run, default 3) of the engine thread's event-loop iterations (epoll_wait returns to the
 #                 next call) with on-CPU stacks, and print what the long ones ran
 #                 (bench/nbd/iter-blame.py; run with NODE_ARGS=--perf-basic-prof for JavaScript names),
 #        PERF=1   record 3 s of on-CPU stacks of the engine process (run with NODE_ARGS=--perf-basic-prof
@@ -62,9 +62,9 @@ if [ -n "${PIN:-}" ]; then
 fi
 if [ -n "${ENGINE_CPU:-}" ]; then taskset -pc "$ENGINE_CPU" "$SRV_PID" >/dev/null; fi
 echo gc >&3; answer >/dev/null
-if [ -n "${SCHED:-}" ]; then (sleep 3; cd "$D" && timeout -s INT 3 perf sched record -a -o "$D/sched.data" >/dev/null 2>&1) & fi
+if [ -n "${SCHED:-}" ]; then (sleep "${ITER_DELAY:-3}"; cd "$D" && timeout -s INT 3 perf sched record -a -o "$D/sched.data" >/dev/null 2>&1) & fi
 if [ -n "${ITER:-}" ]; then
-  (sleep 3; timeout -s INT 3 perf record -k mono --switch-events -g -t "$SRV_PID" -e cpu-clock/period=${ITER_PERIOD_NS:-200000}/ \
+  (sleep "${ITER_DELAY:-3}"; timeout -s INT 3 perf record -k mono --switch-events -g -t "$SRV_PID" -e cpu-clock/period=${ITER_PERIOD_NS:-200000}/ \
     -e syscalls:sys_enter_epoll_pwait/call-graph=no/,syscalls:sys_exit_epoll_pwait/call-graph=no/ \
     -o "$D/iter.data" >/dev/null 2>&1) &
 fi

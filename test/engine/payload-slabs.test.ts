@@ -292,13 +292,13 @@ describe('payload slabs', () => {
       else expect(buf.equals(Buffer.alloc(buf.length, 0xaa))).toBe(false);
     });
 
-    it('touchedSlab is shared memory the page toucher allocated and touched (zeroes); prefaultPages stays the kernel\'s', async () => {
+    it('touchedSlab is shared memory the page toucher allocated and faulted in (zeroes); prefaultPages is the kernel\'s', async () => {
       const slab = await touchedSlab(SLAB_BYTES);
       expect(slab.buffer instanceof SharedArrayBuffer).toBe(true);
       expect(slab.length).toBe(SLAB_BYTES);
       expect(slab.equals(Buffer.alloc(SLAB_BYTES))).toBe(true);
       expect(pageToucher.usable).toBe(true);
-      // The refill while a backup holds writes keeps the kernel's way, whatever the memory.
+      // touchedSlab's fallback, the kernel's way, fills any memory (this thread's) with zeroes.
       const shared = Buffer.from(new SharedArrayBuffer(2 * 4096)).fill(0xaa);
       await prefaultPages(shared);
       expect(shared.equals(Buffer.alloc(shared.length, 0xaa))).toBe(false);
@@ -356,28 +356,31 @@ describe('payload slabs', () => {
       const slabs = new PayloadSlabs(pf.fn, touch.fn);
       await slabs.warmAhead(0); // nobody writes: nothing ahead
       expect(touch.asked.length).toBe(0);
+      // With a warmSlab the reserve comes from it (both sides faulted in), not from prefault.
       slabs.warm();
-      expect(pf.asked.length).toBe(RESERVE_SLABS);
+      expect(touch.asked.length).toBe(RESERVE_SLABS);
+      expect(pf.asked.length).toBe(0);
       const rate = (3 * SLAB_BYTES) / WARM_AHEAD_SECONDS; // 3 slabs' worth; the RESERVE_SLABS filling count
       await slabs.warmAhead(rate);
-      expect(touch.asked.length).toBe(0);
+      expect(touch.asked.length).toBe(RESERVE_SLABS);
       const want = RESERVE_SLABS + 5;
       let settled = false;
       const warming = slabs.warmAhead((want * SLAB_BYTES) / WARM_AHEAD_SECONDS).then(() => (settled = true));
-      expect(touch.asked.length).toBe(5);
-      for (const a of [...pf.asked, ...touch.asked.slice(0, 4)]) a.settle(true);
+      expect(touch.asked.length).toBe(want);
+      for (const a of touch.asked.slice(0, want - 1)) a.settle(true);
       await tick();
       expect(settled).toBe(false);
       expect(slabs.slabBytes).toBe((want - 1) * SLAB_BYTES);
-      touch.asked[4]!.settle(true);
+      touch.asked[want - 1]!.settle(true);
       await warming;
       expect(slabs.slabBytes).toBe(want * SLAB_BYTES);
       // New slabs of any class come from what was warmed, and it is not refilled while it lasts.
       const held = [slabs.keep(Buffer.alloc(4096, 1), false), slabs.keep(Buffer.alloc(512, 2), false)];
-      expect(held.every((v) => [...pf.asked.map((a) => a.buf), ...touch.made].some((b) => b.buffer === v.buffer))).toBe(true);
+      expect(held.every((v) => touch.made.some((b) => b.buffer === v.buffer))).toBe(true);
       expect(touch.asked.every((a) => a.bytes === SLAB_BYTES)).toBe(true);
       expect(slabs.slabsPrefaulted).toBe(2);
-      expect(pf.asked.length + touch.asked.length).toBe(want);
+      expect(touch.asked.length).toBe(want);
+      expect(pf.asked.length).toBe(0);
       slabs.trim();
       expect(slabs.slabBytes).toBe(0);
     });
@@ -387,9 +390,13 @@ describe('payload slabs', () => {
       const slabs = new PayloadSlabs(null, touch.fn);
       const kept = Array.from({ length: (2 * SLAB_BYTES) / 4096 }, (_, i) => slabs.keep(Buffer.alloc(4096, i & 0xff), false));
       for (const k of kept) slabs.release(k.buffer, k.byteOffset);
+      // Taking slabs asked the toucher for the reserve; say it could not give them.
+      expect(touch.asked.length).toBe(RESERVE_SLABS);
+      for (const a of touch.asked) a.settle(false);
+      await tick();
       const warming = slabs.warmAhead((5 * SLAB_BYTES) / WARM_AHEAD_SECONDS);
-      expect(touch.asked.length).toBe(3);
-      for (const a of touch.asked) a.settle(true);
+      expect(touch.asked.length).toBe(RESERVE_SLABS + 3);
+      for (const a of touch.asked.slice(RESERVE_SLABS)) a.settle(true);
       await warming;
       expect(slabs.slabBytes).toBe(5 * SLAB_BYTES);
     });
@@ -407,6 +414,25 @@ describe('payload slabs', () => {
       slabs.trimWhenIdle(5);
       await new Promise((r) => setTimeout(r, 30));
       expect(slabs.slabBytes).toBe(0);
+    });
+
+    it('a reserve slab the page toucher cannot give is simply not there: new slabs then fault on first touch', async () => {
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(null, touch.fn);
+      slabs.warm();
+      expect(touch.asked.length).toBe(RESERVE_SLABS);
+      for (const a of touch.asked) a.settle(false);
+      await tick();
+      expect(slabs.slabBytes).toBe(0);
+      const v = slabs.keep(Buffer.alloc(4096, 7), false);
+      expect(v.equals(Buffer.alloc(4096, 7))).toBe(true);
+      expect(slabs.slabsPrefaulted).toBe(0);
+      // Taking a slab asks for the reserve again.
+      expect(touch.asked.length).toBe(2 * RESERVE_SLABS);
+      for (const a of touch.asked.slice(RESERVE_SLABS)) a.settle(true);
+      await tick();
+      expect(slabs.slabBytes).toBe((1 + RESERVE_SLABS) * SLAB_BYTES);
+      slabs.trim();
     });
 
     it('a backup beginning on a volume being written warms its payload memory for the writes it will hold; the metadata policy does not', async () => {

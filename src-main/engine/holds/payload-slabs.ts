@@ -20,11 +20,15 @@
  * - Even so, the first seconds of a backup stayed its worst: every write is held then (nothing
  *   is copied yet), the held data grows at the full write rate, and each slab faulted in while
  *   the clients write costs them. So before a backup begins, `warmAhead` has the engine's page
- *   toucher (prefault.ts) fault in, from user space, the slab memory the backup's first
- *   WARM_AHEAD_SECONDS will hold, and the backup's flag is set once that is done. Hold-only
- *   rounds of a range backup at QD16 and 12k writes/s, 3 interleaved pairs: p99 of their first
- *   6 s 2.5–2.6 ms → 0.7–1.7 ms (0.7–1.8 over all 7 runs), of the whole round 0.87–1.31 →
- *   0.60–1.07 ms (`bench/results/nbd-latency-session31.txt`).
+ *   toucher (prefault.ts) fault in the slab memory the backup's first WARM_AHEAD_SECONDS will
+ *   hold, and the backup's flag is set once that is done. Hold-only rounds of a range backup
+ *   at QD16 and 12k writes/s, 3 interleaved pairs: p99 of their first 6 s 2.5–2.6 ms →
+ *   0.7–1.7 ms (0.7–1.8 over all 7 runs), of the whole round 0.87–1.31 → 0.60–1.07 ms
+ *   (`bench/results/nbd-latency-session31.txt`).
+ * - A slab's memory is mapped twice on a VM: for the copy into it (user space) and for the
+ *   journal's write from it (the kernel), and the kernel's prefault covers only the second, a
+ *   user-space touch only the first (prefault.ts has the figures). So where there is a
+ *   `warmSlab` (the page toucher, which does both), the reserve is refilled from it too.
  *
  * Size classes are powers of two from 512 bytes to SLAB_PAYLOAD_MAX; each slab serves one
  * class. A payload of n bytes takes a slot of the smallest class ≥ n (at most 2× its size).
@@ -106,9 +110,10 @@ export class PayloadSlabs {
   slotsReused = 0;
 
   /**
-   * `prefault`: null, or after it failed once, new slabs fault on first touch. `warmSlab`: where
-   * warmAhead gets slabs already faulted in (the engine's: prefault.ts, touchedSlab); null: it
-   * does nothing.
+   * `warmSlab`: where the reserve and warmAhead get slabs already faulted in (the engine's:
+   * prefault.ts, touchedSlab); null: warmAhead does nothing and the reserve comes from
+   * `prefault`, which faults in memory of this thread's. Without either (or once `prefault`
+   * failed), new slabs fault on first touch.
    */
   constructor(
     private prefault: Prefault | null = null,
@@ -185,10 +190,19 @@ export class PayloadSlabs {
     await Promise.all(faulting);
   }
 
+  /**
+   * Tops the reserve up to RESERVE_SLABS: from `warmSlab` where there is one (faulted in on
+   * both sides, see prefault.ts), else from `prefault`.
+   */
   private refill(): void {
+    const warmSlab = this.warmSlab;
     const prefault = this.prefault;
-    if (!prefault) return;
     while (this.reserve.length + this.filling < RESERVE_SLABS) {
+      if (warmSlab) {
+        void this.toReserve(warmSlab(SLAB_BYTES), () => undefined); // not there: a slab faults on first touch
+        continue;
+      }
+      if (!prefault) return;
       const slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
       void this.toReserve(
         prefault(slab).then(() => slab),

@@ -1,21 +1,31 @@
 /**
  * Faults a buffer's pages in off the engine thread, so the thread that later writes into it
  * (the engine's, answering NBD clients) does not pay a page fault per 4 KiB of fresh memory.
- * Two ways, with different costs on a VM (on the 2-vCPU PVM bench machine the first touch of a
- * page from user space costs ~11.5 µs):
+ * On the 2-vCPU PVM bench machine a page is mapped twice over: once for user space and once for
+ * the kernel's copies from and to it, and each first access costs a trip through the hypervisor.
+ * Per 4 KiB page of fresh memory, measured there (node, 64 MiB buffers; a worker thread on the
+ * other CPU did the faulting, so it carries over between threads and CPUs):
+ *
+ *                                       engine copies 4 KiB in   engine pwrite()s 4 KiB from it
+ *   untouched                                  14.4 µs                      28.6 µs
+ *   touched from user space only                0.2–0.8 µs                   8.7–9.3 µs
+ *   read from /dev/zero into (kernel) only      5.5–6.0 µs                   3.3 µs
+ *   both                                        0.2–0.8 µs                   3.3–3.9 µs
+ *
+ * A held write is copied into its slab (user space) and then written from it to the journal
+ * (the kernel), so its slab memory wants both; with only the user-space touch each held write
+ * paid ~5 µs in the journal's write on the engine thread (its commit time during a range backup
+ * fell from 97 to 64 ms/s once both were done, bench/results/nbd-latency-session32.txt).
  * - `prefaultPages`: reads /dev/zero into the buffer on the libuv thread pool (the kernel zeroes
- *   each page as it faults it in; where there is no /dev/zero, random bytes instead). Cheap for
- *   the pool, but the engine thread's first copy into such a page still costs 5.4–5.8 µs there.
- *   The buffer's bytes afterwards are unspecified, and the caller must not touch it until the
- *   promise settles.
+ *   each page as it faults it in; where there is no /dev/zero, random bytes instead): the
+ *   kernel's side only. The buffer's bytes afterwards are unspecified, and the caller must not
+ *   touch it until the promise settles.
  * - `touchedSlab`: a small worker thread, the page toucher, allocates shared memory (a
- *   SharedArrayBuffer) and writes one byte into every page from user space; the engine thread's
- *   first copy into it then costs 0.2–0.75 µs (`bench/results/nbd-latency-session30.txt`). The
- *   worker allocates it too: zero-filled memory may be zeroed by the allocating thread (glibc's
- *   calloc does for memory it reuses), which would fault it in on the engine thread. The
- *   toucher pays the full fault itself, on a CPU the clients want too: worth it ahead of a
- *   backup (payload-slabs.ts, warmAhead), not while one holds writes (session 30: no better
- *   than prefaultPages there).
+ *   SharedArrayBuffer), reads /dev/zero into it and then writes one byte into every page from
+ *   user space: both sides. The worker allocates it too: zero-filled memory may be zeroed by
+ *   the allocating thread (glibc's calloc does for memory it reuses), which would fault it in
+ *   on the engine thread. The toucher pays every fault itself (~4.1 ms per MiB; 3.0 with the
+ *   user-space touch alone), on the CPU the backup's CPU split gives the chunk workers.
  *
  * The toucher is one more thread of the engine process, started on the first request: while a
  * backup splits the CPUs (cpu-split.ts) it belongs with the chunk workers, away from the engine
@@ -58,18 +68,29 @@ const TOUCH_STRIDE = 4096;
 
 /**
  * The toucher's code: it allocates the shared memory itself (zero-filled memory may be zeroed
- * by whoever allocates it: that thread takes the faults) and writes into every page (not a
- * read: that would map the shared zero page), then hands the memory over.
+ * by whoever allocates it: that thread takes the faults), has the kernel fill it from /dev/zero
+ * (the kernel's mapping; where /dev/zero cannot be read, that side is left to the first write
+ * from it) and then writes into every page (the user-space mapping; a read would map the
+ * shared zero page), then hands the memory over.
  */
 const TOUCHER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 let tid = null;
 try { tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop()) || null; } catch {}
+let zero = null;
+try { zero = fs.openSync('/dev/zero', 'r'); } catch {}
 parentPort.postMessage({ ready: true, tid });
 parentPort.on('message', (m) => {
   const sab = new SharedArrayBuffer(m.bytes);
   const u = new Uint8Array(sab);
+  try {
+    for (let at = 0; zero !== null && at < u.length; ) {
+      const n = fs.readSync(zero, u, at, u.length - at, null);
+      if (n <= 0) break;
+      at += n;
+    }
+  } catch {}
   for (let o = 0; o < u.length; o += ${TOUCH_STRIDE}) u[o] = 0;
   parentPort.postMessage({ id: m.id, sab });
 });
@@ -109,7 +130,7 @@ export class PageToucher {
     if (placement && this.tid !== null) placement.addWorker(this.tid);
   }
 
-  /** `bytes` of shared memory (zeroes), allocated and with every page touched by the toucher's thread. */
+  /** `bytes` of shared memory (zeroes), allocated and with every page faulted in (both sides) by the toucher's thread. */
   slab(bytes: number): Promise<Buffer> {
     if (!(Number.isSafeInteger(bytes) && bytes > 0)) return Promise.reject(new Error(`a slab of ${bytes} bytes`));
     const w = this.start();
@@ -187,9 +208,10 @@ export function unplacePageToucher(placement: ThreadPlacement): void {
 }
 
 /**
- * A slab of `bytes` faulted in from user space off the calling thread: shared memory the page
- * toucher allocated and touched; where the toucher cannot run (or failed), memory of this
- * thread's faulted in by the kernel on the thread pool instead.
+ * A slab of `bytes` faulted in off the calling thread: shared memory the page toucher allocated
+ * and faulted in on both sides; where the toucher cannot run (or failed), memory of this
+ * thread's faulted in by the kernel on the thread pool instead (its user-space side then
+ * faults on the first copy into it).
  */
 export function touchedSlab(bytes: number): Promise<Buffer> {
   const byKernel = async () => {

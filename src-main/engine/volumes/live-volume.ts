@@ -27,7 +27,7 @@ import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } fro
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../holds/hold-queue';
 import { PayloadSlabs } from '../holds/payload-slabs';
-import { prefaultPages, touchedSlab } from '../holds/prefault';
+import { touchedSlab } from '../holds/prefault';
 import type { HoldRule } from '../holds/policy';
 import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
@@ -263,7 +263,7 @@ export class LiveVolume implements BlockExport {
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
   /** Held writes' payloads (copied at hold time: the caller's buffer may be reused or shared). */
-  private readonly payloads = new PayloadSlabs(prefaultPages, touchedSlab);
+  private readonly payloads = new PayloadSlabs(null, touchedSlab);
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
