@@ -23,6 +23,7 @@
 // request; each phase gets its own p99. Neighbouring seconds are compared, so the machine's
 // drift (identical separate runs on the reference VM differ by 2–6× in p99) hits both alike.
 // QD16 is capped at NBD_BENCH_ALT_QD16_IOPS (default 12000) so both phases carry the same load.
+// Its image holds fio-written data (compressible, as a real volume's mostly is), not random bytes.
 // The point-in-time peer (below) is measured the same way in the same rounds, interleaved
 // (PEER=qsd: qemu's own backup job alternating with quiet spells); each round's figures and the
 // median over rounds are reported (NBD_BENCH_ALT_ROUNDS, default 3).
@@ -96,7 +97,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-nbd-bench-'));
 const img = path.join(dir, 'backing.img');
 const seqSrc = path.join(dir, 'seq-src.img');
 console.error(`Preparing ${sizeMiB} MiB backing file in ${dir} ...`);
-await sh('dd', ['if=/dev/urandom', `of=${img}`, 'bs=1M', `count=${sizeMiB}`, 'status=none']);
+// fio-written data, as the alternating runs' images (see ALT_ENV): the backups measured below
+// store what a volume's content costs them, not ~all of the image again, incompressible.
+await sh('fio', ['--name=fill', `--filename=${img}`, '--rw=write', '--bs=4k', `--size=${sizeMiB}M`, '--ioengine=psync', '--output-format=terse'], 600_000);
 await sh('cp', [img, seqSrc]);
 const otherImg = path.join(dir, 'other.img');
 await sh('cp', [img, otherImg]);
@@ -383,6 +386,11 @@ try {
     }
   }
   const altRounds = Number(process.env.NBD_BENCH_ALT_ROUNDS ?? 3);
+  // The image holds fio-written data (IMG_FILL=fio), not random bytes: a random image makes each
+  // round store ~all of it again, incompressible, and that load lands in the quiet phase too
+  // (bench/results/nbd-latency-session31.txt §1). fio writes 12 s before the first round: the
+  // run's own first seconds are always slow and would fall into it.
+  const ALT_ENV = ['IMG_FILL=fio', 'PRE_SECONDS=12'];
   for (const qd of altSeconds > 0 && only !== 'throughput' ? [1, 16] : []) {
     const id = `fio 4k randwrite QD${qd} p99`;
     const rate = qd === 16 ? `--rate_iops=${Number(process.env.NBD_BENCH_ALT_QD16_IOPS ?? 12000)}` : '';
@@ -392,7 +400,7 @@ try {
     for (let round = 1; round <= altRounds; round++) {
       for (const server of round % 2 ? who : [...who].reverse()) {
         const peerEnv = server === 'qsd' ? ['PEER=qsd'] : [];
-        const outText = await sh('env', [...peerEnv, `PROBE_SECONDS=${altSeconds}`, `FIO_ARGS=${rate}`, `PROBE_DIR=${path.join(dir, 'alternate')}`, `NODE_ARGS=${ENGINE_NODE_FLAGS.join(' ')}`, 'bash', path.join(root, 'bench/nbd/latency-alternate.sh'), 'backup', String(qd)], (altSeconds + 300) * 1000);
+        const outText = await sh('env', [...peerEnv, ...ALT_ENV, `PROBE_SECONDS=${altSeconds}`, `FIO_ARGS=${rate}`, `PROBE_DIR=${path.join(dir, 'alternate')}`, `NODE_ARGS=${ENGINE_NODE_FLAGS.join(' ')}`, 'bash', path.join(root, 'bench/nbd/latency-alternate.sh'), 'backup', String(qd)], (altSeconds + 300) * 1000);
         const line = outText.split('\n').find((l) => l.startsWith('ALT '));
         if (!line) throw new Error(`latency-alternate.sh${server === 'qsd' ? ' (PEER=qsd)' : ''} printed no ALT line:\n${outText}`);
         const a = JSON.parse(line.slice(4));
