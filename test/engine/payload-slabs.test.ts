@@ -204,65 +204,72 @@ describe('payload slabs', () => {
   });
 
   describe('the faulted-in reserve', () => {
-    /** A prefault the test settles by hand: which buffers were asked for, in order. */
-    function manualPrefault() {
-      const asked: { buf: Buffer; settle: (ok: boolean) => void }[] = [];
-      const fn = (buf: Buffer) =>
-        new Promise<void>((resolve, reject) => asked.push({ buf, settle: (ok) => (ok ? resolve() : reject(new Error('no /dev/zero'))) }));
-      return { fn, asked };
+    /** A WarmSlab the test settles by hand: what was asked for, in order, and the slabs it gave. */
+    function manualWarmSlab() {
+      const asked: { bytes: number; settle: (ok: boolean) => void }[] = [];
+      const made: Buffer[] = [];
+      const give = (bytes: number) => {
+        const b = Buffer.allocUnsafeSlow(bytes);
+        made.push(b);
+        return b;
+      };
+      const fn = (bytes: number) =>
+        new Promise<Buffer>((resolve, reject) => asked.push({ bytes, settle: (ok) => (ok ? resolve(give(bytes)) : reject(new Error('no toucher'))) }));
+      return { fn, asked, made };
     }
     const tick = () => new Promise((r) => setImmediate(r));
 
     it('warm() faults RESERVE_SLABS slabs in; new slabs come from them and each one taken is replaced', async () => {
-      const pf = manualPrefault();
-      const slabs = new PayloadSlabs(pf.fn);
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(touch.fn);
       slabs.warm();
-      expect(pf.asked.length).toBe(RESERVE_SLABS);
+      expect(touch.asked.length).toBe(RESERVE_SLABS);
+      expect(touch.asked.every((a) => a.bytes === SLAB_BYTES)).toBe(true);
       slabs.warm(); // already filling: no more
-      expect(pf.asked.length).toBe(RESERVE_SLABS);
-      // Until a fault-in finishes, a new slab is fresh memory (never a buffer still being faulted).
+      expect(touch.asked.length).toBe(RESERVE_SLABS);
+      // Until a fault-in finishes, a new slab is fresh memory (it does not wait for one).
       const early = slabs.keep(Buffer.alloc(4096, 1), false);
-      expect(pf.asked.some((a) => a.buf.buffer === early.buffer)).toBe(false);
       expect(slabs.slabsPrefaulted).toBe(0);
-      for (const a of pf.asked) a.settle(true);
+      for (const a of touch.asked) a.settle(true);
       await tick();
+      expect(touch.made.some((b) => b.buffer === early.buffer)).toBe(false);
       expect(slabs.slabBytes).toBe((1 + RESERVE_SLABS) * SLAB_BYTES);
       // Fill the first slab, then the next one is a faulted-in slab, and a replacement is asked for.
       const perSlab = SLAB_BYTES / 4096;
       for (let i = 1; i < perSlab; i++) slabs.keep(Buffer.alloc(4096, 2), false);
       const next = slabs.keep(Buffer.alloc(4096, 3), false);
-      expect(pf.asked.slice(0, RESERVE_SLABS).some((a) => a.buf.buffer === next.buffer)).toBe(true);
+      expect(touch.made.some((b) => b.buffer === next.buffer)).toBe(true);
       expect(next.equals(Buffer.alloc(4096, 3))).toBe(true);
       expect(slabs.slabsPrefaulted).toBe(1);
       expect(slabs.slabsAllocated).toBe(2);
-      expect(pf.asked.length).toBe(RESERVE_SLABS + 1);
+      expect(touch.asked.length).toBe(RESERVE_SLABS + 1);
       // A slab of another class is taken from the same reserve.
       const sector = slabs.keep(Buffer.alloc(512, 4), false);
-      expect(pf.asked.some((a) => a.buf.buffer === sector.buffer)).toBe(true);
+      expect(touch.made.some((b) => b.buffer === sector.buffer)).toBe(true);
       expect(slabs.slabsPrefaulted).toBe(2);
     });
 
     it('trim() drops the reserve, and slabs still being faulted in are not kept', async () => {
-      const pf = manualPrefault();
-      const slabs = new PayloadSlabs(pf.fn);
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(touch.fn);
       slabs.warm();
-      pf.asked[0]!.settle(true);
+      touch.asked[0]!.settle(true);
       await tick();
       expect(slabs.slabBytes).toBe(SLAB_BYTES);
       slabs.trim();
       expect(slabs.slabBytes).toBe(0);
-      for (const a of pf.asked.slice(1)) a.settle(true);
+      for (const a of touch.asked.slice(1)) a.settle(true);
       await tick();
       expect(slabs.slabBytes).toBe(0);
       const fresh = slabs.keep(Buffer.alloc(4096, 1), false);
-      expect(pf.asked.slice(0, RESERVE_SLABS).some((a) => a.buf.buffer === fresh.buffer)).toBe(false);
+      expect(touch.made.some((b) => b.buffer === fresh.buffer)).toBe(false);
     });
 
     it('an idle allocator with only a reserve drops it after the idle time', async () => {
-      const pf = manualPrefault();
-      const slabs = new PayloadSlabs(pf.fn);
+      const touch = manualWarmSlab();
+      const slabs = new PayloadSlabs(touch.fn);
       slabs.warm();
-      for (const a of pf.asked) a.settle(true);
+      for (const a of touch.asked) a.settle(true);
       await tick();
       expect(slabs.slabBytes).toBe(RESERVE_SLABS * SLAB_BYTES);
       slabs.trimWhenIdle(5);
@@ -270,18 +277,16 @@ describe('payload slabs', () => {
       expect(slabs.slabBytes).toBe(0);
     });
 
-    it('a prefault that fails turns prefaulting off: slabs are allocated as they are needed', async () => {
-      const pf = manualPrefault();
-      const slabs = new PayloadSlabs(pf.fn);
+    it('without a slab source there is no reserve: slabs are allocated as they are needed', async () => {
+      const slabs = new PayloadSlabs();
       slabs.warm();
-      for (const a of pf.asked) a.settle(false);
-      await tick();
+      await slabs.warmAhead(64 * SLAB_BYTES);
       expect(slabs.slabBytes).toBe(0);
       const n = 2 * (SLAB_BYTES / 4096) + 1;
       for (let i = 0; i < n; i++) expect(slabs.keep(Buffer.alloc(4096, i & 0xff), false).equals(Buffer.alloc(4096, i & 0xff))).toBe(true);
       expect(slabs.slabsAllocated).toBe(3);
       expect(slabs.slabsPrefaulted).toBe(0);
-      expect(pf.asked.length).toBe(RESERVE_SLABS);
+      expect(slabs.slabBytes).toBe(3 * SLAB_BYTES);
     });
 
     it('prefaultPages writes every byte of other memory (on the thread pool)', async () => {
@@ -336,30 +341,13 @@ describe('payload slabs', () => {
       await t.close();
     });
 
-    /** A WarmSlab the test settles by hand. */
-    function manualWarmSlab() {
-      const asked: { bytes: number; settle: (ok: boolean) => void }[] = [];
-      const made: Buffer[] = [];
-      const give = (bytes: number) => {
-        const b = Buffer.allocUnsafeSlow(bytes);
-        made.push(b);
-        return b;
-      };
-      const fn = (bytes: number) =>
-        new Promise<Buffer>((resolve, reject) => asked.push({ bytes, settle: (ok) => (ok ? resolve(give(bytes)) : reject(new Error('no toucher'))) }));
-      return { fn, asked, made };
-    }
-
     it('warmAhead() gets WARM_AHEAD_SECONDS of writes at the given rate, counting the reserve, and settles when they are in it', async () => {
-      const pf = manualPrefault();
       const touch = manualWarmSlab();
-      const slabs = new PayloadSlabs(pf.fn, touch.fn);
+      const slabs = new PayloadSlabs(touch.fn);
       await slabs.warmAhead(0); // nobody writes: nothing ahead
       expect(touch.asked.length).toBe(0);
-      // With a warmSlab the reserve comes from it (both sides faulted in), not from prefault.
       slabs.warm();
       expect(touch.asked.length).toBe(RESERVE_SLABS);
-      expect(pf.asked.length).toBe(0);
       const rate = (3 * SLAB_BYTES) / WARM_AHEAD_SECONDS; // 3 slabs' worth; the RESERVE_SLABS filling count
       await slabs.warmAhead(rate);
       expect(touch.asked.length).toBe(RESERVE_SLABS);
@@ -380,14 +368,13 @@ describe('payload slabs', () => {
       expect(touch.asked.every((a) => a.bytes === SLAB_BYTES)).toBe(true);
       expect(slabs.slabsPrefaulted).toBe(2);
       expect(touch.asked.length).toBe(want);
-      expect(pf.asked.length).toBe(0);
       slabs.trim();
       expect(slabs.slabBytes).toBe(0);
     });
 
     it('warmAhead() counts the slabs kept since the last backup (free again when one begins)', async () => {
       const touch = manualWarmSlab();
-      const slabs = new PayloadSlabs(null, touch.fn);
+      const slabs = new PayloadSlabs(touch.fn);
       const kept = Array.from({ length: (2 * SLAB_BYTES) / 4096 }, (_, i) => slabs.keep(Buffer.alloc(4096, i & 0xff), false));
       for (const k of kept) slabs.release(k.buffer, k.byteOffset);
       // Taking slabs asked the toucher for the reserve; say it could not give them.
@@ -403,7 +390,7 @@ describe('payload slabs', () => {
 
     it('warmAhead() asks for at most WARM_AHEAD_MAX_BYTES; a slab whose fault-in fails is not kept, and later ones still are', async () => {
       const touch = manualWarmSlab();
-      const slabs = new PayloadSlabs(null, touch.fn);
+      const slabs = new PayloadSlabs(touch.fn);
       const warming = slabs.warmAhead(100 * WARM_AHEAD_MAX_BYTES);
       expect(touch.asked.length).toBe(WARM_AHEAD_MAX_BYTES / SLAB_BYTES);
       touch.asked[0]!.settle(false);
@@ -418,7 +405,7 @@ describe('payload slabs', () => {
 
     it('a reserve slab the page toucher cannot give is simply not there: new slabs then fault on first touch', async () => {
       const touch = manualWarmSlab();
-      const slabs = new PayloadSlabs(null, touch.fn);
+      const slabs = new PayloadSlabs(touch.fn);
       slabs.warm();
       expect(touch.asked.length).toBe(RESERVE_SLABS);
       for (const a of touch.asked) a.settle(false);

@@ -14,9 +14,10 @@
  * - Reuse cannot help while the held data grows — a backup's first seconds, and a random writer
  *   on a large volume holds more for most of a range backup — and each new slab still faulted
  *   on the thread that answers NBD clients (~6 µs per held 4 KiB write on the 2-vCPU bench VM,
- *   a third of the engine's own time for a write). With a `prefault` function (the engine's:
- *   prefault.ts, on the thread pool) a few slabs are faulted in ahead of need (RESERVE_SLABS),
- *   from the backup's begin (`warm`) and whenever one is taken, so new slabs come warm.
+ *   a third of the engine's own time for a write). With a `warmSlab` source (the engine's:
+ *   prefault.ts, off the engine thread) a few slabs are faulted in ahead of need
+ *   (RESERVE_SLABS), from the backup's begin (`warm`) and whenever one is taken, so new slabs
+ *   come warm.
  * - Even so, the first seconds of a backup stayed its worst: every write is held then (nothing
  *   is copied yet), the held data grows at the full write rate, and each slab faulted in while
  *   the clients write costs them. So before a backup begins, `warmAhead` has the engine's page
@@ -26,9 +27,9 @@
  *   0.7–1.7 ms (0.7–1.8 over all 7 runs), of the whole round 0.87–1.31 → 0.60–1.07 ms
  *   (`bench/results/nbd-latency-session31.txt`).
  * - A slab's memory is mapped twice on a VM: for the copy into it (user space) and for the
- *   journal's write from it (the kernel), and the kernel's prefault covers only the second, a
- *   user-space touch only the first (prefault.ts has the figures). So where there is a
- *   `warmSlab` (the page toucher, which does both), the reserve is refilled from it too.
+ *   journal's write from it (the kernel); a kernel prefault covers only the second, a
+ *   user-space touch only the first (prefault.ts has the figures). The engine's `warmSlab`, the
+ *   page toucher, does both, for the reserve as for warmAhead.
  *
  * Size classes are powers of two from 512 bytes to SLAB_PAYLOAD_MAX; each slab serves one
  * class. A payload of n bytes takes a slot of the smallest class ≥ n (at most 2× its size).
@@ -57,7 +58,7 @@ const CLASSES = Math.log2(SLAB_PAYLOAD_MAX) - MIN_CLASS_SHIFT + 1;
 export const SLAB_IDLE_MS = 30_000;
 /**
  * Slabs faulted in ahead of need: at 6k held 4 KiB writes a second (a queue-depth-1 writer)
- * one slab lasts ~40 ms and faulting one in takes the thread pool ~2–3 ms.
+ * one slab lasts ~40 ms and faulting one in takes the page toucher ~4 ms.
  */
 export const RESERVE_SLABS = 4;
 /** warmAhead faults in the payload memory of this many seconds of writes at the rate before the backup. */
@@ -65,9 +66,7 @@ export const WARM_AHEAD_SECONDS = 8;
 /** …but at most this much (a volume written faster holds more than this only after its first seconds). */
 export const WARM_AHEAD_MAX_BYTES = 512 << 20;
 
-/** Touches every page of `buf` off the calling thread (its bytes afterwards are unspecified). */
-export type Prefault = (buf: Buffer) => Promise<void>;
-/** A slab of `bytes` whose pages were faulted in off the calling thread, from user space. */
+/** A slab of `bytes` (zeroes) whose pages were faulted in off the calling thread. */
 export type WarmSlab = (bytes: number) => Promise<Buffer>;
 
 function classOf(n: number): number {
@@ -111,14 +110,10 @@ export class PayloadSlabs {
 
   /**
    * `warmSlab`: where the reserve and warmAhead get slabs already faulted in (the engine's:
-   * prefault.ts, touchedSlab); null: warmAhead does nothing and the reserve comes from
-   * `prefault`, which faults in memory of this thread's. Without either (or once `prefault`
-   * failed), new slabs fault on first touch.
+   * prefault.ts, touchedSlab); null: no reserve, warmAhead does nothing, and new slabs fault on
+   * first touch.
    */
-  constructor(
-    private prefault: Prefault | null = null,
-    private readonly warmSlab: WarmSlab | null = null,
-  ) {}
+  constructor(private readonly warmSlab: WarmSlab | null = null) {}
 
   /**
    * A copy of `data` that the caller may keep until it calls release(). `stable`: the caller
@@ -185,34 +180,23 @@ export class PayloadSlabs {
     const want = Math.ceil(Math.min(bytesPerSec * WARM_AHEAD_SECONDS, WARM_AHEAD_MAX_BYTES) / SLAB_BYTES);
     const faulting: Promise<void>[] = [];
     for (let have = this.slabClass.size + this.reserve.length + this.filling; have < want; have++) {
-      faulting.push(this.toReserve(warmSlab(SLAB_BYTES), () => undefined));
+      faulting.push(this.toReserve(warmSlab(SLAB_BYTES)));
     }
     await Promise.all(faulting);
   }
 
-  /**
-   * Tops the reserve up to RESERVE_SLABS: from `warmSlab` where there is one (faulted in on
-   * both sides, see prefault.ts), else from `prefault`.
-   */
+  /** Tops the reserve up to RESERVE_SLABS from `warmSlab`. */
   private refill(): void {
     const warmSlab = this.warmSlab;
-    const prefault = this.prefault;
-    while (this.reserve.length + this.filling < RESERVE_SLABS) {
-      if (warmSlab) {
-        void this.toReserve(warmSlab(SLAB_BYTES), () => undefined); // not there: a slab faults on first touch
-        continue;
-      }
-      if (!prefault) return;
-      const slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      void this.toReserve(
-        prefault(slab).then(() => slab),
-        () => (this.prefault = null), // e.g. no /dev/zero: slabs fault on first touch, as before
-      );
-    }
+    if (!warmSlab) return;
+    while (this.reserve.length + this.filling < RESERVE_SLABS) void this.toReserve(warmSlab(SLAB_BYTES));
   }
 
-  /** Counts a slab being faulted in (`filling`); it joins the reserve once ready, unless trim() came first. */
-  private toReserve(slab: Promise<Buffer>, onFail: () => void): Promise<void> {
+  /**
+   * Counts a slab being faulted in (`filling`); it joins the reserve once ready, unless trim()
+   * came first. One that fails is simply not there: a new slab then faults on first touch.
+   */
+  private toReserve(slab: Promise<Buffer>): Promise<void> {
     this.filling++;
     const gen = this.generation;
     return slab.then(
@@ -222,7 +206,6 @@ export class PayloadSlabs {
       },
       () => {
         this.filling--;
-        onFail();
       },
     );
   }

@@ -263,7 +263,7 @@ export class LiveVolume implements BlockExport {
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
   /** Held writes' payloads (copied at hold time: the caller's buffer may be reused or shared). */
-  private readonly payloads = new PayloadSlabs(null, touchedSlab);
+  private readonly payloads = new PayloadSlabs(touchedSlab);
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
