@@ -8,7 +8,7 @@
  *   newest acknowledged one covering it),
  * - recovering twice gives the same bytes as recovering once.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -20,7 +20,11 @@ import { parseModel, SECTOR, sectorOwner } from './crash-model';
 
 const POINTS = Number(process.env.HOLDFAST_CRASH_POINTS ?? 200);
 const root = path.resolve(__dirname, '../..');
-const child = path.join(root, 'dist/test/crash-child.cjs');
+// A bundle of its own, not scripts/build.mjs's dist/test/crash-child.cjs: the CLI tests rebuild
+// dist/ in their beforeAll while this one spawns children from it, and a child that loaded the
+// file while esbuild rewrote it died of a truncated script (CI, session 32). Next to dist/'s
+// bundles so it finds node_modules the same way.
+const child = path.join(root, `dist/test/crash-child.vitest-${process.pid}.cjs`);
 const VOL_SIZE = 2 << 20;
 
 beforeAll(async () => {
@@ -35,6 +39,7 @@ beforeAll(async () => {
     logLevel: 'warning',
   });
 });
+afterAll(() => fs.rmSync(child, { force: true }));
 
 /**
  * Kills the child `killAfterMs` after it reported ready (engine open, recovery done), or —
