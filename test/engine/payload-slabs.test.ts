@@ -397,7 +397,7 @@ describe('payload slabs', () => {
       for (const a of touch.asked.slice(1)) a.settle(true);
       await warming;
       expect(slabs.slabBytes).toBe(WARM_AHEAD_MAX_BYTES - SLAB_BYTES);
-      // With no prefault (and so no refill), an idle allocator still drops what was warmed.
+      // Nothing was kept (so nothing refilled): an idle allocator still drops what was warmed.
       slabs.trimWhenIdle(5);
       await new Promise((r) => setTimeout(r, 30));
       expect(slabs.slabBytes).toBe(0);
