@@ -1,7 +1,7 @@
 // Builds the Node side (CLI, serve, NBD, Electron main + preload) with esbuild and the
 // renderer with Vite. Native modules stay external: they load from node_modules at run time.
 import { build } from 'esbuild';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -17,9 +17,12 @@ const entries = [
   ['bench/vault/vault-lib.ts', 'dist/bench/vault-lib.cjs'],
   ['bench/ui/serve-load.ts', 'dist/bench/ui-serve-load.cjs'],
 ];
+// Each output is written beside its place and renamed over it: tests spawn these bundles
+// (bin/holdfast.cjs loads dist/cli.cjs) while another test file's beforeAll may rebuild them,
+// and a reader must see the old file or the new one, never a half-written one.
 for (const [src, out] of entries) {
   if (!existsSync(path.join(root, src))) continue;
-  await build({
+  const result = await build({
     entryPoints: [path.join(root, src)],
     outfile: path.join(root, out),
     bundle: true,
@@ -29,7 +32,14 @@ for (const [src, out] of entries) {
     sourcemap: 'linked',
     external,
     logLevel: 'warning',
+    write: false,
   });
+  for (const file of result.outputFiles) {
+    mkdirSync(path.dirname(file.path), { recursive: true });
+    const tmp = `${file.path}.tmp-${process.pid}`;
+    writeFileSync(tmp, file.contents);
+    renameSync(tmp, file.path);
+  }
 }
 if (existsSync(path.join(root, 'src-renderer/index.html')) && !process.argv.includes('--no-renderer')) {
   const { build: viteBuild } = await import('vite');
