@@ -7,6 +7,8 @@
  * come from a reserve faulted in ahead of need, from a backup's begin on: shared memory by the
  * page toucher (a worker thread writing into every page), other memory on the thread pool.
  */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HeldWrite, HoldQueue } from '../../src-main/engine/holds/hold-queue';
@@ -307,6 +309,17 @@ describe('payload slabs', () => {
       const shared = Buffer.from(new SharedArrayBuffer(2 * 4096)).fill(0xaa);
       await prefaultPages(shared);
       expect(shared.equals(Buffer.alloc(shared.length, 0xaa))).toBe(false);
+    });
+
+    it('the page toucher keeps the process alive only while a request waits: a process that used it gets its slab and exits on its own', () => {
+      const mod = path.resolve(__dirname, '../../src-main/engine/holds/prefault.ts');
+      const script = `const { touchedSlab } = require(${JSON.stringify(mod)});
+        touchedSlab(${SLAB_BYTES}).then((s) => console.log('slab', s.length, s.buffer instanceof SharedArrayBuffer));`;
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.error).toBeUndefined(); // a timeout (the process did not exit) is an error here
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe(`slab ${SLAB_BYTES} true`);
+      expect(r.status).toBe(0);
     });
 
     it('a page toucher that fails rejects what waits and refuses later requests', async () => {

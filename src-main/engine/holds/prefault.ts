@@ -102,9 +102,9 @@ interface Pending {
 }
 
 /**
- * The page toucher: one worker thread, started on first use, that never keeps the process
- * alive. Requests are answered in order. If it fails or exits, every waiting request rejects
- * and later ones are refused (the caller falls back to the kernel).
+ * The page toucher: one worker thread, started on first use, that keeps the process alive only
+ * while a request waits. Requests are answered in order. If it fails or exits, every waiting
+ * request rejects and later ones are refused (the caller falls back to the kernel).
  */
 export class PageToucher {
   private worker: Worker | null = null;
@@ -137,6 +137,8 @@ export class PageToucher {
     if (!w) return Promise.reject(new Error('the page toucher is not running'));
     const id = this.nextId++;
     return new Promise<Buffer>((resolve, reject) => {
+      // A request keeps the process alive while it waits (as any I/O does); an idle toucher does not.
+      if (this.pending.size === 0) w.ref();
       this.pending.set(id, { resolve, reject });
       w.postMessage({ id, bytes });
     });
@@ -162,7 +164,6 @@ export class PageToucher {
       return null;
     }
     this.worker = w;
-    w.unref();
     w.on('message', (m: { ready?: boolean; tid?: number | null; id?: number; sab?: SharedArrayBuffer }) => {
       if (m.ready) {
         if (m.tid && this.worker === w) {
@@ -174,11 +175,15 @@ export class PageToucher {
       const p = this.pending.get(m.id!);
       if (!p) return;
       this.pending.delete(m.id!);
+      if (this.pending.size === 0) w.unref();
       if (m.sab) p.resolve(Buffer.from(m.sab));
       else p.reject(new Error('the page toucher answered without memory'));
     });
     w.on('error', (e) => this.gone(w, e));
     w.on('exit', (code) => this.gone(w, new Error(`the page toucher exited (code ${code})`)));
+    // Idle until a request comes; after the listeners, since adding a 'message' listener refs
+    // the worker's port again.
+    w.unref();
     return w;
   }
 
