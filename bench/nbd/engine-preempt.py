@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Who preempts the engine thread, per phase, for a latency-alternate.sh run made with
+BPF=bench/nbd/engine-preempt.bt (see that script for what is counted).
+
+    engine-preempt.py RUN_DIR...
+
+Prints per run the pooled p99s and, for the backup and quiet phases, the engine thread's wait
+after each preemption by the task that took its CPU (ms/s, preemptions/s, mean µs), that wait
+per CPU, and its wakeup latency. bench/results/nbd-latency-session33.txt: during range backups
+fio takes the engine's CPU ~440–1030 times a second (~45–80 ms/s of waiting), ~10/s quiet.
+"""
+import collections
+import re
+import sys
+
+import alt_run
+
+for d in sys.argv[1:]:
+    off = float(open(d + '/clock-offset-ms').read())
+    done = alt_run.completions(d)
+    quiet, rounds = alt_run.split(d, done=done)
+    last = done[1][-1]
+    ph = [(t0, t1) for t0, t1, _ in rounds]
+    during = [l for _, _, r in rounds for _, l in r]
+    if not quiet or not during:
+        sys.exit('no quiet phase or no backup round in ' + d)
+    q99, b99 = alt_run.p99(quiet), alt_run.p99(during)
+    print(f'{d}: quiet p99 {q99:.0f} µs, backup p99 {b99:.0f} µs ({b99 / q99:.2f}×)')
+    wait, count, cpu = collections.Counter(), collections.Counter(), collections.Counter()
+    secs, wake_us, wakes = collections.Counter(), collections.Counter(), collections.Counter()
+    cur = None
+    for line in open(d + '/bpf.out'):
+        if line.startswith('T '):
+            t1 = int(line.split()[1]) / 1000 + off
+            cur = alt_run.window_phase(ph, t1 - 200, t1, last)
+            if cur:
+                secs[cur] += 0.2
+            continue
+        if cur is None:
+            continue
+        m = re.match(r'@(w|n|cpuw)\[(.*)\]: (\d+)', line)
+        if m:
+            kind, key, v = m.group(1), m.group(2), int(m.group(3))
+            {'w': wait, 'n': count, 'cpuw': cpu}[kind][(cur, key)] += v
+        elif line.startswith('WL '):
+            _, us, n = line.split()
+            wake_us[cur] += int(us)
+            wakes[cur] += int(n)
+    for p in ('backup', 'quiet'):
+        s = secs[p]
+        if s == 0:
+            continue
+        top = sorted(((v, k) for (pp, k), v in wait.items() if pp == p), reverse=True)
+        who = ', '.join(f'{k} {v / 1e6 / s:.1f} ms/s ({count[(p, k)] / s:.0f}/s, {v / 1e3 / max(1, count[(p, k)]):.0f} µs)'
+                        for v, k in top if v / 1e6 / s >= 0.3) or 'none'
+        per_cpu = ', '.join(f'CPU {k} {v / 1e6 / s:.1f}' for (pp, k), v in sorted(cpu.items()) if pp == p)
+        print(f'  {p:6s} {s:3.0f} s: preempted by {who}; per CPU ms/s: {per_cpu or "-"};'
+              f' wakeup latency {wake_us[p] / 1000 / s:.1f} ms/s over {wakes[p] / s:.0f} wakeups/s')
