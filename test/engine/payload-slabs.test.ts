@@ -12,7 +12,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
 import { HeldWrite, HoldQueue } from '../../src-main/engine/holds/hold-queue';
-import { PayloadSlabs, RESERVE_SLABS, SLAB_BYTES, SLAB_PAYLOAD_MAX, WARM_AHEAD_MAX_BYTES, WARM_AHEAD_SECONDS } from '../../src-main/engine/holds/payload-slabs';
+import { PayloadSlabs, RESERVE_SLABS, SLAB_BYTES, SlotStack, SLAB_PAYLOAD_MAX, WARM_AHEAD_MAX_BYTES, WARM_AHEAD_SECONDS } from '../../src-main/engine/holds/payload-slabs';
 import { PageToucher, pageToucher, prefaultPages, touchedSlab } from '../../src-main/engine/holds/prefault';
 import { WriteRateSampler } from '../../src-main/engine/volumes/write-rate';
 import { noProbe, openTestVolume, pattern, useTempDirs } from './helpers';
@@ -74,6 +74,33 @@ describe('payload slabs', () => {
     expect(() => new HeldWrite(3, 0, 4096, Buffer.alloc(512), 0)).toThrow();
     const zero = new HeldWrite(4, 0, 4096, null, 0);
     expect(zero.data).toBeNull();
+  });
+
+  it('a free-slot stack hands slots back last in, first out, across its chunks, and forgets them on clear()', () => {
+    const st = new SlotStack();
+    const slabs = [new ArrayBuffer(SLAB_BYTES), new SharedArrayBuffer(SLAB_BYTES)];
+    const n = 2500; // more than two chunks
+    for (let i = 0; i < n; i++) st.push(slabs[i % 2]!, (i * 512) % SLAB_BYTES);
+    expect(st.length).toBe(n);
+    for (let i = n - 1; i >= 1200; i--) {
+      const v = st.popView(512);
+      expect(v.buffer).toBe(slabs[i % 2]);
+      expect(v.byteOffset).toBe((i * 512) % SLAB_BYTES);
+      expect(v.length).toBe(512);
+    }
+    // Pushed again over the emptied chunks, then everything comes back in order.
+    for (let i = 1200; i < 1300; i++) st.push(slabs[0]!, (i - 1200) * 4096);
+    expect(st.length).toBe(1300);
+    for (let i = 1299; i >= 1200; i--) expect(st.popView(4096).byteOffset).toBe((i - 1200) * 4096);
+    for (let i = 1199; i >= 0; i--) expect(st.popView(512).byteOffset).toBe((i * 512) % SLAB_BYTES);
+    expect(st.length).toBe(0);
+    expect(() => st.popView(512)).toThrow(/non-empty/);
+    expect(() => st.push(slabs[0]!, SLAB_BYTES)).toThrow(/inside its slab/);
+    st.push(slabs[1]!, 0);
+    st.clear();
+    expect(st.length).toBe(0);
+    st.push(slabs[0]!, 1024);
+    expect(st.popView(16).byteOffset).toBe(1024);
   });
 
   it('reuses the slot of a released payload: the memory stays at the peak held, not the total', () => {
