@@ -51,3 +51,18 @@ def window_phase(ph, a, b, last, guard=500):
 def p99(v):
     v = sorted(v)
     return v[int(len(v) * 0.99)]
+
+
+def traced_run(d):
+    """A run made with BPF=SCRIPT.bt, for scripts that sort its 200 ms trace windows by phase:
+    prints its pooled p99s and returns (off, ph, last) for window_phase — the offset from the
+    trace's monotonic µs/1000 to epoch ms, the rounds as (t0, t1), and fio's last completion."""
+    off = float(open(d + '/clock-offset-ms').read())
+    done = completions(d)
+    quiet, rounds = split(d, done=done)
+    during = [l for _, _, r in rounds for _, l in r]
+    if not quiet or not during:
+        raise SystemExit('no quiet phase or no backup round in ' + d)
+    q99, b99 = p99(quiet), p99(during)
+    print(f'{d}: quiet p99 {q99:.0f} µs, backup p99 {b99:.0f} µs ({b99 / q99:.2f}×)')
+    return off, [(t0, t1) for t0, t1, _ in rounds], done[1][-1]

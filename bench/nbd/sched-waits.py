@@ -14,16 +14,7 @@ import sys
 import alt_run
 
 for d in sys.argv[1:]:
-    off = float(open(d + '/clock-offset-ms').read())
-    done = alt_run.completions(d)
-    quiet, rounds = alt_run.split(d, done=done)
-    last = done[1][-1]
-    ph = [(t0, t1) for t0, t1, _ in rounds]
-    during = [l for _, _, r in rounds for _, l in r]
-    if not quiet or not during:
-        sys.exit('no quiet phase or no backup round in ' + d)
-    q99, b99 = alt_run.p99(quiet), alt_run.p99(during)
-    print(f'{d}: quiet p99 {q99:.0f} µs, backup p99 {b99:.0f} µs ({b99 / q99:.2f}×)')
+    off, ph, last = alt_run.traced_run(d)
     acc = {True: [0] * 7, False: [0] * 7}
     for line in open(d + '/bpf.out'):
         if not line.startswith('T '):
