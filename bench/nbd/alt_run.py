@@ -1,7 +1,7 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
-signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py): the backup rounds'
-(t0, t1) epoch-ms pairs from `phases`, and fio's per-request completion latencies (epoch ms, µs)
-from `alt_clat.*.log`, sorted by time."""
+signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py, engine-preempt.py,
+client-waits.py): the backup rounds' (t0, t1) epoch-ms pairs from `phases`, and fio's
+per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`, sorted by time."""
 import bisect
 import glob
 

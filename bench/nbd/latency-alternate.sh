@@ -136,9 +136,10 @@ fio --name=alt --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=rand
   --output-format=json --output="$D/fio.json" ${FIO_ARGS:-} &
 FIO=$!
 # BPF=SCRIPT.bt: a bpftrace script traces the run with the engine thread's id as $1 (for example
-# bench/nbd/sched-waits.bt, or bench/nbd/engine-preempt.bt: who takes the engine thread's CPU); its
-# output goes to $D/bpf.out, and $D/clock-offset-ms holds the
-# offset from the monotonic clock (bpftrace's nsecs) to epoch ms for lining it up with fio's log.
+# bench/nbd/sched-waits.bt; bench/nbd/engine-preempt.bt: who takes the engine thread's CPU;
+# bench/nbd/client-waits.bt: how long the client waits for a CPU, and behind whom); its output
+# goes to $D/bpf.out, and $D/clock-offset-ms holds the offset from the monotonic clock
+# (bpftrace's nsecs) to epoch ms for lining it up with fio's log.
 BPF_PID=
 if [ -n "${BPF:-}" ]; then
   python3 -c 'import time; print(time.time() * 1000 - time.monotonic() * 1000)' > "$D/clock-offset-ms"
