@@ -6,17 +6,26 @@ BPF=bench/nbd/client-waits.bt (see that script for what is counted).
 
 Prints per run the pooled p99s and, for the backup and quiet phases, fio's waits over 300 µs
 (per second, ms of waiting per second, and those over 1 ms per second) and whom they are blamed
-on. bench/results/nbd-latency-session34.txt: during range backups ~19–23 such waits a second
-(26–34 ms/s, ~10/s over 1 ms; the engine thread, the chunk worker, the thread pool and V8's
-helpers, the VM's idle vCPUs), in the quiet phases ~2 a second.
+on. bench/results/nbd-latency-session34.txt: during range backups 19–25 such waits a second
+(26–37 ms/s, 8–12/s over 1 ms; behind the engine's other threads, the engine thread, the VM's
+idle vCPUs and its DAMON page-out thread), in the quiet phases 2–5 a second.
 """
+import bisect
 import collections
 import sys
 
 import alt_run
 
+
+def overlapping(waits, starts, a, b):
+    """Whether a wait (start, end) of `waits` (sorted, `starts` their starts) meets [a, b]."""
+    i = bisect.bisect_right(starts, b)
+    return any(end >= a for _, end in waits[max(0, i - 64):i])
+
+
 for d in sys.argv[1:]:
     off, ph, last = alt_run.traced_run(d)
+    waits = []
     secs = {'backup': sum(t1 - t0 for t0, t1 in ph) / 1000}
     first = min(t0 for t0, _ in ph)
     n, ms, over1, who = collections.Counter(), collections.Counter(), collections.Counter(), collections.defaultdict(collections.Counter)
@@ -31,6 +40,7 @@ for d in sys.argv[1:]:
         if phase is None:
             continue
         wait = int(p[3])
+        waits.append((t - wait / 1000, t))
         n[phase] += 1
         ms[phase] += wait / 1000
         over1[phase] += wait > 1000
@@ -41,3 +51,17 @@ for d in sys.argv[1:]:
         s = secs[phase]
         top = ', '.join(f'{k} {v / s:.1f}' for k, v in who[phase].most_common(6))
         print(f'  {phase:6s} {n[phase] / s:5.1f} waits/s over 300 µs, {ms[phase] / s:5.1f} ms/s, {over1[phase] / s:4.1f}/s over 1 ms; by (ms/s): {top}')
+    # The slow requests (over the quiet p99) that were in flight while fio waited (fio logs
+    # completions in whole ms, so a request is taken to span [completion - latency, completion + 1 ms]).
+    waits.sort()
+    starts = [a for a, _ in waits]
+    quiet, rounds = alt_run.split(d)
+    q99 = alt_run.p99(quiet)
+    slow = [(t, lat) for _, _, r in rounds for t, lat in r if lat > q99]
+    hit = sum(overlapping(waits, starts, t - lat / 1000, t + 1) for t, lat in slow)
+    every = [(t, lat) for _, _, r in rounds for t, lat in r]
+    # For comparison: the share of all the backup's requests in flight during such a wait.
+    base = sum(overlapping(waits, starts, t - lat / 1000, t + 1) for t, lat in every[::10])
+    print(f'  backup requests over the quiet p99: {len(slow)} ({100 * len(slow) / max(1, len(every)):.1f} %), '
+          f'{100 * hit / max(1, len(slow)):.0f} % of them in flight during a fio wait over 300 µs '
+          f'(of all the backup\'s requests: {100 * base / max(1, len(every[::10])):.0f} %)')
