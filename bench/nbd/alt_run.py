@@ -53,12 +53,13 @@ def p99(v):
     return v[int(len(v) * 0.99)]
 
 
-def traced_run(d):
+def traced_run(d, done=None):
     """A run made with BPF=SCRIPT.bt, for scripts that sort its 200 ms trace windows by phase:
     prints its pooled p99s and returns (off, ph, last) for window_phase — the offset from the
-    trace's monotonic µs/1000 to epoch ms, the rounds as (t0, t1), and fio's last completion."""
+    trace's monotonic µs/1000 to epoch ms, the rounds as (t0, t1), and fio's last completion.
+    `done`: completions(d), if the caller has read them already."""
     off = float(open(d + '/clock-offset-ms').read())
-    done = completions(d)
+    done = done or completions(d)
     quiet, rounds = split(d, done=done)
     during = [l for _, _, r in rounds for _, l in r]
     if not quiet or not during:

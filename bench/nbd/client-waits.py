@@ -12,19 +12,22 @@ idle vCPUs and its DAMON page-out thread), in the quiet phases 2–5 a second.
 """
 import bisect
 import collections
+import itertools
 import sys
 
 import alt_run
 
 
-def overlapping(waits, starts, a, b):
-    """Whether a wait (start, end) of `waits` (sorted, `starts` their starts) meets [a, b]."""
+def overlapping(starts, ends_max, a, b):
+    """Whether a wait meets [a, b]: `starts` are the waits' starts, sorted, and `ends_max[i]` the
+    latest end among the first i + 1 of them."""
     i = bisect.bisect_right(starts, b)
-    return any(end >= a for _, end in waits[max(0, i - 64):i])
+    return i > 0 and ends_max[i - 1] >= a
 
 
 for d in sys.argv[1:]:
-    off, ph, last = alt_run.traced_run(d)
+    done = alt_run.completions(d)
+    off, ph, last = alt_run.traced_run(d, done)
     waits = []
     secs = {'backup': sum(t1 - t0 for t0, t1 in ph) / 1000}
     first = min(t0 for t0, _ in ph)
@@ -55,13 +58,14 @@ for d in sys.argv[1:]:
     # completions in whole ms, so a request is taken to span [completion - latency, completion + 1 ms]).
     waits.sort()
     starts = [a for a, _ in waits]
-    quiet, rounds = alt_run.split(d)
+    ends_max = list(itertools.accumulate((e for _, e in waits), max))
+    quiet, rounds = alt_run.split(d, done=done)
     q99 = alt_run.p99(quiet)
     slow = [(t, lat) for _, _, r in rounds for t, lat in r if lat > q99]
-    hit = sum(overlapping(waits, starts, t - lat / 1000, t + 1) for t, lat in slow)
+    hit = sum(overlapping(starts, ends_max, t - lat / 1000, t + 1) for t, lat in slow)
     every = [(t, lat) for _, _, r in rounds for t, lat in r]
     # For comparison: the share of all the backup's requests in flight during such a wait.
-    base = sum(overlapping(waits, starts, t - lat / 1000, t + 1) for t, lat in every[::10])
+    base = sum(overlapping(starts, ends_max, t - lat / 1000, t + 1) for t, lat in every[::10])
     print(f'  backup requests over the quiet p99: {len(slow)} ({100 * len(slow) / max(1, len(every)):.1f} %), '
           f'{100 * hit / max(1, len(slow)):.0f} % of them in flight during a fio wait over 300 µs '
           f'(of all the backup\'s requests: {100 * base / max(1, len(every[::10])):.0f} %)')
