@@ -137,7 +137,9 @@ fio --name=alt --ioengine=nbd --uri="nbd+unix:///bench?socket=$D/sock" --rw=rand
 FIO=$!
 # BPF=SCRIPT.bt: a bpftrace script traces the run with the engine thread's id as $1 (for example
 # bench/nbd/sched-waits.bt; bench/nbd/engine-preempt.bt: who takes the engine thread's CPU;
-# bench/nbd/client-waits.bt: how long the client waits for a CPU, and behind whom); its output
+# bench/nbd/client-waits.bt: how long the client waits for a CPU, and behind whom;
+# bench/nbd/slow-cover.bt: what was going on while the slow requests were in flight;
+# bench/nbd/helper-kstacks.bt: what the engine's other threads run while the client waits) — its output
 # goes to $D/bpf.out, and $D/clock-offset-ms holds the offset from the monotonic clock
 # (bpftrace's nsecs) to epoch ms for lining it up with fio's log.
 BPF_PID=
