@@ -1,9 +1,10 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
 signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py, engine-preempt.py,
-client-waits.py): the backup rounds' (t0, t1) epoch-ms pairs from `phases`, and fio's
+client-waits.py, slow-cover.py): the backup rounds' (t0, t1) epoch-ms pairs from `phases`, and fio's
 per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`, sorted by time."""
 import bisect
 import glob
+import itertools
 
 
 def phases(d):
@@ -21,9 +22,9 @@ def completions(d):
     return lat, [t for t, _ in lat]
 
 
-def split(d, guard=500, done=None):
-    """(quiet, rounds): the quiet phases' latencies (µs; requests completing within `guard` ms
-    after a round count for neither phase) and each round as (t0, t1, [(epoch ms, µs)]).
+def split_requests(d, guard=500, done=None):
+    """(quiet, rounds): the quiet phases' requests as (epoch ms, µs) — those completing within
+    `guard` ms after a round count for neither phase — and each round as (t0, t1, [(epoch ms, µs)]).
     `done`: completions(d), if the caller has read them already."""
     ph = phases(d)
     lat, ts = done or completions(d)
@@ -31,8 +32,28 @@ def split(d, guard=500, done=None):
     for i, (t0, t1) in enumerate(ph):
         rounds.append((t0, t1, lat[bisect.bisect_left(ts, t0):bisect.bisect_left(ts, t1)]))
         end = ph[i + 1][0] if i + 1 < len(ph) else (lat[-1][0] if lat else t1)
-        quiet += [l for _, l in lat[bisect.bisect_left(ts, t1 + guard):bisect.bisect_left(ts, end)]]
+        quiet += lat[bisect.bisect_left(ts, t1 + guard):bisect.bisect_left(ts, end)]
     return quiet, rounds
+
+
+def split(d, guard=500, done=None):
+    """As split_requests, with the quiet phases' latencies (µs) alone."""
+    quiet, rounds = split_requests(d, guard, done)
+    return [l for _, l in quiet], rounds
+
+
+class Intervals:
+    """Intervals [a, b] (epoch ms) that answer "does any of them meet [x, y]" by bisection."""
+
+    def __init__(self, spans):
+        spans = sorted(spans)
+        self.starts = [a for a, _ in spans]
+        # the latest end among the first i + 1 intervals
+        self.ends_max = list(itertools.accumulate((b for _, b in spans), max))
+
+    def meets(self, x, y):
+        i = bisect.bisect_right(self.starts, y)
+        return i > 0 and self.ends_max[i - 1] >= x
 
 
 def window_phase(ph, a, b, last, guard=500):

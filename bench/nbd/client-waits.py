@@ -10,19 +10,10 @@ on. bench/results/nbd-latency-session34.txt: during range backups 19–25 such w
 (26–37 ms/s, 8–12/s over 1 ms; behind the engine's other threads, the engine thread, the VM's
 idle vCPUs and its DAMON page-out thread), in the quiet phases 2–5 a second.
 """
-import bisect
 import collections
-import itertools
 import sys
 
 import alt_run
-
-
-def overlapping(starts, ends_max, a, b):
-    """Whether a wait meets [a, b]: `starts` are the waits' starts, sorted, and `ends_max[i]` the
-    latest end among the first i + 1 of them."""
-    i = bisect.bisect_right(starts, b)
-    return i > 0 and ends_max[i - 1] >= a
 
 
 for d in sys.argv[1:]:
@@ -56,16 +47,14 @@ for d in sys.argv[1:]:
         print(f'  {phase:6s} {n[phase] / s:5.1f} waits/s over 300 µs, {ms[phase] / s:5.1f} ms/s, {over1[phase] / s:4.1f}/s over 1 ms; by (ms/s): {top}')
     # The slow requests (over the quiet p99) that were in flight while fio waited (fio logs
     # completions in whole ms, so a request is taken to span [completion - latency, completion + 1 ms]).
-    waits.sort()
-    starts = [a for a, _ in waits]
-    ends_max = list(itertools.accumulate((e for _, e in waits), max))
+    waits = alt_run.Intervals(waits)
     quiet, rounds = alt_run.split(d, done=done)
     q99 = alt_run.p99(quiet)
     slow = [(t, lat) for _, _, r in rounds for t, lat in r if lat > q99]
-    hit = sum(overlapping(starts, ends_max, t - lat / 1000, t + 1) for t, lat in slow)
+    hit = sum(waits.meets(t - lat / 1000, t + 1) for t, lat in slow)
     every = [(t, lat) for _, _, r in rounds for t, lat in r]
     # For comparison: the share of all the backup's requests in flight during such a wait.
-    base = sum(overlapping(starts, ends_max, t - lat / 1000, t + 1) for t, lat in every[::10])
+    base = sum(waits.meets(t - lat / 1000, t + 1) for t, lat in every[::10])
     print(f'  backup requests over the quiet p99: {len(slow)} ({100 * len(slow) / max(1, len(every)):.1f} %), '
           f'{100 * hit / max(1, len(slow)):.0f} % of them in flight during a fio wait over 300 µs '
           f'(of all the backup\'s requests: {100 * base / max(1, len(every[::10])):.0f} %)')

@@ -12,27 +12,12 @@ interval of each kind ran, while any did, and while only that kind did. A kind t
 more of the slow requests than of all requests is where the slow ones come from
 (bench/results/nbd-latency-session35.txt).
 """
-import bisect
 import collections
-import itertools
 import sys
 
 import alt_run
 
 KINDS = 'LSEBFR'
-
-
-class Intervals:
-    """Intervals [a, b] (epoch ms) that answer "does any meet [x, y]" by bisection."""
-
-    def __init__(self, spans):
-        spans = sorted(spans)
-        self.starts = [a for a, _ in spans]
-        self.ends_max = list(itertools.accumulate((b for _, b in spans), max))
-
-    def meets(self, x, y):
-        i = bisect.bisect_right(self.starts, y)
-        return i > 0 and self.ends_max[i - 1] >= x
 
 
 def main(d, gc_log=None):
@@ -67,19 +52,14 @@ def main(d, gc_log=None):
             if len(x) >= 2:
                 add('G', float(x[0]), float(x[0]) + float(x[1]))
     kinds = sorted(spans)
-    idx = {k: Intervals(v) for k, v in spans.items()}
+    idx = {k: alt_run.Intervals(v) for k, v in spans.items()}
     for phase, s in secs.items():
         print(f'  {phase:6s} ' + '  '.join(f'{k} {rate[phase][k] / s:.1f}/s {rate[phase][k + "ms"] / s:.1f} ms/s' for k in kinds))
         print('         L/E blamed on (ms/s): ' + ', '.join(f'{k} {v / s:.1f}' for k, v in blame[phase].most_common(8)))
 
-    quiet, rounds = alt_run.split(d, done=done)
-    q99 = alt_run.p99(quiet)
+    quiet_reqs, rounds = alt_run.split_requests(d, done=done)
+    q99 = alt_run.p99([us for _, us in quiet_reqs])
     backup = [r for _, _, rr in rounds for r in rr]
-    lat, ts = done
-    quiet_reqs = []
-    for i, (_, t1) in enumerate(ph):
-        end = ph[i + 1][0] if i + 1 < len(ph) else lat[-1][0]
-        quiet_reqs += lat[bisect.bisect_left(ts, t1 + 500):bisect.bisect_left(ts, end)]
 
     def shares(reqs):
         c = collections.Counter()
