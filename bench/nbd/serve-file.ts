@@ -21,7 +21,7 @@
  *                  aborts it (no snapshot). Writes are held and released exactly as during a
  *                  backup, so this measures the hold/release machinery alone;
  *   `backup-off` — stops either loop, waits for the running round, answers
- *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,"maxHeldMiB":n,"maxArrayBuffersMiB":n,…}` (held data and the
+ *                  `BACKUP-OFF {"backups":n,"completed":n,"maxHeld":n,"maxHeldMiB":n,"maxArrayBuffersMiB":n,"maxRssMiB":n,…}` (held data and the
  *                  ArrayBuffer memory holding it, event-loop
  *                  delay and garbage-collector pauses while it ran: the NBD server shares the
  *                  thread with the backup's own work);
@@ -159,6 +159,8 @@ interface LoopStats {
   /** Largest heldBytes of the measured volume, and largest ArrayBuffer memory of the process (sampled every 100 ms), in MiB. */
   maxHeldMiB: number;
   maxArrayBuffersMiB: number;
+  /** The process's resident memory at its peak (sampled every 100 ms): held payloads kept in memory show here. */
+  maxRssMiB: number;
   backupMs: number;
   wallMs: number;
   /** Event-loop delay while the loop ran (the NBD server shares this thread). */
@@ -167,7 +169,7 @@ interface LoopStats {
   gc: ReturnType<GcPauses['take']> | null;
 }
 
-const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, maxHeldMiB: 0, maxArrayBuffersMiB: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc: null });
+const LoopStatsZero = (): LoopStats => ({ backups: 0, completed: 0, maxHeld: 0, maxHeldMiB: 0, maxArrayBuffersMiB: 0, maxRssMiB: 0, backupMs: 0, wallMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc: null });
 
 /** Back-to-back range-policy backups (or hold-only rounds) while `running`; counts what happened. */
 class BackupLoop {
@@ -205,6 +207,7 @@ class BackupLoop {
     const t0 = Date.now();
     this.memTimer = setInterval(() => {
       this.stats.maxArrayBuffersMiB = Math.max(this.stats.maxArrayBuffersMiB, process.memoryUsage().arrayBuffers / 2 ** 20);
+      this.stats.maxRssMiB = Math.max(this.stats.maxRssMiB, process.memoryUsage.rss() / 2 ** 20);
     }, 100);
     const first = new Promise<void>((r) => (this.began = r));
     this.loop = (async () => {

@@ -73,6 +73,40 @@ describe('faults injected through the Env', () => {
     await r.vol.close();
   });
 
+  it('a journal that cannot be read back fails the reads and the release that need a held write, and loses none', async () => {
+    const d = mk();
+    const env = new FaultyEnv(new NodeEnv());
+    const t = await openTestVolume(d, 'vol', 8 << 20, { env });
+    const s = await BackupSession.begin(t.vol, 'b', 'volume', noProbe);
+    await t.vol.write(0, pattern(0x51, 4096));
+    await t.vol.write(1 << 20, pattern(0x52, 8192));
+    env.inject({ op: 'read', path: 'journal', error: 'EIO', times: Infinity });
+    // A read that overlays a held write needs its bytes from the journal: it fails, with a code.
+    await expect(t.vol.read(0, 4096)).rejects.toMatchObject({ code: 'IO_ERROR' });
+    // One that overlays none does not touch the journal.
+    expect((await t.vol.read(2 << 20, 4096)).equals(Buffer.alloc(4096))).toBe(true);
+    await expect(s.end('snap')).rejects.toMatchObject({ code: 'IO_ERROR' });
+    expect(t.vol.holdState().heldCount).toBe(2);
+    expect(readImage(t.imagePath, 0, 4096).equals(Buffer.alloc(4096))).toBe(true);
+    // The journal reads again: the next backup's begin writes them first.
+    env.clear();
+    expect((await t.vol.read(0, 4096)).equals(pattern(0x51, 4096))).toBe(true);
+    const s2 = await BackupSession.begin(t.vol, 'b2', 'range', noProbe);
+    expect(t.vol.holdState()).toMatchObject({ backupFlag: true, heldCount: 0 });
+    expect(readImage(t.imagePath, 0, 4096).equals(pattern(0x51, 4096))).toBe(true);
+    expect(readImage(t.imagePath, 1 << 20, 8192).equals(pattern(0x52, 8192))).toBe(true);
+    await s2.end('snap-2');
+    // A held write when the process dies: recovery replays it from the journal.
+    await BackupSession.begin(t.vol, 'b3', 'volume', noProbe);
+    await t.vol.write(4096, pattern(0x53, 4096));
+    expect(t.vol.holdState().heldCount).toBe(1);
+    await t.vol.abandon();
+    await t.file.close();
+    const r = await openTestVolume(d, 'vol', 8 << 20);
+    expect((await r.vol.read(0, 8192)).equals(Buffer.concat([pattern(0x51, 4096), pattern(0x53, 4096)]))).toBe(true);
+    await r.vol.close();
+  });
+
   it('a backup cannot begin over writes a failed release left held; once the device takes them, its image has them', async () => {
     const env = new FaultyEnv(new NodeEnv());
     const t = await openTestVolume(mk(), 'vol', 8 << 20, { env });

@@ -25,7 +25,6 @@ import type { ChunkWorkers } from '../vault/chunk-workers';
 import { Vault } from '../vault/vault';
 import { ChunkWorkerPools } from '../vault/worker-pools';
 import { CpuSplit } from '../vault/cpu-split';
-import { placePageToucher, unplacePageToucher } from '../holds/prefault';
 import type { BackupSession } from './backup-session';
 import { BackupPacer, pacedSource } from './backup-pacer';
 import { eventLoopLag } from './loop-lag';
@@ -70,10 +69,7 @@ export class BackupApp {
   private readonly split = CpuSplit.forThisThread();
   private readonly pools = new ChunkWorkerPools(undefined, this.split);
 
-  constructor(private readonly host: BackupHost) {
-    // The thread that faults held writes' slabs in belongs with the chunk workers while split.
-    placePageToucher(this.split);
-  }
+  constructor(private readonly host: BackupHost) {}
 
   /** Opens (default vault: creating it on first use) and caches a vault. */
   async vault(dir: string | undefined, passphrase?: string): Promise<Vault> {
@@ -242,7 +238,6 @@ export class BackupApp {
   async close(reason: string): Promise<void> {
     await this.abortAll(reason);
     await this.pools.close();
-    unplacePageToucher(this.split);
     await this.split.close();
   }
 

@@ -13,13 +13,13 @@
  *   later write, applied after every queued write before it, leaves the same bytes). It stays
  *   queued (and counted) until released, so seqs, APPLIED records and the UI counts are
  *   unchanged; it no longer counts in the block counter (the later entry covers its blocks).
- * - Every payload hands its memory back (`payloadGone`) exactly once, when it is gone for good:
- *   its entry was applied or dropped, or the write that superseded it has its record committed.
- *   The owner may then reuse that memory (PayloadSlabs), so nothing here reads it afterwards.
+ * - A payload backed by the journal (ack mode `journal`) is in memory only until its record is
+ *   committed (`confirm`); from then on it is read back from the journal file, which keeps it
+ *   while the entry is queued (a segment is dropped only when every write in it is applied).
  * - `inRegions` finds every queued entry touching a region without walking the list: each
  *   entry is listed in the bucket of every 1 MiB region it touches (buckets drop removed
  *   entries lazily, and compact once half of a bucket is removed).
- * Memory per entry: one small object (seq, offset, length, data ref, links, flags, waiter),
+ * Memory per entry: one small object (seq, offset, length, payload refs, links, flags, waiter),
  * one slot in the bucket of each region it touches (and a map slot per offset in regions
  * with more than LATEST_MAP_AT entries), plus a shared paged counter of 2 bytes per 4 KiB
  * volume block touched (allocated while holding).
@@ -42,9 +42,35 @@ const SUPERSEDED = 2;
 const RELEASING = 4;
 
 /**
+ * Where a held write's bytes can be read back: the journal segment file its data record is in
+ * (a BlockFile). Reads are of bytes already written there, so they come from the page cache.
+ */
+export interface LoggedBytes {
+  readSync(buf: Buffer, pos: number): number;
+  read(buf: Buffer, pos: number): Promise<number>;
+}
+
+/** A held write's payload while it is detached (superseded, its superseder's record not yet committed). */
+export interface DetachedPayload {
+  mem: ArrayBufferLike | null;
+  at: number;
+  log: LoggedBytes | null;
+  pos: number;
+}
+
+/**
  * One held write. Kept small (it is allocated per write while a backup holds): the three
  * states share one flags field, and what superseding needs until the superseder's record is
  * committed lives in the queue's `unconfirmed` list, not here.
+ *
+ * Its payload is in memory, in the journal, or both: in ack mode `journal` every held write's
+ * data record is in the journal anyway, so once that record is committed (`confirm`) the
+ * memory is let go and the bytes are read back from the journal file when the write is
+ * released or a read overlays it (the page cache has them). Memory then holds only the
+ * writes of the batch being committed, not seconds of held data: no payload memory to fault
+ * in, copy into, or keep for the garbage collector. In ack mode `device` the record carries no
+ * data and the payload stays in memory (its writer waits until it is released, so the
+ * clients' queue depths bound it).
  */
 export class HeldWrite {
   next: HeldWrite | null = null;
@@ -53,12 +79,15 @@ export class HeldWrite {
   /** Resolves the writer's promise when ack mode is `device` (classic: a held writer waits). */
   onApplied: ((err?: Error) => void) | null = null;
   /**
-   * The payload as its backing memory and where in it it starts, not as a Buffer: a view is one
-   * more object per held write for the garbage collector to copy (see PayloadSlabs). `data`
-   * makes a view on demand. null for write-zeroes/trim entries, and once superseded.
+   * The payload in memory as its backing store and where in it it starts, not as a Buffer: a
+   * view is one more object per held write for the garbage collector. `data` makes a view on
+   * demand. null for write-zeroes/trim entries, once superseded, and once only in the journal.
    */
   private mem: ArrayBufferLike | null;
   private at: number;
+  /** The payload in the journal: its segment file and the data's position there (or null). */
+  private log: LoggedBytes | null;
+  private pos: number;
   /** When it was held, in whole milliseconds (a small integer needs no heap number). */
   readonly heldAt: number;
   constructor(
@@ -67,33 +96,92 @@ export class HeldWrite {
     readonly length: number,
     data: Buffer | null,
     heldAt: number,
+    /** Where the journal has the same bytes (its data record), if it does. */
+    log: LoggedBytes | null = null,
+    pos = 0,
   ) {
     invariant(data === null || data.length === length, 'a held payload is as long as its write');
+    invariant(log === null || data !== null, 'a payload in the journal is also in memory until its record is committed');
     this.mem = data ? data.buffer : null;
     this.at = data ? data.byteOffset : 0;
+    this.log = log;
+    this.pos = pos;
     this.heldAt = Math.floor(heldAt);
   }
 
   /** Has a payload (false for zeroes and superseded entries). */
   get hasData(): boolean {
+    return this.mem !== null || this.log !== null;
+  }
+
+  /** The payload is in memory (not only in the journal). */
+  get inMemory(): boolean {
     return this.mem !== null;
   }
 
-  /** The payload (a new view each time), or null for zeroes and superseded entries. */
-  get data(): Buffer | null {
-    return this.mem === null ? null : Buffer.from(this.mem, this.at, this.length);
-  }
-  set data(d: Buffer | null) {
-    invariant(d === null || d.length === this.length, 'a held payload is as long as its write');
-    this.mem = d ? d.buffer : null;
-    this.at = d ? d.byteOffset : 0;
+  /** In memory until its journal record is committed, then only in the journal. */
+  get awaitsLog(): boolean {
+    return this.mem !== null && this.log !== null;
   }
 
-  /** Hands the payload's memory to `gone` and forgets it (the entry left the queue for good). */
-  dropPayload(gone: (mem: ArrayBufferLike, at: number) => void): void {
-    if (this.mem === null) return;
-    gone(this.mem, this.at);
+  /**
+   * The payload: a view of it in memory, else its bytes read from the journal (synchronously:
+   * a page-cache copy); null for zeroes and superseded entries.
+   */
+  get data(): Buffer | null {
+    if (this.mem !== null) return Buffer.from(this.mem, this.at, this.length);
+    if (this.log === null) return null;
+    const buf = Buffer.allocUnsafe(this.length);
+    this.copyTo(buf, 0, 0, this.length);
+    return buf;
+  }
+
+  /** The payload read without blocking the thread (large payloads); null as `data`. */
+  async load(): Promise<Buffer | null> {
+    if (this.mem !== null || this.log === null) return this.data;
+    const buf = Buffer.allocUnsafe(this.length);
+    const n = await this.log.read(buf, this.pos);
+    invariant(n === this.length, 'a held write reads back whole from the journal');
+    return buf;
+  }
+
+  /** Copies payload bytes [from, from + n) to buf at `to` (the entry has a payload). */
+  copyTo(buf: Buffer, to: number, from: number, n: number): void {
+    invariant(from >= 0 && n >= 0 && from + n <= this.length, 'a copy stays inside the payload');
+    if (this.mem !== null) {
+      Buffer.from(this.mem, this.at + from, n).copy(buf, to);
+      return;
+    }
+    invariant(this.log !== null, 'a payload is copied only from an entry that has one');
+    const got = this.log.readSync(buf.subarray(to, to + n), this.pos + from);
+    invariant(got === n, 'a held write reads back whole from the journal');
+  }
+
+  /** Its record is in the journal file: the memory copy goes, the journal has the bytes. */
+  logged(): void {
+    if (this.log !== null) this.mem = null;
+  }
+
+  /** Takes the payload away (superseded); `attach` gives it back. */
+  detach(): DetachedPayload | null {
+    if (!this.hasData) return null;
+    const d = { mem: this.mem, at: this.at, log: this.log, pos: this.pos };
     this.mem = null;
+    this.log = null;
+    return d;
+  }
+
+  attach(d: DetachedPayload | null): void {
+    this.mem = d ? d.mem : null;
+    this.at = d ? d.at : 0;
+    this.log = d ? d.log : null;
+    this.pos = d ? d.pos : 0;
+  }
+
+  /** Forgets the payload (the entry left the queue for good). */
+  dropPayload(): void {
+    this.mem = null;
+    this.log = null;
   }
 
   /** In the queue (false once applied or dropped); buckets skip entries that are not. */
@@ -123,7 +211,7 @@ export class HeldWrite {
 interface Unconfirmed {
   by: HeldWrite;
   older: HeldWrite;
-  data: Buffer | null;
+  data: DetachedPayload | null;
 }
 
 /** Sparse per-block reference counts: how many queued entries touch each 4 KiB block. */
@@ -201,6 +289,8 @@ export class HoldQueue {
   private buckets = new Map<number, Bucket>();
   /** Entries that superseded another before their own record was committed. */
   private unconfirmed: Unconfirmed[] = [];
+  /** Entries whose payload is in memory until their record is committed (see HeldWrite), in seq order. */
+  private uncommitted: HeldWrite[] = [];
   private _count = 0;
   private _bytes = 0;
   /** Lifetime counters for the UI timeline. */
@@ -213,11 +303,7 @@ export class HoldQueue {
    * in ack mode `device`, acknowledged) as a no-op before its superseder reaches the device, so
    * its bytes must be recoverable from the superseder's data record if the process dies between.
    */
-  constructor(
-    private readonly supersede = true,
-    /** Called once for every payload that left the queue for good (its memory may be reused). */
-    private readonly payloadGone: (mem: ArrayBufferLike, at: number) => void = () => undefined,
-  ) {}
+  constructor(private readonly supersede = true) {}
 
   get count(): number {
     return this._count;
@@ -255,12 +341,12 @@ export class HoldQueue {
     this._bytes += w.length;
     this.queuedTotal++;
     this.counts.add(w.offset, w.length, 1);
+    if (w.awaitsLog) this.uncommitted.push(w);
     const older = this.supersede ? this.latestAt(w, firstBucket!) : null;
     if (older && !older.releasing && older.length <= w.length) {
       older.superseded = true;
       // Until w's record is committed the older data stays reachable (dropSeqs revives it).
-      this.unconfirmed.push({ by: w, older, data: older.data });
-      older.data = null;
+      this.unconfirmed.push({ by: w, older, data: older.detach() });
       this.counts.add(older.offset, older.length, -1);
     }
   }
@@ -323,7 +409,7 @@ export class HoldQueue {
     this._count--;
     this._bytes -= w.length;
     this.forget(w);
-    w.dropPayload(this.payloadGone);
+    w.dropPayload();
     const [r0, r1] = regionSpan(w.offset, w.length);
     for (let r = r0; r <= r1; r++) {
       const b = this.buckets.get(r)!;
@@ -339,12 +425,8 @@ export class HoldQueue {
     this.counts.clear();
     this.buckets.clear();
     // Supersedes whose confirm has not run yet: both entries have left the queue, so the older data is gone.
-    for (const u of this.unconfirmed) this.dataGone(u.data);
     this.unconfirmed = [];
-  }
-
-  private dataGone(data: Buffer | null): void {
-    if (data) this.payloadGone(data.buffer, data.byteOffset);
+    this.uncommitted = [];
   }
 
   /** Regions of [offset, offset + length) that have queued entries. */
@@ -411,12 +493,22 @@ export class HoldQueue {
     if (latest && latest.get(w.offset) === w) latest.delete(w.offset);
   }
 
-  /** Records through `seq` are committed: what their entries superseded is gone for good. */
+  /**
+   * Records through `seq` are committed: what their entries superseded is gone for good, and
+   * their payloads are read back from the journal from now on (the memory copies go).
+   */
   confirm(seq: number): void {
+    const c = this.uncommitted;
+    if (c.length > 0) {
+      let i = 0;
+      while (i < c.length && c[i]!.seq <= seq) c[i++]!.logged();
+      if (i === c.length) this.uncommitted = [];
+      else if (i > 0) this.uncommitted = c.slice(i);
+    }
     const u = this.unconfirmed;
     if (u.length === 0) return;
     let i = 0;
-    while (i < u.length && u[i]!.by.seq <= seq) this.dataGone(u[i++]!.data);
+    while (i < u.length && u[i]!.by.seq <= seq) i++;
     if (i === u.length) this.unconfirmed = [];
     else if (i > 0) this.unconfirmed = u.slice(i);
   }
@@ -433,7 +525,7 @@ export class HoldQueue {
       const { by, older, data } = this.unconfirmed[i]!;
       if (by.seq < first || by.seq > last) continue;
       older.superseded = false;
-      older.data = data;
+      older.attach(data);
       this.counts.add(older.offset, older.length, 1);
       const latest = this.buckets.get(Math.floor(older.offset / REGION_SIZE))?.latest;
       if (latest && latest.get(older.offset) === by) latest.set(older.offset, older);
@@ -491,8 +583,9 @@ export class HoldQueue {
   /**
    * The held bytes overlaying [offset, offset + length), in arrival order, taken *before* the
    * device is read (read-your-writes): a release pass may write an entry to the device and
-   * drop it from the queue while the read is in flight, and the read must still see it. The
-   * data buffers are never written after they are queued, so holding references is enough.
+   * drop it from the queue while the read is in flight, and the read must still see it. Payloads
+   * in memory are never written after they are queued, so holding references is enough; those
+   * only in the journal are read now. May throw (the journal cannot be read).
    */
   overlayOf(offset: number, length: number): HeldOverlay[] | null {
     if (!this.overlaps(offset, length)) return null;
@@ -500,7 +593,17 @@ export class HoldQueue {
     const out: HeldOverlay[] = [];
     for (const w of this.inRegions(this.regionsWithEntries(offset, length))) {
       if (w.superseded || w.offset >= end || offset >= w.offset + w.length) continue;
-      out.push({ offset: w.offset, length: w.length, data: w.data });
+      if (w.inMemory || !w.hasData) {
+        out.push({ offset: w.offset, length: w.length, data: w.data });
+        continue;
+      }
+      // Only in the journal: the part the read covers, read now (the entry may be released and
+      // its journal segment dropped while the device read is in flight).
+      const s = Math.max(offset, w.offset);
+      const n = Math.min(end, w.offset + w.length) - s;
+      const data = Buffer.allocUnsafe(n);
+      w.copyTo(data, 0, s - w.offset, n);
+      out.push({ offset: s, length: n, data });
     }
     return out;
   }

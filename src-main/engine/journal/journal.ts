@@ -356,6 +356,19 @@ export class VolumeJournal {
     return this.stage(RecordType.SUBMIT_DATA, offset, data.length, dataCrc, data, dataCrc);
   }
 
+  /**
+   * The file the record staged last went to and where it ends there: a data record's payload is
+   * its last bytes, so they can be read back from [end - length, end) once it is committed (the
+   * hold queue does, for held writes). Valid until its segment is dropped.
+   */
+  get stagedFile(): BlockFile {
+    return this.currentSegment().file;
+  }
+
+  get stagedEnd(): number {
+    return this.currentSegment().bytes;
+  }
+
   stageZero(offset: number, length: number, marker = 0): number {
     return this.stage(RecordType.SUBMIT_ZERO, offset, length, marker, EMPTY);
   }

@@ -26,8 +26,6 @@ import type { BlockFile, Env } from '../env/env';
 import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } from '../journal/format';
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../holds/hold-queue';
-import { PayloadSlabs } from '../holds/payload-slabs';
-import { touchedSlab } from '../holds/prefault';
 import type { HoldRule } from '../holds/policy';
 import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
@@ -59,7 +57,7 @@ const PICK_OFFERS_PER_TURN = 1024;
  * loop for 75 ms, 16 of them 0.5–2.3 ms, 4 of them mostly under 0.3 ms.
  */
 const PICK_REGIONS = 4;
-/** Adjacent released writes coalesce into one vectored device write of at most this many bytes. */
+/** Adjacent released writes coalesce into one device write of at most this many bytes. */
 const RELEASE_RUN_BYTES = 64 << 10;
 /**
  * Applied entries taken out of the queue per event-loop turn (~0.3–0.5 µs each): a range batch
@@ -262,8 +260,8 @@ export class LiveVolume implements BlockExport {
   private _size: number;
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
-  /** Held writes' payloads (copied at hold time: the caller's buffer may be reused or shared). */
-  private readonly payloads = new PayloadSlabs(touchedSlab);
+  /** Where released small writes are gathered from the journal for one device write (RELEASE_RUN_BYTES). */
+  private releaseRun: Buffer | null = null;
   private readonly inflight = new Set<InflightWrite>();
   private backup: ActiveBackup | null = null;
   private cbt: BlockBitmap;
@@ -289,8 +287,6 @@ export class LiveVolume implements BlockExport {
    */
   writesAcked = 0;
   bytesAcked = 0;
-  /** Bytes/s acknowledged lately (the engine's write-rate sampler sets it each second). */
-  recentBytesPerSec = 0;
 
   private constructor(
     private readonly cfg: LiveVolumeConfig,
@@ -298,7 +294,7 @@ export class LiveVolume implements BlockExport {
   ) {
     this._size = cfg.size;
     // Superseding held writes needs their data in the journal (ack mode journal); see HoldQueue.
-    this.queue = new HoldQueue(cfg.ackMode === 'journal', (mem, at) => this.payloads.release(mem, at));
+    this.queue = new HoldQueue(cfg.ackMode === 'journal');
     this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
     this.cbt = new BlockBitmap(cfg.size);
     this.journalSync = new GroupSync(() => this.journal.sync());
@@ -501,16 +497,6 @@ export class LiveVolume implements BlockExport {
     for (const p of this.pieces(offset, data.length)) p.file.writeSync(data.subarray(p.at, p.at + p.len), p.pos);
   }
 
-  /** Adjacent buffers at offset (`length` bytes in all, ≤ RELEASE_RUN_BYTES) in one vectored write where one extent holds them. */
-  private deviceWritevSync(offset: number, bufs: Buffer[], length: number): void {
-    const e = this.extentAt(offset);
-    if (e && offset + length <= e.volumeOffset + e.length) {
-      this.cfg.fileFor(e.deviceId).writevSync(bufs, e.deviceOffset + (offset - e.volumeOffset));
-      return;
-    }
-    for (let at = offset, i = 0; i < bufs.length; at += bufs[i]!.length, i++) this.deviceWriteSync(at, bufs[i]!);
-  }
-
   private extentAt(offset: number): MappedExtent | undefined {
     return this.extents[this.extentIndexAt(offset)];
   }
@@ -658,18 +644,24 @@ export class LiveVolume implements BlockExport {
     const hold = (b !== null && b.rule.mustHold(offset, length)) || this.queue.overlaps(offset, length);
     if (hold) {
       const early = this.cfg.ackMode === 'journal';
-      const copy = data ? this.payloads.keep(data, stable) : null;
+      // The caller may reuse a buffer that is not stable once its write is acknowledged; the
+      // journal writes it (in ack mode journal) before that, and the entry keeps it in memory
+      // only until then, so only an unstable one is copied.
+      const payload = data && !stable ? Buffer.from(data) : data;
       let seq: number;
+      let entry: HeldWrite;
       try {
-        seq = copy
-          ? early
-            ? this.journal.stageData(offset, copy, crc32(copy))
-            : this.journal.stageIntent(offset, length)
-          : this.journal.stageZero(offset, length, early ? HELD_ZERO : 0);
+        if (payload && early) {
+          seq = this.journal.stageData(offset, payload, crc32(payload));
+          const end = this.journal.stagedEnd;
+          entry = new HeldWrite(seq, offset, length, payload, this.cfg.env.monotonic(), this.journal.stagedFile, end - length);
+        } else {
+          seq = payload ? this.journal.stageIntent(offset, length) : this.journal.stageZero(offset, length, early ? HELD_ZERO : 0);
+          entry = new HeldWrite(seq, offset, length, payload, this.cfg.env.monotonic());
+        }
       } catch (e) {
         return Promise.reject(ioError(e, `Logging a held write to volume ${this.name}`));
       }
-      const entry = new HeldWrite(seq, offset, length, copy, this.cfg.env.monotonic());
       // If the batch fails to commit, onCommitFailed takes the entry out of the queue again.
       this.queue.push(entry);
       this.onHoldChange?.();
@@ -733,17 +725,13 @@ export class LiveVolume implements BlockExport {
     this.checkRange(offset, length);
     // Reads see held writes (read-your-writes). Taken before the device read: a release may
     // apply an entry and drop it from the queue while the read is in flight.
-    // The pin keeps the overlay's payload slots from being reused until they are copied.
-    const held = this.queue.overlayOf(offset, length);
-    const unpin = held ? this.payloads.pin() : null;
     let buf: Buffer;
     try {
+      const held = this.queue.overlayOf(offset, length);
       buf = await this.deviceRead(offset, length);
       if (held) applyOverlay(held, offset, buf);
     } catch (e) {
       throw ioError(e, `Reading ${length} bytes at ${offset} from volume ${this.name}`);
-    } finally {
-      unpin?.();
     }
     return buf;
   }
@@ -784,17 +772,9 @@ export class LiveVolume implements BlockExport {
       }
       if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
     }
-    // Under the volume and range policies every write is held in a backup's first seconds (none
-    // is copied yet): their payload memory, faulted in first. The metadata policy holds few.
-    if (rule.policy !== 'metadata') await this.payloads.warmAhead(this.recentBytesPerSec);
-    try {
-      const prep = this.journal.prepareAppend();
-      if (prep) await prep;
-      if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
-    } catch (e) {
-      if (!this.backup && this.queue.count === 0) this.payloads.trimWhenIdle(); // what was warmed goes in a while
-      throw e;
-    }
+    const prep = this.journal.prepareAppend();
+    if (prep) await prep;
+    if (this.backup) throw new HoldfastError('BACKUP_RUNNING', `Volume ${this.name} is already being backed up (backup ${(this.backup as ActiveBackup).id}).`);
     this.journal.appendBackup(RecordType.BACKUP_BEGIN, { backupId: id, policy: rule.policy });
     const b: ActiveBackup = { id, rule, copied, taken: null, drainMarks: [], startedAt: this.cfg.env.monotonic() };
     this.backup = b;
@@ -802,7 +782,6 @@ export class LiveVolume implements BlockExport {
     this.rangePick = null;
     this.queue.queuedTotal = 0;
     this.queue.releasedTotal = 0;
-    this.payloads.warm(); // the writes from now on are held: their payload memory, faulted in ahead
     const before = [...this.inflight].map((w) => w.done);
     await Promise.all(before);
     // Swap the changed-block map: what changed up to the point in time goes with this backup.
@@ -910,7 +889,6 @@ export class LiveVolume implements BlockExport {
       this.lastError = null;
       throw e;
     }
-    if (this.queue.count === 0) this.payloads.trimWhenIdle();
     this.onHoldChange?.();
     await this.checkpoint().catch(() => undefined);
   }
@@ -1007,7 +985,6 @@ export class LiveVolume implements BlockExport {
       // its own record is in the file. A crash that loses it only redoes these writes again.
       this.journal.stageApplied(batch.map((w) => w.seq));
       wroteSync = await this.retire(batch, wroteSync);
-      if (this.queue.count === 0) this.payloads.trimWhenIdle();
       this.onHoldChange?.();
     }
   }
@@ -1101,9 +1078,9 @@ export class LiveVolume implements BlockExport {
    * Writes a batch's entries to the device. They share no block with each other (the batch's
    * rule), so the order of their device writes changes nothing (they still leave the queue, and
    * are acknowledged, in arrival order; a crash before the batch's APPLIED record redoes them
-   * all). Sorted by offset, adjacent small ones go in one vectored write: a released chunk's
-   * writes are dense (~1000 random 4 KiB writes in its 1024 blocks), and one write each cost
-   * ~10 µs on the 2-vCPU bench VM, in runs of up to 16 ~1.4 µs per write.
+   * all). Sorted by offset, adjacent small ones are gathered into one device write: a released
+   * chunk's writes are dense (~1000 random 4 KiB writes in its 1024 blocks), and one write each
+   * cost ~10 µs on the 2-vCPU bench VM, in runs of up to 16 ~1.4 µs per write.
    * The event loop gets a turn before each small write but the first (`wroteSync`: whether the
    * last thing done was one), so a client's request waits for at most one of them. Returns
    * whether it ended with one.
@@ -1113,10 +1090,8 @@ export class LiveVolume implements BlockExport {
     const smallWrites: HeldWrite[] = [];
     for (const w of writes) {
       if (w.hasData && w.length <= SYNC_IO_MAX) smallWrites.push(w);
-      else {
-        const data = w.data;
-        big.push(data ? this.deviceWrite(w.offset, data) : this.deviceZero(w.offset, w.length));
-      }
+      else if (w.hasData) big.push(w.load().then((data) => this.deviceWrite(w.offset, data!)));
+      else big.push(this.deviceZero(w.offset, w.length));
     }
     const small = inOffsetOrder(smallWrites);
     for (let i = 0; i < small.length; ) {
@@ -1125,8 +1100,11 @@ export class LiveVolume implements BlockExport {
       let j = i + 1;
       while (j < small.length && small[j]!.offset === end && end + small[j]!.length - first.offset <= RELEASE_RUN_BYTES) end += small[j++]!.length;
       if (wroteSync) wroteSync = await nextTurn();
-      if (j === i + 1) this.deviceWriteSync(first.offset, first.data!);
-      else this.deviceWritevSync(first.offset, small.slice(i, j).map((w) => w.data!), end - first.offset);
+      // Gathered into one buffer: from the journal (where a held write's bytes are once its
+      // record is committed), or from memory.
+      const run = (this.releaseRun ??= Buffer.allocUnsafeSlow(RELEASE_RUN_BYTES)).subarray(0, end - first.offset);
+      for (let k = i; k < j; k++) small[k]!.copyTo(run, small[k]!.offset - first.offset, 0, small[k]!.length);
+      this.deviceWriteSync(first.offset, run);
       wroteSync = true;
       i = j;
     }
@@ -1231,11 +1209,6 @@ export class LiveVolume implements BlockExport {
     return this.queue.bytes / this.journal.options.capacity;
   }
 
-  /** Memory of the held payloads' slabs, the faulted-in reserve included (bytes). */
-  payloadSlabBytes(): number {
-    return this.payloads.slabBytes;
-  }
-
   holdState(): HoldState {
     const b = this.backup;
     const oldest = this.queue.oldestHeldAt();
@@ -1281,7 +1254,6 @@ export class LiveVolume implements BlockExport {
     await this.checkpoint(true).catch(() => undefined);
     await this.flush().catch(() => undefined);
     this.closed = true;
-    this.payloads.trim();
     await this.journal.close();
     await this.cfg.env.unlink(`${this.cfg.journalDir}/open.json`);
   }

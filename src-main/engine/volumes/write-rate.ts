@@ -3,9 +3,6 @@
  * sampler reads each live volume's acknowledged-write counters and publishes writes/s and
  * bytes/s as one `volumes.stats` event.
  *
- * Each sample also leaves a volume its rate (`recentBytesPerSec`): a backup beginning faults in
- * memory for the writes it will hold from it (payload-slabs.ts, warmAhead).
- *
  * Invariants: the write path only increments two numbers (LiveVolume.writesAcked/bytesAcked) —
  * no timer, no allocation per write; a volume's first sample is its baseline (rate 0), so a
  * volume opened mid-way never shows its history as a burst; an event goes out only while some
@@ -19,8 +16,6 @@ export interface RateSource {
   readonly name: string;
   readonly writesAcked: number;
   readonly bytesAcked: number;
-  /** Set by the sampler: bytes/s acknowledged over its last interval (what a backup beginning now will see held). */
-  recentBytesPerSec: number;
 }
 
 type Stats = EventPayload<'volumes.stats'>;
@@ -62,7 +57,6 @@ export class WriteRateSampler {
       const writesPerSec = seconds > 0 ? round1((now.writes - prev.writes) / seconds) : 0;
       const bytesPerSec = seconds > 0 ? Math.round((now.bytes - prev.bytes) / seconds) : 0;
       if (writesPerSec > 0 || bytesPerSec > 0) active = true;
-      v.recentBytesPerSec = bytesPerSec;
       rates.push({ volume: v.name, writesPerSec, bytesPerSec });
     }
     this.last = next;
