@@ -52,16 +52,16 @@ export interface LoggedBytes {
 
 /** A held write's payload while it is detached (superseded, its superseder's record not yet committed). */
 export interface DetachedPayload {
-  mem: ArrayBufferLike | null;
-  at: number;
+  mem: Buffer | null;
   log: LoggedBytes | null;
   pos: number;
 }
 
 /**
  * One held write. Kept small (it is allocated per write while a backup holds): the three
- * states share one flags field, and what superseding needs until the superseder's record is
- * committed lives in the queue's `unconfirmed` list, not here.
+ * states share one flags field, what superseding needs until the superseder's record is
+ * committed lives in the queue's `unconfirmed` list, and an ack-mode-device writer's wait lives
+ * with the volume, not here.
  *
  * Its payload is in memory, in the journal, or both: in ack mode `journal` every held write's
  * data record is in the journal anyway, so once that record is committed (`confirm`) the
@@ -76,15 +76,12 @@ export class HeldWrite {
   next: HeldWrite | null = null;
   prev: HeldWrite | null = null;
   private flags = 0;
-  /** Resolves the writer's promise when ack mode is `device` (classic: a held writer waits). */
-  onApplied: ((err?: Error) => void) | null = null;
   /**
-   * The payload in memory as its backing store and where in it it starts, not as a Buffer: a
-   * view is one more object per held write for the garbage collector. `data` makes a view on
-   * demand. null for write-zeroes/trim entries, once superseded, and once only in the journal.
+   * The payload in memory: null for write-zeroes/trim entries, once superseded, and once only in
+   * the journal (in ack mode journal that is as soon as its batch is committed, so the views the
+   * writes came in as die young and cost the garbage collector nothing to keep).
    */
-  private mem: ArrayBufferLike | null;
-  private at: number;
+  private mem: Buffer | null;
   /** The payload in the journal: its segment file and the data's position there (or null). */
   private log: LoggedBytes | null;
   private pos: number;
@@ -102,8 +99,7 @@ export class HeldWrite {
   ) {
     invariant(data === null || data.length === length, 'a held payload is as long as its write');
     invariant(log === null || data !== null, 'a payload in the journal is also in memory until its record is committed');
-    this.mem = data ? data.buffer : null;
-    this.at = data ? data.byteOffset : 0;
+    this.mem = data;
     this.log = log;
     this.pos = pos;
     this.heldAt = Math.floor(heldAt);
@@ -125,11 +121,11 @@ export class HeldWrite {
   }
 
   /**
-   * The payload: a view of it in memory, else its bytes read from the journal (synchronously:
-   * a page-cache copy); null for zeroes and superseded entries.
+   * The payload: in memory, else its bytes read from the journal (synchronously: a page-cache
+   * copy); null for zeroes and superseded entries. Never written to by the caller.
    */
   get data(): Buffer | null {
-    if (this.mem !== null) return Buffer.from(this.mem, this.at, this.length);
+    if (this.mem !== null) return this.mem;
     if (this.log === null) return null;
     const buf = Buffer.allocUnsafe(this.length);
     this.copyTo(buf, 0, 0, this.length);
@@ -149,7 +145,7 @@ export class HeldWrite {
   copyTo(buf: Buffer, to: number, from: number, n: number): void {
     invariant(from >= 0 && n >= 0 && from + n <= this.length, 'a copy stays inside the payload');
     if (this.mem !== null) {
-      Buffer.from(this.mem, this.at + from, n).copy(buf, to);
+      this.mem.copy(buf, to, from, from + n);
       return;
     }
     invariant(this.log !== null, 'a payload is copied only from an entry that has one');
@@ -165,7 +161,7 @@ export class HeldWrite {
   /** Takes the payload away (superseded); `attach` gives it back. */
   detach(): DetachedPayload | null {
     if (!this.hasData) return null;
-    const d = { mem: this.mem, at: this.at, log: this.log, pos: this.pos };
+    const d = { mem: this.mem, log: this.log, pos: this.pos };
     this.mem = null;
     this.log = null;
     return d;
@@ -173,7 +169,6 @@ export class HeldWrite {
 
   attach(d: DetachedPayload | null): void {
     this.mem = d ? d.mem : null;
-    this.at = d ? d.at : 0;
     this.log = d ? d.log : null;
     this.pos = d ? d.pos : 0;
   }

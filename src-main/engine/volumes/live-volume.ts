@@ -260,6 +260,8 @@ export class LiveVolume implements BlockExport {
   private _size: number;
   private extents: MappedExtent[];
   private readonly queue: HoldQueue;
+  /** Ack mode device: the writers of held writes, acknowledged when their write is applied. */
+  private readonly deviceAckWaiters = new Map<HeldWrite, () => void>();
   /** Where released small writes are gathered from the journal for one device write (RELEASE_RUN_BYTES). */
   private releaseRun: Buffer | null = null;
   private readonly inflight = new Set<InflightWrite>();
@@ -303,6 +305,8 @@ export class LiveVolume implements BlockExport {
     // queue again (their writers are rejected with the batch).
     this.journal.onCommitFailed = (first, last) => {
       if (this.queue.dropSeqs(first, last) === 0) return;
+      // Their writers were rejected with the batch: nobody waits for them to be applied.
+      for (const w of this.deviceAckWaiters.keys()) if (!w.queued) this.deviceAckWaiters.delete(w);
       // A write they had superseded is back in the queue, perhaps in a region already copied.
       if (this.backup?.copied) {
         this.markReleasePending(0, this._size);
@@ -667,7 +671,7 @@ export class LiveVolume implements BlockExport {
       this.onHoldChange?.();
       let done = this.logged();
       if (!early) {
-        const applied = new Promise<void>((res, rej) => (entry.onApplied = (err) => (err ? rej(err) : res())));
+        const applied = new Promise<void>((res) => this.deviceAckWaiters.set(entry, res));
         done = done.then(() => applied);
       }
       return fua ? done.then(() => this.flush()) : done;
@@ -997,6 +1001,13 @@ export class LiveVolume implements BlockExport {
    * by a later pass. No other pass runs meanwhile (this is the release loop), so no entry is
    * written twice. Returns true (it ends with synchronous work).
    */
+  private ackApplied(w: HeldWrite): void {
+    const ack = this.deviceAckWaiters.get(w);
+    if (!ack) return;
+    this.deviceAckWaiters.delete(w);
+    ack();
+  }
+
   private async retire(batch: HeldWrite[], wroteSync: boolean): Promise<boolean> {
     for (let i = 0; i < batch.length; ) {
       if (wroteSync) await nextTurn();
@@ -1006,7 +1017,7 @@ export class LiveVolume implements BlockExport {
         const w = batch[i]!;
         this.queue.remove(w);
         this.cbt.mark(w.offset, w.length);
-        w.onApplied?.();
+        if (this.deviceAckWaiters.size > 0) this.ackApplied(w);
         // A queued write that shares a block with this one may have waited for it: look again.
         if (ranged && !w.superseded && this.queue.overlaps(w.offset, w.length)) this.markReleasePending(w.offset, w.length);
       }
