@@ -946,8 +946,12 @@ export class LiveVolume implements BlockExport {
     // Small released writes are synchronous copies (writeBatch): the event loop gets a turn
     // before every one (or run of adjacent ones) but the first, so a client's request that
     // arrives meanwhile waits for at most one, not a slice of them (16 separate writes per turn
-    // cost a queue-depth-1 writer's p99 about 100 µs more during range backups).
-    let wroteSync = false;
+    // cost a queue-depth-1 writer's p99 about 100 µs more during range backups). Every other
+    // step that costs (collecting a pick, offering its share, sorting a batch) ends its turn as
+    // well, and the loop starts in a turn of its own: it is kicked from where a backup marks a
+    // chunk copied, and collect + offer + the first write in that same turn held the engine
+    // thread 0.3-1 ms per chunk (bench/results/nbd-latency-session36.txt).
+    let wroteSync = true;
     for (;;) {
       if (wroteSync) wroteSync = await nextTurn();
       // Every queued entry's record is in the file before any of them reaches the device.
@@ -955,8 +959,14 @@ export class LiveVolume implements BlockExport {
       const copied = this.backup?.copied ?? null;
       let picked: ReleaseBatch;
       if (copied) {
-        const pick = this.rangePick ?? this.newRangePick();
-        if (!pick) return;
+        let pick = this.rangePick;
+        if (!pick) {
+          pick = this.newRangePick();
+          if (!pick) return;
+          wroteSync = await nextTurn();
+          if (this.rangePick !== pick) continue; // the backup ended meanwhile: look again
+          this.journal.commit();
+        }
         picked = pick.walk;
         picked.nextPass();
         // The batch fills over as many turns as its walk needs (one share per turn).
@@ -965,12 +975,8 @@ export class LiveVolume implements BlockExport {
           if (this.rangePick !== pick) break; // the backup ended meanwhile: apply what was taken
           this.journal.commit();
         }
-        if (picked.batch.length === 0) {
-          // The pick's next candidates after a turn; once it is used up, a new pick if regions
-          // are pending, else done.
-          if (this.rangePick !== null) wroteSync = true;
-          continue;
-        }
+        wroteSync = true; // the offers took this turn
+        if (picked.batch.length === 0) continue; // the pick's next candidates, a new pick, or done
       } else {
         picked = this.pickInArrivalOrder();
         if (picked.batch.length === 0) return;
