@@ -1,7 +1,7 @@
 // What the first touch of a page costs the thread that copies a held write into it, by how the
 // page was faulted in before (bench/results/nbd-latency-session30.txt). On the 2-vCPU PVM bench
 // VM: never touched ~11.5 µs a page; faulted in by the kernel (a read of /dev/zero, as
-// holds/prefault.ts does on the thread pool) still ~5.7 µs; touched from user space by another
+// holds/prefault.ts did until session 36) still ~5.7 µs; touched from user space by another
 // thread ~0.2 µs on the same CPU, ~0.75 µs from the other; in use already ~0.25 µs.
 //
 //   node bench/nbd/first-touch.js [MiB]     (64 by default; pins itself to CPU 0 and the worker
