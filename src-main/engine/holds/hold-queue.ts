@@ -19,7 +19,7 @@
  * - `inRegions` finds every queued entry touching a region without walking the list: each
  *   entry is listed in the bucket of every 1 MiB region it touches (buckets drop removed
  *   entries lazily, and compact once half of a bucket is removed).
- * Memory per entry: one small object (seq, offset, length, payload refs, links, flags, waiter),
+ * Memory per entry: one small object (seq, offset, length, payload refs, links, flags),
  * one slot in the bucket of each region it touches (and a map slot per offset in regions
  * with more than LATEST_MAP_AT entries), plus a shared paged counter of 2 bytes per 4 KiB
  * volume block touched (allocated while holding).
