@@ -115,11 +115,6 @@ export class HeldWrite {
     return this.mem !== null;
   }
 
-  /** In memory until its journal record is committed, then only in the journal. */
-  get awaitsLog(): boolean {
-    return this.mem !== null && this.log !== null;
-  }
-
   /**
    * The payload: in memory, else its bytes read from the journal (synchronously: a page-cache
    * copy); null for zeroes and superseded entries. Never written to by the caller.
@@ -284,8 +279,8 @@ export class HoldQueue {
   private buckets = new Map<number, Bucket>();
   /** Entries that superseded another before their own record was committed. */
   private unconfirmed: Unconfirmed[] = [];
-  /** Entries whose payload is in memory until their record is committed (see HeldWrite), in seq order. */
-  private uncommitted: HeldWrite[] = [];
+  /** confirm() has run through this seq: later entries may still keep their payload in memory. */
+  private confirmedSeq = 0;
   private _count = 0;
   private _bytes = 0;
   /** Lifetime counters for the UI timeline. */
@@ -336,7 +331,6 @@ export class HoldQueue {
     this._bytes += w.length;
     this.queuedTotal++;
     this.counts.add(w.offset, w.length, 1);
-    if (w.awaitsLog) this.uncommitted.push(w);
     const older = this.supersede ? this.latestAt(w, firstBucket!) : null;
     if (older && !older.releasing && older.length <= w.length) {
       older.superseded = true;
@@ -421,7 +415,6 @@ export class HoldQueue {
     this.buckets.clear();
     // Supersedes whose confirm has not run yet: both entries have left the queue, so the older data is gone.
     this.unconfirmed = [];
-    this.uncommitted = [];
   }
 
   /** Regions of [offset, offset + length) that have queued entries. */
@@ -493,13 +486,10 @@ export class HoldQueue {
    * their payloads are read back from the journal from now on (the memory copies go).
    */
   confirm(seq: number): void {
-    const c = this.uncommitted;
-    if (c.length > 0) {
-      let i = 0;
-      while (i < c.length && c[i]!.seq <= seq) c[i++]!.logged();
-      if (i === c.length) this.uncommitted = [];
-      else if (i > 0) this.uncommitted = c.slice(i);
-    }
+    // The entries committed since the last confirm are the newest ones not yet confirmed (the
+    // list is in seq order; an entry leaves it only once committed, or dropped with its batch).
+    for (let w = this.tail; w && w.seq > this.confirmedSeq; w = w.prev) if (w.seq <= seq) w.logged();
+    if (seq > this.confirmedSeq) this.confirmedSeq = seq;
     const u = this.unconfirmed;
     if (u.length === 0) return;
     let i = 0;
