@@ -269,6 +269,10 @@ class BackupLoop {
 }
 
 async function main(): Promise<void> {
+  // Under --cpu-prof: the monotonic clock (the profile's timestamps, µs) against wall time, to line
+  // a profile's samples up with a latency-alternate.sh run's request log.
+  if (process.execArgv.some((a) => a.startsWith('--cpu-prof')))
+    process.stderr.write(`CLOCK epochMs=${Date.now()} monoUs=${process.hrtime.bigint() / 1000n}\n`);
   const file = arg('file');
   const dataDir = arg('engine');
   const adopt = arg('adopt');

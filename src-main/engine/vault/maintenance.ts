@@ -24,7 +24,7 @@
  */
 import { HoldfastError } from '../../../src-shared/errors';
 import { ChunkWorkers } from './chunk-workers';
-import { DIGEST_BYTES, digestAt, type SnapshotIndex, type SnapshotManifest } from './format';
+import { DIGEST_BYTES, digestAt, snapshotAgeOrder, type SnapshotIndex, type SnapshotManifest } from './format';
 import { SnapshotReader } from './snapshot-reader';
 import { vaultIoError, type Vault } from './vault';
 import path from 'node:path';
@@ -111,7 +111,7 @@ export function selectKept(snaps: SnapshotManifest[], p: RetentionPolicy): Map<s
   const byVolume = new Map<string, SnapshotManifest[]>();
   for (const s of snaps) byVolume.set(s.volume, [...(byVolume.get(s.volume) ?? []), s]);
   for (const list of byVolume.values()) {
-    const newest = [...list].sort((a, b) => (a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt)));
+    const newest = [...list].sort((a, b) => snapshotAgeOrder(b, a));
     add(newest[0]!.id, 'newest');
     newest.slice(0, p.keepLast ?? 0).forEach((s) => add(s.id, 'last'));
     const bucket = (n: number | undefined, label: string, key: (d: Date) => string) => {

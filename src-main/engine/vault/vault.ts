@@ -28,6 +28,7 @@ import {
   decodeManifest,
   decodeVaultConfig,
   encodeIndex,
+  snapshotAgeOrder,
   type SnapshotIndex,
   type SnapshotManifest,
   type VaultConfig,
@@ -307,7 +308,7 @@ export class Vault {
       }
       if (volume === undefined || m.volume === volume) out.push(m);
     }
-    return out.sort((a, b) => (a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt.localeCompare(b.createdAt)));
+    return out.sort(snapshotAgeOrder);
   }
 
   async getManifest(id: string): Promise<SnapshotManifest> {
