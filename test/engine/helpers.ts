@@ -36,7 +36,7 @@ export async function openTestVolume(
   dir: string,
   name = 'vol',
   size = 8 << 20,
-  opts: { ackMode?: 'journal' | 'device'; capacity?: number; env?: Env; id?: number; bootId?: string; checkpointAfterReleaseMs?: number } = {},
+  opts: { ackMode?: 'journal' | 'device'; capacity?: number; env?: Env; id?: number; bootId?: string } = {},
 ): Promise<TestVolume> {
   const env = opts.env ?? new NodeEnv();
   const imagePath = path.join(dir, `${name}.img`);
@@ -54,7 +54,6 @@ export async function openTestVolume(
       journalOptions: { segmentBytes: 1 << 20, capacity: capacity ?? opts.capacity ?? 64 << 20 },
       env,
       bootId: opts.bootId ?? 'boot-1',
-      ...(opts.checkpointAfterReleaseMs !== undefined ? { checkpointAfterReleaseMs: opts.checkpointAfterReleaseMs } : {}),
     });
     return { ...r, file };
   };

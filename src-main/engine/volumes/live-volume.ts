@@ -60,20 +60,6 @@ const PICK_REGIONS = 4;
 /** Adjacent released writes coalesce into one device write of at most this many bytes. */
 const RELEASE_RUN_BYTES = 64 << 10;
 /**
- * The checkpoint that frees a finished backup's held data from the journal waits this long
- * after the release: the kernel writes dirty page-cache pages back once they are 30 s old
- * (vm.dirty_expire_centisecs, checked every 5 s), so by then the device pages the release
- * dirtied are mostly on disk and the checkpoint's fdatasync has little left to write. Run at
- * once, it wrote back the whole release (hundreds of MiB on a written volume) in one go, and the
- * volume's clients waited behind it: ~0.4 s at the end of every range backup with writes up to
- * 198 ms late (bench/results/nbd-latency-session37.txt). Nothing waits for it: released writes
- * are on the device (page cache) and stay journaled until the checkpoint, recovery replays the
- * journal from the last checkpoint, a full journal checkpoints at once (pressure), and close()
- * checkpoints. It is skipped if another backup holds the volume's writes by then (that
- * backup's release checkpoints in turn).
- */
-export const CHECKPOINT_AFTER_RELEASE_MS = 35_000;
-/**
  * Applied entries taken out of the queue per event-loop turn (~0.3–0.5 µs each): a range batch
  * of 2048 taken out at once kept a client's request waiting ~1 ms, up to 7 ms.
  */
@@ -236,8 +222,6 @@ export interface LiveVolumeConfig {
   env: Env;
   /** Identifies this boot; a different one at open after an unclean close means power loss. */
   bootId: string;
-  /** How long the checkpoint after a backup's release waits (CHECKPOINT_AFTER_RELEASE_MS; 0: at once, awaited). */
-  checkpointAfterReleaseMs?: number;
 }
 
 export interface RecoveryReport {
@@ -293,7 +277,6 @@ export class LiveVolume implements BlockExport {
   /** Range policy: the pick whose candidates the next passes offer, until they are all offered. */
   private rangePick: RangePick | null = null;
   private checkpointing: Promise<void> | null = null;
-  private laterCheckpoint: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
   /** A release that failed on the device; thrown by the end/abort that waits for the release. */
   private lastError: Error | null = null;
@@ -881,7 +864,6 @@ export class LiveVolume implements BlockExport {
     this.releasePending.clear();
     this.rangePick = null;
     await this.releaseAll();
-    await this.checkpointAfterRelease();
   }
 
   /** Failure or cancel: the flag is dropped, held writes are released, and the changes stay marked for the next backup. */
@@ -895,7 +877,6 @@ export class LiveVolume implements BlockExport {
     this.releasePending.clear();
     this.rangePick = null;
     await this.releaseAll();
-    await this.checkpointAfterRelease();
   }
 
   private requireBackup(id: string): ActiveBackup {
@@ -913,27 +894,7 @@ export class LiveVolume implements BlockExport {
       throw e;
     }
     this.onHoldChange?.();
-  }
-
-  /**
-   * After a backup's release: the checkpoint that drops the released writes' journal segments,
-   * after CHECKPOINT_AFTER_RELEASE_MS (replacing one already waiting), or at once if so configured.
-   */
-  private async checkpointAfterRelease(): Promise<void> {
-    const ms = this.cfg.checkpointAfterReleaseMs ?? CHECKPOINT_AFTER_RELEASE_MS;
-    if (ms <= 0) return this.checkpoint().catch(() => undefined);
-    this.cancelLaterCheckpoint();
-    this.laterCheckpoint = setTimeout(() => {
-      this.laterCheckpoint = null;
-      if (this.closed || this.backup) return;
-      void this.checkpoint().catch(() => undefined);
-    }, ms);
-    this.laterCheckpoint.unref?.();
-  }
-
-  private cancelLaterCheckpoint(): void {
-    if (this.laterCheckpoint) clearTimeout(this.laterCheckpoint);
-    this.laterCheckpoint = null;
+    await this.checkpoint().catch(() => undefined);
   }
 
   private kickRelease(): void {
@@ -1307,7 +1268,6 @@ export class LiveVolume implements BlockExport {
     if (this.backup) await this.abortBackup(this.backup.id, 'Holdfast is shutting down').catch(() => undefined);
     while (this.releasing) await this.releasing;
     await Promise.all([...this.inflight].map((w) => w.done));
-    this.cancelLaterCheckpoint();
     await this.checkpoint(true).catch(() => undefined);
     await this.flush().catch(() => undefined);
     this.closed = true;
@@ -1317,7 +1277,6 @@ export class LiveVolume implements BlockExport {
 
   /** Test hook for crash tests: stop without flushing or checkpointing (like a killed process would). */
   async abandon(): Promise<void> {
-    this.cancelLaterCheckpoint();
     this.closed = true;
   }
 }
