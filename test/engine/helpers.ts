@@ -36,7 +36,7 @@ export async function openTestVolume(
   dir: string,
   name = 'vol',
   size = 8 << 20,
-  opts: { ackMode?: 'journal' | 'device'; capacity?: number; env?: Env; id?: number; bootId?: string } = {},
+  opts: { ackMode?: 'journal' | 'device'; capacity?: number; segmentBytes?: number; env?: Env; id?: number; bootId?: string } = {},
 ): Promise<TestVolume> {
   const env = opts.env ?? new NodeEnv();
   const imagePath = path.join(dir, `${name}.img`);
@@ -51,7 +51,7 @@ export async function openTestVolume(
       extents: [{ volumeOffset: 0, length: size, deviceId: 1, deviceOffset: 0 }],
       fileFor: () => file,
       journalDir: path.join(dir, `journal-${name}`),
-      journalOptions: { segmentBytes: 1 << 20, capacity: capacity ?? opts.capacity ?? 64 << 20 },
+      journalOptions: { segmentBytes: opts.segmentBytes ?? 1 << 20, capacity: capacity ?? opts.capacity ?? 64 << 20 },
       env,
       bootId: opts.bootId ?? 'boot-1',
     });

@@ -33,6 +33,12 @@ export interface JournalOptions {
 }
 
 export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = { segmentBytes: 64 << 20, capacity: 1 << 30 };
+/**
+ * Live bytes (against capacity) from which a segment switch asks for a checkpoint. Waiting for a
+ * full journal stopped every write to the volume until the checkpoint's device sync and segment
+ * drops were done (0.8-1.5 s under a steady 12k-IOPS writer on the bench VM).
+ */
+export const CHECKPOINT_FILL = 0.75;
 
 interface Segment {
   firstSeq: number;
@@ -86,8 +92,12 @@ export class VolumeJournal {
   private syncing: Promise<void> | null = null;
   private spaceWaiters: Array<{ need: number; resolve: () => void }> = [];
   private closed = false;
-  /** Asked to free space when an append would exceed capacity (the volume runs a checkpoint). */
-  onPressure: (() => void) | null = null;
+  /**
+   * Asked to free space (the volume runs a checkpoint): `hard` when an append would exceed
+   * capacity, and before that (soft) at every segment switch once the journal is CHECKPOINT_FILL
+   * full, so a steady writer's appends do not stop and wait while the checkpoint syncs the device.
+   */
+  onPressure: ((hard: boolean) => void) | null = null;
 
   private constructor(
     private readonly dir: string,
@@ -149,6 +159,13 @@ export class VolumeJournal {
     return this.nextSeq - 1;
   }
 
+  /** Whether dropThrough(throughSeq) would delete at least one segment. */
+  wouldDrop(throughSeq: number): boolean {
+    const cur = this.segments[this.segments.length - 1];
+    if (this.segments.length > 1) return this.segments[1]!.firstSeq - 1 <= throughSeq;
+    return cur !== undefined && cur.bytes > 0 && cur.lastSeq <= throughSeq;
+  }
+
   /** Bytes in all retained segments. */
   get liveBytes(): number {
     let s = 0;
@@ -167,7 +184,7 @@ export class VolumeJournal {
     if (!this.needsSpace(recordBytes) && this.spaceWaiters.length === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.spaceWaiters.push({ need: recordBytes, resolve });
-      this.onPressure?.();
+      this.onPressure?.(true);
     });
   }
 
@@ -220,6 +237,7 @@ export class VolumeJournal {
         // Staged records belong to the old segment: they reach its file before the switch.
         this.commitQuietly();
         this.segments.push({ firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, file: next, bytes: 0, written: 0, synced: false });
+        if (this.liveBytes >= this.options.capacity * CHECKPOINT_FILL) this.onPressure?.(false);
       })().finally(() => {
         this.pendingOpen = null;
       });

@@ -300,7 +300,12 @@ export class LiveVolume implements BlockExport {
     this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
     this.cbt = new BlockBitmap(cfg.size);
     this.journalSync = new GroupSync(() => this.journal.sync());
-    this.journal.onPressure = () => void this.checkpoint().catch(() => undefined);
+    // Soft pressure (the journal filling up) only when the checkpoint would free a segment: a
+    // backup's oldest held write can pin them all, and a device sync that frees nothing only
+    // slows the volume's clients.
+    this.journal.onPressure = (hard) => {
+      if (hard || this.journal.wouldDrop(this.checkpointThrough())) void this.checkpoint().catch(() => undefined);
+    };
     // A journal batch that failed to commit: its held writes were never logged, so they leave the
     // queue again (their writers are rejected with the batch).
     this.journal.onCommitFailed = (first, last) => {
@@ -1181,11 +1186,16 @@ export class LiveVolume implements BlockExport {
 
   private checkpointAgain: Promise<void> | null = null;
 
-  private async doCheckpoint(force: boolean): Promise<void> {
+  /** The seq a checkpoint now could advance to: just before the oldest write not yet applied. */
+  private checkpointThrough(): number {
     let needed = this.journal.lastSeq + 1;
     if (this.queue.first) needed = Math.min(needed, this.queue.first.seq);
     for (const w of this.inflight) needed = Math.min(needed, w.seq);
-    const through = needed - 1;
+    return needed - 1;
+  }
+
+  private async doCheckpoint(force: boolean): Promise<void> {
+    const through = this.checkpointThrough();
     if (!force && through <= this.cbtThroughSeq) return;
     await this.syncDevices();
     const b = this.backup;
