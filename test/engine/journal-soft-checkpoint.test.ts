@@ -1,5 +1,5 @@
 /**
- * A journal filling up under a steady writer: a checkpoint starts once it is half full (at a
+ * A journal filling up under a steady writer: a checkpoint starts once it is 3/4 full (at a
  * segment switch), so writes do not stop to wait for space while it syncs the device.
  */
 import { describe, expect, it } from 'vitest';

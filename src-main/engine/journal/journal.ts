@@ -36,7 +36,7 @@ export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = { segmentBytes: 64 << 20,
 /**
  * Live bytes (against capacity) from which a segment switch asks for a checkpoint. Waiting for a
  * full journal stopped every write to the volume until the checkpoint's device sync and segment
- * drops were done (0.8-1.5 s under a steady 12k-IOPS writer on the bench VM).
+ * drops were done (0.8-1.5 s on the bench VM when back-to-back backups filled it).
  */
 export const CHECKPOINT_FILL = 0.75;
 
@@ -159,7 +159,7 @@ export class VolumeJournal {
     return this.nextSeq - 1;
   }
 
-  /** Whether dropThrough(throughSeq) would delete at least one segment. */
+  /** Whether dropThrough(throughSeq) would delete at least one segment (its two conditions). */
   wouldDrop(throughSeq: number): boolean {
     const cur = this.segments[this.segments.length - 1];
     if (this.segments.length > 1) return this.segments[1]!.firstSeq - 1 <= throughSeq;
