@@ -9,7 +9,6 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const only = process.argv.slice(2);
 const benches = [
   ['engine-write', ['--expose-gc', 'dist/bench/engine-write-bench.cjs']],
-  ['journal-reuse', ['dist/bench/journal-reuse-bench.cjs']],
   ['nbd', ['bench/nbd/nbd-bench.mjs']],
   ['vault', ['bench/vault/vault-bench.mjs']],
   ['ui', ['bench/ui/ui-bench.mjs']],

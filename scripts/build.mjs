@@ -13,7 +13,6 @@ const entries = [
   ['src-main/host/electron/preload.ts', 'dist/preload.cjs'],
   ['test/crash/crash-child.ts', 'dist/test/crash-child.cjs'],
   ['bench/engine-write-bench.ts', 'dist/bench/engine-write-bench.cjs'],
-  ['bench/journal-reuse-bench.ts', 'dist/bench/journal-reuse-bench.cjs'],
   ['bench/nbd/serve-file.ts', 'dist/bench/nbd-serve-file.cjs'],
   ['bench/vault/vault-lib.ts', 'dist/bench/vault-lib.cjs'],
   ['bench/ui/serve-load.ts', 'dist/bench/ui-serve-load.cjs'],

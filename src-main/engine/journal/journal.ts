@@ -40,8 +40,6 @@ export interface JournalOptions {
   segmentBytes: number;
   /** Live bytes (all retained segments) above which appends wait for a checkpoint. */
   capacity: number;
-  /** Bytes of dropped segment files kept for reuse (default capacity · SPARE_SHARE; 0: none). */
-  spareBytes?: number;
 }
 
 export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = { segmentBytes: 64 << 20, capacity: 1 << 30 };
@@ -227,7 +225,7 @@ export class VolumeJournal {
 
   /** How many spare segment files the journal keeps. */
   get maxSpares(): number {
-    return Math.floor((this.options.spareBytes ?? this.options.capacity * SPARE_SHARE) / this.options.segmentBytes);
+    return Math.floor((this.options.capacity * SPARE_SHARE) / this.options.segmentBytes);
   }
 
   get spareCount(): number {
