@@ -31,8 +31,6 @@ export interface BlockFile {
   datasyncSync(): void;
   /** Grows or shrinks a regular file (sparse when growing). Not valid for block devices. */
   truncate(len: number): Promise<void>;
-  /** Synchronous truncate: the journal ends a segment with it in the same turn as its last append. */
-  truncateSync(len: number): void;
   /** Deallocates a range (punch hole) where the platform allows; otherwise writes zeroes. */
   punchHole(pos: number, len: number): Promise<void>;
   close(): Promise<void>;

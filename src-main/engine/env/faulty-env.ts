@@ -194,11 +194,6 @@ class FaultyFile implements BlockFile {
     if (r) throw errno(r.error ?? 'EIO', 'truncate', this.path);
     if (!this.env.crashed) await this.f.truncate(len);
   }
-  truncateSync(len: number): void {
-    const r = this.env.match('truncate', this.path);
-    if (r) throw errno(r.error ?? 'EIO', 'truncate', this.path);
-    if (!this.env.crashed) this.f.truncateSync(len);
-  }
   punchHole(pos: number, len: number): Promise<void> {
     return this.f.punchHole(pos, len);
   }

@@ -129,11 +129,6 @@ class NodeBlockFile implements BlockFile {
     this.cachedSize = len;
   }
 
-  truncateSync(len: number): void {
-    fs.ftruncateSync(this.fd, len);
-    this.cachedSize = len;
-  }
-
   async punchHole(pos: number, len: number): Promise<void> {
     // Node has no fallocate; write zeroes in bounded pieces. Sparse restore avoids writing zeroes at all.
     const zero = Buffer.alloc(Math.min(len, 1 << 20));

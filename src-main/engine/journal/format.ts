@@ -16,13 +16,6 @@
  *
  * A record is valid iff its magic matches, the whole record is present and the CRC
  * matches. A crash can only tear the tail: the reader stops at the first invalid record.
- *
- * Segment files are reused (journal.ts: a dropped segment becomes a spare, and a spare the next
- * segment), so a file can hold bytes of its earlier use past its records. Two rules keep them
- * out: every write of records is followed by an end mark (HEADER_SIZE zero bytes, overwritten
- * by the next write), and every record in a segment has seq >= the segment's first seq (its
- * file name) while an earlier use's records all have lower ones. A segment that is not the
- * journal's last is cut to the end of its records when the journal moves on from it.
  */
 import zlib from 'node:zlib';
 
@@ -186,16 +179,6 @@ export function decodeSeqList(b: Buffer): number[] {
   const out: number[] = [];
   for (let i = 0; i + 8 <= b.length; i += 8) out.push(readU64(b, i));
   return out;
-}
-
-/** HEADER_SIZE zero bytes (or fewer, up to the end of buf): written after the last record of every write. */
-export const END_MARK = Buffer.alloc(HEADER_SIZE);
-
-/** Is buf[at] an end mark (all zero up to HEADER_SIZE bytes or the end of buf)? */
-export function isEndMark(buf: Buffer, at: number): boolean {
-  const end = Math.min(buf.length, at + HEADER_SIZE);
-  for (let i = at; i < end; i++) if (buf[i] !== 0) return false;
-  return at < buf.length;
 }
 
 export type DecodeResult = { record: JournalRecord; size: number } | { invalid: string };

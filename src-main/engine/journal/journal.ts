@@ -19,21 +19,11 @@
  *   in the persisted changed-block map.
  * - Live bytes never exceed `capacity` except by one record (a record larger than the
  *   capacity is admitted alone, so a huge write cannot deadlock).
- * - Segment files are reused, as databases reuse their log files: a dropped full segment is
- *   renamed `<its last seq>.spare` (at most SPARE_SHARE of the capacity's worth), and the next
- *   segment is a spare renamed, not a new file. Appends then overwrite pages the page cache
- *   still holds and the file keeps its size and blocks (a new file's first touch of each page
- *   and an fdatasync that must also commit the grown size cost more), but the file holds its
- *   earlier use's records past the new ones. The reader keeps them out (format.ts): every commit
- *   ends with an end mark, a record with seq below the segment's first seq ends it, and a
- *   segment the journal moves on from is cut to the end of its records in the same turn as its
- *   last append. Every spare's records have seqs below the journal's next seq (a reopened
- *   journal starts above the highest spare's name).
  */
 import path from 'node:path';
 import type { BlockFile, Env } from '../env/env';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
-import { decodeRecord, encodeHeaderInto, encodeSeqList, END_MARK, HEADER_SIZE, isEndMark, RecordType, type JournalRecord, type RecordTypeValue } from './format';
+import { decodeRecord, encodeHeaderInto, encodeSeqList, HEADER_SIZE, RecordType, type JournalRecord, type RecordTypeValue } from './format';
 
 export interface JournalOptions {
   /** A new segment starts once the current one exceeds this. */
@@ -49,12 +39,6 @@ export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = { segmentBytes: 64 << 20,
  * drops were done (0.8-1.5 s on the bench VM when back-to-back backups filled it).
  */
 export const CHECKPOINT_FILL = 0.75;
-/**
- * Dropped segments kept on disk for reuse, at most this share of the capacity (4 segments with
- * the defaults). A backup's held writes fill several segments, which its end's checkpoint drops:
- * the next backup writes into them again.
- */
-export const SPARE_SHARE = 0.25;
 
 interface Segment {
   firstSeq: number;
@@ -94,23 +78,6 @@ export interface OpenedJournal {
 
 const SEGMENT_RE = /^(\d{16})\.log$/;
 const segName = (firstSeq: number) => `${String(firstSeq).padStart(16, '0')}.log`;
-/** A spare is named by the highest seq it held. */
-const SPARE_RE = /^(\d{16})\.spare$/;
-const spareName = (lastSeq: number) => `${String(lastSeq).padStart(16, '0')}.spare`;
-
-/** Is the segment file's first record valid and its own (seq >= the segment's first seq)? */
-async function holdsOwnRecords(env: Env, p: string, firstSeq: number): Promise<boolean> {
-  const file = await env.open(p, { readOnly: true });
-  try {
-    const head = Buffer.alloc(HEADER_SIZE);
-    if ((await file.read(head, 0)) < HEADER_SIZE) return false;
-    const buf = Buffer.alloc(Math.min(file.size(), HEADER_SIZE + head.readUInt32LE(12)));
-    const r = decodeRecord(buf.subarray(0, await file.read(buf, 0)), 0);
-    return !('invalid' in r) && r.record.seq >= firstSeq;
-  } finally {
-    await file.close();
-  }
-}
 
 async function reopen(env: Env, file: BlockFile, p: string): Promise<BlockFile> {
   await file.close();
@@ -125,8 +92,6 @@ export class VolumeJournal {
   private syncing: Promise<void> | null = null;
   private spaceWaiters: Array<{ need: number; resolve: () => void }> = [];
   private closed = false;
-  /** Paths of spare segment files, oldest first (the last one is the likeliest to be cached). */
-  private spares: string[] = [];
   /**
    * Asked to free space (the volume runs a checkpoint): `hard` when an append would exceed
    * capacity, and before that (soft) at every segment switch once the journal is CHECKPOINT_FILL
@@ -145,24 +110,19 @@ export class VolumeJournal {
 
   static async open(dir: string, env: Env, options: JournalOptions = DEFAULT_JOURNAL_OPTIONS, minNextSeq = 1): Promise<OpenedJournal> {
     await env.mkdir(dir);
-    const entries = await env.readdir(dir);
-    const names = entries.filter((n) => SEGMENT_RE.test(n)).sort();
-    const spareNames = entries.filter((n) => SPARE_RE.test(n)).sort();
+    const names = (await env.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     const records: JournalRecord[] = [];
     const kept: Segment[] = [];
     let discarded: string | null = null;
     // Records at or below the checkpoint (minNextSeq - 1) may still be on disk when a crash hit
     // between persisting the checkpoint and dropping their segment: they are valid, just old.
     let lastSeq = 0;
-    /** The journal ended in an earlier segment, and no later one holds a record of its own. */
-    let ended = false;
-    for (const [i, name] of names.entries()) {
+    for (const name of names) {
       const p = path.join(dir, name);
-      if (discarded || ended) {
-        await env.unlink(p); // unreachable after a corrupt point; after the journal's end, empty
+      if (discarded) {
+        await env.unlink(p); // everything after a corrupt point is unreachable
         continue;
       }
-      const last = i === names.length - 1;
       const file = await env.open(p);
       const buf = Buffer.allocUnsafe(file.size());
       const n = await file.read(buf, 0);
@@ -170,24 +130,10 @@ export class VolumeJournal {
       const firstSeq = Number(SEGMENT_RE.exec(name)![1]);
       let at = 0;
       let segLast = firstSeq - 1;
-      // Where the segment's own records end before its file does: the end of the last commit
-      // (an end mark) or a record of the file's earlier use (a spare's). The journal ends there
-      // too, unless a later segment holds records of its own: segments the journal moved on from
-      // were cut to their records. (A crash between opening the next segment's file, a new one
-      // or a spare, and the switch to it leaves one with none.)
-      let endsHere: string | null = null;
       while (at < data.length) {
-        if (isEndMark(data, at)) {
-          endsHere = 'zeroes';
-          break;
-        }
         const r = decodeRecord(data, at);
         if ('invalid' in r) {
           discarded = `${name} at byte ${at}: ${r.invalid}`;
-          break;
-        }
-        if (r.record.seq < firstSeq) {
-          endsHere = `a record of the file's earlier use (sequence ${r.record.seq})`;
           break;
         }
         if (r.record.seq <= lastSeq) {
@@ -200,36 +146,13 @@ export class VolumeJournal {
         segLast = lastSeq;
         at += r.size;
       }
-      if (endsHere && !last) {
-        let later = false;
-        for (const n of names.slice(i + 1)) later ||= await holdsOwnRecords(env, path.join(dir, n), Number(SEGMENT_RE.exec(n)![1]));
-        if (later) discarded = `${name} at byte ${at}: ${endsHere} where its records should go on`;
-        else ended = true;
-      }
       if (discarded && at < data.length) await file.truncate(at);
       if (discarded) await file.datasync();
       kept.push({ firstSeq, lastSeq: segLast, file, bytes: at, written: at, synced: true });
     }
-    const spareSeq = spareNames.length > 0 ? Number(SPARE_RE.exec(spareNames[spareNames.length - 1]!)![1]) : 0;
-    // Appends go on in the last segment: its records must not number below its name.
-    const lastFirst = kept.length > 0 ? kept[kept.length - 1]!.firstSeq : 1;
-    const journal = new VolumeJournal(dir, env, options, Math.max(lastSeq, minNextSeq - 1, spareSeq, lastFirst - 1) + 1);
+    const journal = new VolumeJournal(dir, env, options, Math.max(lastSeq, minNextSeq - 1) + 1);
     journal.segments = kept;
-    const keep = spareNames.length - journal.maxSpares;
-    for (const [i, name] of spareNames.entries()) {
-      if (i < keep) await env.unlink(path.join(dir, name));
-      else journal.spares.push(path.join(dir, name));
-    }
     return { journal, records, discarded };
-  }
-
-  /** How many spare segment files the journal keeps. */
-  get maxSpares(): number {
-    return Math.floor((this.options.capacity * SPARE_SHARE) / this.options.segmentBytes);
-  }
-
-  get spareCount(): number {
-    return this.spares.length;
   }
 
   get lastSeq(): number {
@@ -304,7 +227,8 @@ export class VolumeJournal {
       const firstSeq = this.nextSeq;
       const p = path.join(this.dir, segName(firstSeq));
       this.pendingOpen = (async () => {
-        const file = await this.takeFile(p);
+        const file = await this.env.open(p, { create: true });
+        if (file.size() > 0) await file.truncate(0);
         await this.env.fsyncDir(this.dir);
         // Appends may have landed in the old segment meanwhile; the new one starts after them.
         const renamed = path.join(this.dir, segName(this.nextSeq));
@@ -312,20 +236,6 @@ export class VolumeJournal {
         const next = renamed !== p ? await reopen(this.env, file, renamed) : file;
         // Staged records belong to the old segment: they reach its file before the switch.
         this.commitQuietly();
-        const prev = this.segments[this.segments.length - 1];
-        if (prev) {
-          // Its end mark and whatever follows go (a spare's earlier records, a failed commit's
-          // torn bytes) before any record reaches the next segment, and the next sync covers the
-          // new size: the reader then goes on to the next segment at its file's end.
-          try {
-            prev.file.truncateSync(prev.written);
-          } catch (e) {
-            await next.close();
-            await this.env.unlink(next.path).catch(() => undefined);
-            throw e;
-          }
-          prev.synced = false;
-        }
         this.segments.push({ firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1, file: next, bytes: 0, written: 0, synced: false });
         if (this.liveBytes >= this.options.capacity * CHECKPOINT_FILL) this.onPressure?.(false);
       })().finally(() => {
@@ -333,41 +243,6 @@ export class VolumeJournal {
       });
     }
     return this.pendingOpen;
-  }
-
-  /**
-   * The file for a new segment at `p`: the newest spare renamed (its pages are the likeliest to
-   * be cached), else a new empty file.
-   */
-  private async takeFile(p: string): Promise<BlockFile> {
-    const spare = this.spares.pop();
-    if (spare) {
-      try {
-        await this.env.rename(spare, p);
-        return await this.env.open(p);
-      } catch {
-        /* a new file instead (a spare left on disk is found again by the next open) */
-      }
-    }
-    const file = await this.env.open(p, { create: true });
-    if (file.size() > 0) await file.truncate(0);
-    return file;
-  }
-
-  /** A dropped segment's file: kept as a spare when it is a full segment and there is room, else deleted. */
-  private async retire(seg: Segment): Promise<void> {
-    await seg.file.close();
-    if (this.spares.length < this.maxSpares && !this.closed && seg.written >= this.options.segmentBytes) {
-      const spare = path.join(this.dir, spareName(seg.lastSeq));
-      try {
-        await this.env.rename(seg.file.path, spare);
-        this.spares.push(spare);
-        return;
-      } catch {
-        /* deleted instead */
-      }
-    }
-    await this.env.unlink(seg.file.path);
   }
 
   async ready(): Promise<void> {
@@ -440,8 +315,8 @@ export class VolumeJournal {
     this.staged = null;
     const seg = this.currentSegment();
     try {
-      b.bufs.push(END_MARK); // overwritten by the next commit
-      seg.file.writevSync(b.bufs, seg.written);
+      if (b.bufs.length === 1) seg.file.writeSync(b.bufs[0]!, seg.written);
+      else seg.file.writevSync(b.bufs, seg.written);
     } catch (e) {
       seg.bytes = seg.written;
       seg.lastSeq = b.firstSeq - 1;
@@ -566,7 +441,8 @@ export class VolumeJournal {
       const next = this.segments[1]!;
       if (next.firstSeq - 1 > throughSeq) break;
       this.segments.shift();
-      await this.retire(seg);
+      await seg.file.close();
+      await this.env.unlink(seg.file.path);
     }
     const cur = this.segments[this.segments.length - 1];
     // A current segment that is entirely checkpointed is restarted so its bytes stop counting.
@@ -578,7 +454,8 @@ export class VolumeJournal {
       const at = this.segments.indexOf(cur);
       if (at >= 0 && at < this.segments.length - 1 && cur.lastSeq <= throughSeq && cur.written === cur.bytes) {
         this.segments.splice(at, 1);
-        await this.retire(cur);
+        await cur.file.close();
+        await this.env.unlink(cur.file.path);
       }
     }
     this.wakeSpaceWaiters();
