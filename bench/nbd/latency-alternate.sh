@@ -51,6 +51,9 @@
 #                 server process on the same data directory after it,
 #        IMG_FILL=fio the image holds fio-written data instead of random bytes (probe-server.sh;
 #                 bench/results/nbd-latency-session31.txt: a random image pollutes the quiet phase),
+#        IMG_COLD=1 the images leave the page cache before the server starts (probe-server.sh;
+#                 root): the warm-up round then reads the volume from disk, as a first backup of a
+#                 volume nobody touched for a while does (bench/results/nbd-latency-session38.txt §7),
 #        PRE_SECONDS how long fio writes before the first backup round (2; these requests count
 #                 for neither phase),
 #        PEER=qsd  the same measurement of the peer: qemu-storage-daemon serves the image and

@@ -15,6 +15,14 @@ else
   dd if=/dev/urandom of="$D/img" bs=1M count=512 status=none
 fi
 cp "$D/img" "$D/other"
+# IMG_COLD=1: the images' pages leave the page cache before the server starts (root), as a volume
+# not touched for a while: its first backup then reads from disk, and on a kernel whose ext4 caches
+# files in large folios (6.18 here) leaves readahead folios that make later small writes dearer
+# (bench/results/nbd-latency-session38.txt §3).
+if [ "${IMG_COLD:-}" = 1 ]; then
+  sync
+  echo 1 > /proc/sys/vm/drop_caches
+fi
 
 # The engine-mode bench server on D's data directory (adopting D's images, or opening them again
 # after a restart) as coproc SRV; the caller points fd 3 at its stdin.
