@@ -6,6 +6,9 @@
  */
 import fs from 'node:fs';
 import type { SnapshotSource } from '../../src-main/engine/backup/snapshot-source';
+import type { BlockFile } from '../../src-main/engine/env/env';
+import { NodeEnv } from '../../src-main/engine/env/node-env';
+import { CACHED_GUESS_MS, RecentRegions } from '../../src-main/engine/volumes/recent-regions';
 import { runBackup } from '../../src-main/engine/vault/backup-writer';
 import { restoreToFile } from '../../src-main/engine/vault/restore';
 import { Vault } from '../../src-main/engine/vault/vault';
@@ -18,10 +21,19 @@ class FileSource implements SnapshotSource {
   readonly policy = 'volume' as const;
   readonly size: number;
   readonly changed: SnapshotSource['changed'];
-  private readonly fd: number;
-  constructor(file: string, changed: { blocks: Uint32Array; parent: string } | null) {
-    this.fd = fs.openSync(file, 'r');
-    this.size = fs.fstatSync(this.fd).size;
+  static async open(file: string, changed: { blocks: Uint32Array; parent: string } | null): Promise<FileSource> {
+    return new FileSource(await new NodeEnv().open(file, { readOnly: true }), changed);
+  }
+  private readonly recent: RecentRegions;
+  private constructor(
+    private readonly file: BlockFile,
+    changed: { blocks: Uint32Array; parent: string } | null,
+  ) {
+    this.size = file.size();
+    // The engine's volume would have seen the changed blocks written (the bench wrote them just
+    // now): their regions count as touched lately, the rest not (the image was made outside it).
+    this.recent = new RecentRegions(this.size, () => performance.now());
+    for (const b of changed?.blocks ?? []) this.recent.touch(b * 4096, 4096);
     if (changed) {
       // A bitmap, like the engine's changed-block map (BlockBitmap).
       const bits = new Uint8Array(Math.ceil(this.size / 4096 / 8));
@@ -41,15 +53,16 @@ class FileSource implements SnapshotSource {
     await this.readInto(offset, buf);
     return buf;
   }
-  // Like the engine's volumes (LiveVolume.deviceReadInto): small reads are a synchronous
-  // page-cache copy, larger ones go to the thread pool.
+  // Like the engine's volumes (LiveVolume.readPointInTimeInto): on the thread pool, uncached
+  // unless the region was touched lately.
   async readInto(offset: number, buf: Buffer): Promise<void> {
-    if (buf.length <= 64 * 1024) fs.readSync(this.fd, buf, 0, buf.length, offset);
-    else await new Promise<void>((res, rej) => fs.read(this.fd, buf, 0, buf.length, offset, (e) => (e ? rej(e) : res())));
+    if (this.recent.recent(offset, buf.length, CACHED_GUESS_MS)) await this.file.read(buf, offset);
+    else await this.file.readUncached!(buf, offset);
   }
   // Like the engine's volumes (LiveVolume.locatePointInTime): the chunk workers may read the file themselves.
   locate(offset: number, length: number) {
-    return [{ fd: this.fd, position: offset, length }];
+    const uncachedFd = this.recent.recent(offset, length, CACHED_GUESS_MS) ? null : this.file.uncachedFd!();
+    return [{ fd: this.file.fd!, uncachedFd, position: offset, length }];
   }
   confirmLocated(): void {}
   rangeCopied(): void {}
@@ -57,10 +70,10 @@ class FileSource implements SnapshotSource {
     return [];
   }
   async end(): Promise<void> {
-    fs.closeSync(this.fd);
+    await this.file.close();
   }
   async abort(): Promise<void> {
-    fs.closeSync(this.fd);
+    await this.file.close();
   }
 }
 
@@ -76,7 +89,7 @@ async function main(): Promise<void> {
       ci >= 0
         ? { blocks: new Uint32Array(new Uint8Array(fs.readFileSync(args[ci + 1]!)).buffer), parent: args[args.indexOf('--parent') + 1]! }
         : null;
-    const m = await runBackup(new FileSource(args[1]!, changed), vault, { full: args.includes('--full') });
+    const m = await runBackup(await FileSource.open(args[1]!, changed), vault, { full: args.includes('--full') });
     result = { id: m.id, kind: m.kind, stats: m.stats };
   } else if (cmd === 'restore') {
     const vault = await Vault.open(args[0]!);

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Engine } from '../../src-main/engine/engine';
-import { tempDir } from '../engine/helpers';
+import { cachedBytes, tempDir } from '../engine/helpers';
 import { sampleImage } from './helpers';
 
 const MiB = 1 << 20;
@@ -218,8 +218,10 @@ describe.skipIf(noLoop !== null)('loop devices: flash and drive image', () => {
     fs.writeFileSync(backing, content);
     const loop = attach(backing);
 
+    const cachedBefore = cachedBytes(loop); // a new loop device: only what the drive probe read
     const r1 = await e.api['drive.image']({ drive: loop });
     expect(r1).toMatchObject({ drive: loop, volume: `drive-${path.basename(loop)}`, bytes: 24 * MiB, previous: null, reusedChunks: 0 });
+    expect(cachedBytes(loop) - cachedBefore, 'the drive was read around the page cache (O_DIRECT)').toBeLessThan(MiB);
     expect(r1.newChunks).toBe(6); // 24 MiB of 4 MiB chunks, none zero
     // Change 1 MiB in the middle of the drive (one 4 MiB region).
     const patch = crypto.randomBytes(MiB);

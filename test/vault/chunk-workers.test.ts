@@ -232,7 +232,7 @@ describe('slotPack (delta chunks gathered by the workers)', () => {
       s.input.fill(0xee);
       // Raw runs in the slot: device blocks 3..6 at slot block 0, blocks 40..41 at slot block 4 (two
       // pieces, as across an extent boundary), block 63 plus one block past the file's end at 6.
-      const reads = Float64Array.from([fd, 3 * B, 4 * B, 0, fd, 40 * B, B, 4 * B, fd, 41 * B, B, 5 * B, fd, 63 * B, 2 * B, 6 * B]);
+      const reads = Float64Array.from([fd, -1, 3 * B, 4 * B, 0, fd, -1, 40 * B, B, 4 * B, fd, -1, 41 * B, B, 5 * B, fd, -1, 63 * B, 2 * B, 6 * B]);
       // Keep device blocks 3, 5 (zero), 6, 41, 63 and the block past the end (zero); 4 and 40 are gaps.
       const picks = Uint32Array.from([0, 2, 3, 5, 6, 7]);
       const r = await pool.slotPack(s, reads, picks, B);
@@ -245,13 +245,13 @@ describe('slotPack (delta chunks gathered by the workers)', () => {
       expect(hex).toBe(local.digest(kept).toString('hex'));
       expect(local.decode(Buffer.concat(ChunkWorkers.fileParts(s, r.length, r)), hex).equals(kept)).toBe(true);
 
-      const allZero = await pool.slotPack(s, Float64Array.from([fd, 5 * B, B, 0]), Uint32Array.from([0]), B);
+      const allZero = await pool.slotPack(s, Float64Array.from([fd, -1, 5 * B, B, 0]), Uint32Array.from([0]), B);
       expect(allZero).toMatchObject({ length: 0, digest: null });
 
       fs.closeSync(fd);
-      await expect(pool.slotPack(s, Float64Array.from([fd, 0, B, 0]), Uint32Array.from([0]), B), 'a closed descriptor').rejects.toMatchObject({ code: 'EBADF' });
+      await expect(pool.slotPack(s, Float64Array.from([fd, -1, 0, B, 0]), Uint32Array.from([0]), B), 'a closed descriptor').rejects.toMatchObject({ code: 'EBADF' });
       await expect(pool.slotPack(s, new Float64Array(0), Uint32Array.from([3, 2]), B)).rejects.toThrow(/ascend/);
-      await expect(pool.slotPack(s, Float64Array.from([0, 0, B, 16 * B]), Uint32Array.from([0]), B)).rejects.toThrow(/overruns/);
+      await expect(pool.slotPack(s, Float64Array.from([0, -1, 0, B, 16 * B]), Uint32Array.from([0]), B)).rejects.toThrow(/overruns/);
       slots.release(s);
     } finally {
       await pool.close();

@@ -45,7 +45,9 @@ export class DriveSource implements SnapshotSource {
     while (done < length) {
       let n: number;
       try {
-        n = await this.file.read(buf.subarray(done), offset + done);
+        // Uncached where the drive allows: imaging a drive would otherwise push the user's cache out.
+        const part = buf.subarray(done);
+        n = await (this.file.readUncached ? this.file.readUncached(part, offset + done) : this.file.read(part, offset + done));
       } catch (e) {
         const p = toErrorPayload(e);
         throw new HoldfastError('IO_ERROR', `Reading ${this.file.path} at byte ${offset + done}: ${p.message}`);

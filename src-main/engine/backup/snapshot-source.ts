@@ -13,6 +13,8 @@ export interface ByteRange {
 /** Bytes of a volume at a position in an open file (one of its devices). */
 export interface FilePiece {
   fd: number;
+  /** The same file opened for uncached reads (BlockFile.uncachedFd), null if it has none. */
+  uncachedFd?: number | null;
   position: number;
   length: number;
 }

@@ -5,6 +5,9 @@
  * whether it runs in a test.
  */
 
+/** Positions, lengths and memory addresses of uncached (O_DIRECT) reads are multiples of this. */
+export const DIRECT_IO_ALIGN = 4096;
+
 /** An open file or block device, addressed by byte position. */
 export interface BlockFile {
   readonly path: string;
@@ -19,6 +22,21 @@ export interface BlockFile {
   /** Reads up to buf.length bytes at pos; returns bytes read (short only at end of file). */
   read(buf: Buffer, pos: number): Promise<number>;
   readSync(buf: Buffer, pos: number): number;
+  /**
+   * read() that leaves nothing in the page cache where it can: O_DIRECT (dirty cached pages of the
+   * range are written back first, so it reads what read() would). Direct only when pos and
+   * buf.length are multiples of DIRECT_IO_ALIGN and buf lies in aligned memory
+   * (alignedSharedMemory); otherwise, or where the filesystem refuses, exactly read(). For bulk
+   * reads the user will not read again (backups): buffered reads leave readahead's large folios
+   * behind, which make every later small write into them dearer, and evict the user's cache.
+   */
+  readUncached?(buf: Buffer, pos: number): Promise<number>;
+  /**
+   * A read-only O_DIRECT descriptor of the same file, for a reader on another thread (the
+   * chunk workers), opened on first use; null where the platform or filesystem refuses it.
+   * Same alignment rules and fallback as readUncached. Valid until close().
+   */
+  uncachedFd?(): number | null;
   /** Writes all of buf at pos or throws; a short write is retried internally. */
   write(buf: Buffer, pos: number): Promise<void>;
   /** Synchronous write: for small journal appends where a thread-pool round trip costs more than the copy. */

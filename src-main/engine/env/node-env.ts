@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { BlockFile, Env, FileStat, OpenOptions } from './env';
+import { invariant } from '../../../src-shared/errors';
+import { DIRECT_IO_ALIGN, type BlockFile, type Env, type FileStat, type OpenOptions } from './env';
 
 // fs.read/fs.write have custom promisified forms that resolve to objects; wrap the callbacks directly.
 const pread = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
@@ -48,8 +49,13 @@ function blockDeviceSize(p: string, fd: number): number {
   return lo;
 }
 
+/** O_DIRECT where the platform has it (Linux); 0 elsewhere (no uncached reads). */
+const O_DIRECT = fs.constants.O_DIRECT ?? 0;
+
 class NodeBlockFile implements BlockFile {
   private closed = false;
+  /** The O_DIRECT descriptor: undefined until first asked for, null where refused. */
+  private direct: number | null | undefined;
   constructor(
     readonly path: string,
     readonly fd: number,
@@ -75,6 +81,37 @@ class NodeBlockFile implements BlockFile {
     let done = 0;
     while (done < buf.length) {
       const n = fs.readSync(this.fd, buf, done, buf.length - done, pos + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  uncachedFd(): number | null {
+    if (this.direct === undefined) {
+      invariant(!this.closed, 'a closed file has no descriptors');
+      try {
+        this.direct = O_DIRECT ? fs.openSync(this.path, fs.constants.O_RDONLY | O_DIRECT) : null;
+      } catch {
+        this.direct = null; // a filesystem without O_DIRECT (EINVAL), or the path changed: buffered reads
+      }
+    }
+    return this.direct;
+  }
+
+  async readUncached(buf: Buffer, pos: number): Promise<number> {
+    const dfd = pos % DIRECT_IO_ALIGN === 0 && buf.length % DIRECT_IO_ALIGN === 0 ? this.uncachedFd() : null;
+    if (dfd === null) return this.read(buf, pos);
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        n = await pread(dfd, buf, done, buf.length - done, pos + done);
+      } catch (e) {
+        // EINVAL: unaligned memory, or a short read left an unaligned rest. Buffered reads see the same bytes.
+        if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+        return done + (await this.read(buf.subarray(done), pos + done));
+      }
       if (n === 0) break;
       done += n;
     }
@@ -141,6 +178,9 @@ class NodeBlockFile implements BlockFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const direct = this.direct;
+    this.direct = null;
+    if (typeof direct === 'number') await fclose(direct);
     await fclose(this.fd);
   }
 }

@@ -440,7 +440,7 @@ function changedRuns(source: SnapshotSource, blockSize: number, perChunk: number
 /** A delta chunk being assembled in a slot: raw runs (read now, or to be read by the worker) and which of their blocks it keeps. */
 interface Pack {
   slot: ChunkSlot;
-  /** Worker reads: fd, position, length, slot offset. */
+  /** Worker reads: fd, uncached fd or -1, position, length, slot offset. */
   reads: number[];
   /** Kept blocks, as block indexes into the slot's raw runs, ascending. */
   picks: number[];
@@ -570,7 +570,7 @@ async function backupChanged(
       if (located) {
         let a = at;
         for (const piece of located) {
-          pack.reads.push(piece.fd, piece.position, piece.length, a);
+          pack.reads.push(piece.fd, piece.uncachedFd ?? -1, piece.position, piece.length, a);
           a += piece.length;
         }
         invariant(a === at + r.count * bs, 'located pieces cover the run');

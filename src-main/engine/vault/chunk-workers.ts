@@ -23,6 +23,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
+import { alignedSharedMemory, alignUp } from '../env/aligned-memory';
 import fs from 'node:fs';
 import { localCodec, makeChunkCodec, type ChunkCodec, type CodecKeys, type ZstdBinding } from './chunk-codec';
 import type { ThreadPlacement } from './cpu-split';
@@ -64,9 +65,10 @@ interface WorkerReply {
 }
 
 /**
- * slotPack's work: gathers `reads` (fd, position, length, slot offset) into `input` (a file
- * ending early reads as zeroes), keeps the non-zero blocks at `picks` packed from the start, and
- * hashes and encodes them into `output`. Runs in a worker, or on the caller's thread while no
+ * slotPack's work: gathers `reads` (fd, uncached fd or -1, position, length, slot offset) into
+ * `input` (a file ending early reads as zeroes; a piece through its uncached descriptor until
+ * the kernel refuses with EINVAL — unaligned memory or rest — and buffered from there), keeps
+ * the non-zero blocks at `picks` packed from the start, and hashes and encodes them into `output`. Runs in a worker, or on the caller's thread while no
  * worker has booted; self-contained, as its source is what the workers run.
  */
 function packSlot(
@@ -78,14 +80,23 @@ function packSlot(
   picks: Uint32Array,
   bs: number,
 ): { zeroBlocks: Uint8Array; length: number; digest?: Buffer; outLen: number; plainTail?: boolean } {
-  for (let i = 0; i < reads.length; i += 4) {
-    const fd = reads[i]!;
-    const pos = reads[i + 1]!;
-    const len = reads[i + 2]!;
-    const at = reads[i + 3]!;
+  for (let i = 0; i < reads.length; i += 5) {
+    let direct = reads[i + 1]!;
+    const pos = reads[i + 2]!;
+    const len = reads[i + 3]!;
+    const at = reads[i + 4]!;
     if (at + len > input.length) throw new Error('a gather read overruns its slot');
     for (let done = 0; done < len; ) {
-      const n = fs.readSync(fd, input, at + done, len - done, pos + done);
+      let n: number;
+      if (direct >= 0) {
+        try {
+          n = fs.readSync(direct, input, at + done, len - done, pos + done);
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'EINVAL') throw e;
+          direct = -1;
+          continue;
+        }
+      } else n = fs.readSync(reads[i]!, input, at + done, len - done, pos + done);
       if (n === 0) {
         input.fill(0, at + done, at + len);
         break;
@@ -397,9 +408,11 @@ export class ChunkWorkers {
       return this.slotSet;
     }
     const n = Math.max(count, this.size * 2 + 2);
+    // Inputs in page-aligned memory, each a whole number of pages: backups read straight into them uncached (O_DIRECT).
+    const inputBytes = alignUp(bytes);
     const outputBytes = bytes + ENCODE_OVERHEAD;
-    const set = new SlotSet(n, bytes, outputBytes, new SharedArrayBuffer(n * bytes), new SharedArrayBuffer(n * outputBytes));
-    for (const w of this.workers) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes: bytes, outputBytes });
+    const set = new SlotSet(n, inputBytes, outputBytes, alignedSharedMemory(n * inputBytes), new SharedArrayBuffer(n * outputBytes));
+    for (const w of this.workers) w.postMessage({ op: 'slots', input: set.input, output: set.output, inputBytes, outputBytes });
     this.slotSet = set;
     return set;
   }
@@ -420,9 +433,9 @@ export class ChunkWorkers {
   }
 
   /**
-   * Builds a delta chunk in the slot on a worker: reads `reads` (fd, position, length, slot
-   * offset — four numbers each, from SnapshotSource.locate) into slot.input, then keeps the
-   * blocks at `picks` (ascending, in blockSize units of the slot) that are not all zero, packed
+   * Builds a delta chunk in the slot on a worker: reads `reads` (fd, uncached fd or -1,
+   * position, length, slot offset — five numbers each, from SnapshotSource.locate) into
+   * slot.input, then keeps the blocks at `picks` (ascending, in blockSize units of the slot) that are not all zero, packed
    * from the slot's start, and hashes and encodes them (the digest names the chunk). zeroBlocks[j] is 1
    * for a pick that was all zero. length 0 (no digest): every pick was zero, nothing to store.
    * The file's parts are fileParts(slot, length, result). A failed read rejects with its errno code.
@@ -433,7 +446,7 @@ export class ChunkWorkers {
     picks: Uint32Array,
     blockSize: number,
   ): Promise<{ zeroBlocks: Uint8Array; length: number; digest: Buffer | null; outLen: number; plainTail: boolean }> {
-    invariant(reads.length % 4 === 0 && picks.length > 0, 'a pack names whole reads and at least one block');
+    invariant(reads.length % 5 === 0 && picks.length > 0, 'a pack names whole reads and at least one block');
     let r: { zeroBlocks?: Uint8Array; length?: number; digest?: Uint8Array; outLen?: number; plainTail?: boolean };
     if (!this.booted && !this.closed) {
       // No worker is up yet (~0.1 s after the pool starts on a small VM): a pack is a few ms of

@@ -30,6 +30,7 @@ import type { HoldRule } from '../holds/policy';
 import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
 import { GroupSync } from './group-sync';
+import { CACHED_GUESS_MS, RecentRegions } from './recent-regions';
 
 export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
@@ -202,6 +203,7 @@ class BlockSet {
 /** Device I/O up to this size is done synchronously (page-cache copies); larger I/O uses the thread pool. */
 const SYNC_IO_MAX = 64 << 10;
 
+
 export interface MappedExtent {
   volumeOffset: number;
   length: number;
@@ -289,12 +291,15 @@ export class LiveVolume implements BlockExport {
    */
   writesAcked = 0;
   bytesAcked = 0;
+  /** Regions read or written lately: what a backup reads through the page cache (the rest uncached). */
+  private readonly recent: RecentRegions;
 
   private constructor(
     private readonly cfg: LiveVolumeConfig,
     readonly journal: VolumeJournal,
   ) {
     this._size = cfg.size;
+    this.recent = new RecentRegions(cfg.size, () => cfg.env.monotonic());
     // Superseding held writes needs their data in the journal (ack mode journal); see HoldQueue.
     this.queue = new HoldQueue(cfg.ackMode === 'journal');
     this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
@@ -497,6 +502,7 @@ export class LiveVolume implements BlockExport {
    * ten times that (and is what limits queue-depth-1 writers). data.length ≤ SYNC_IO_MAX.
    */
   private deviceWriteSync(offset: number, data: Buffer): void {
+    this.recent.touch(offset, data.length);
     const e = this.extentAt(offset);
     if (e && offset + data.length <= e.volumeOffset + e.length) {
       // One extent (the common case): no iterator, no piece objects.
@@ -527,12 +533,14 @@ export class LiveVolume implements BlockExport {
       this.deviceWriteSync(offset, data);
       return;
     }
+    this.recent.touch(offset, data.length);
     const ps = [...this.pieces(offset, data.length)];
     if (ps.length === 1) return ps[0]!.file.write(data, ps[0]!.pos);
     await Promise.all(ps.map((p) => p.file.write(data.subarray(p.at, p.at + p.len), p.pos)));
   }
 
   private async deviceZero(offset: number, length: number): Promise<void> {
+    this.recent.touch(offset, length);
     for (const p of this.pieces(offset, length)) {
       for (let done = 0; done < p.len; done += ZERO_CHUNK.length) {
         const n = Math.min(ZERO_CHUNK.length, p.len - done);
@@ -547,10 +555,15 @@ export class LiveVolume implements BlockExport {
     return buf;
   }
 
-  /** Reads buf.length bytes at offset into buf (the caller's memory: no allocation here). */
-  private async deviceReadInto(offset: number, buf: Buffer): Promise<void> {
+  /**
+   * Reads buf.length bytes at offset into buf (the caller's memory: no allocation here).
+   * `uncached`: a bulk read nobody reads again soon (a backup's), kept out of the page cache
+   * where the files allow (BlockFile.readUncached).
+   */
+  private async deviceReadInto(offset: number, buf: Buffer, uncached = false): Promise<void> {
     const length = buf.length;
-    if (length <= SYNC_IO_MAX) {
+    if (!uncached) this.recent.touch(offset, length);
+    if (length <= SYNC_IO_MAX && !uncached) {
       for (const p of this.pieces(offset, length)) {
         const part = buf.subarray(p.at, p.at + p.len);
         const n = p.file.readSync(part, p.pos);
@@ -562,7 +575,7 @@ export class LiveVolume implements BlockExport {
     for (const p of this.pieces(offset, length)) {
       const part = buf.subarray(p.at, p.at + p.len);
       reads.push(
-        p.file.read(part, p.pos).then((n) => {
+        (uncached && p.file.readUncached ? p.file.readUncached(part, p.pos) : p.file.read(part, p.pos)).then((n) => {
           if (n < part.length) part.fill(0, n); // sparse image shorter than the extent reads as zeroes
         }),
       );
@@ -812,7 +825,7 @@ export class LiveVolume implements BlockExport {
   readPointInTimeInto(offset: number, target: Buffer): Promise<void> {
     this.checkRange(offset, target.length);
     invariant(this.backup !== null, 'point-in-time reads need a running backup');
-    return this.deviceReadInto(offset, target);
+    return this.deviceReadInto(offset, target, !this.recent.recent(offset, target.length, CACHED_GUESS_MS));
   }
 
   /**
@@ -820,13 +833,14 @@ export class LiveVolume implements BlockExport {
    * on another thread; null if a device file has no descriptor to share (fault injection). Good
    * for the same ranges as readPointInTime (held writes keep those device bytes as of begin()).
    */
-  locatePointInTime(offset: number, length: number): { fd: number; position: number; length: number }[] | null {
+  locatePointInTime(offset: number, length: number): { fd: number; uncachedFd: number | null; position: number; length: number }[] | null {
     this.checkRange(offset, length);
     invariant(this.backup !== null, 'point-in-time reads need a running backup');
-    const out: { fd: number; position: number; length: number }[] = [];
+    const out: { fd: number; uncachedFd: number | null; position: number; length: number }[] = [];
     for (const p of this.pieces(offset, length)) {
       if (p.file.fd === undefined) return null;
-      out.push({ fd: p.file.fd, position: p.pos, length: p.len });
+      const uncachedFd = this.recent.recent(offset + p.at, p.len, CACHED_GUESS_MS) ? null : (p.file.uncachedFd?.() ?? null);
+      out.push({ fd: p.file.fd, uncachedFd, position: p.pos, length: p.len });
     }
     return out;
   }
