@@ -81,6 +81,25 @@ describe('uncached reads (BlockFile.readUncached, uncachedFd)', () => {
     expect(open).not.toContain(p);
   });
 
+  it('reads the file it opened even after its path was renamed and replaced', async () => {
+    const d = mk();
+    const direct = directWorks(d);
+    const p = path.join(d, 'dev.img');
+    const data = crypto.randomBytes(MiB);
+    fs.writeFileSync(p, data);
+    const f = await new NodeEnv().open(p);
+    try {
+      fs.renameSync(p, `${p}.old`);
+      fs.writeFileSync(p, Buffer.alloc(MiB, 0x55)); // an impostor at the old path
+      if (direct) expect(f.uncachedFd!()).not.toBeNull();
+      const mem = Buffer.from(alignedSharedMemory(MiB), 0, MiB);
+      expect(await f.readUncached!(mem, 0)).toBe(MiB);
+      expect(mem.equals(data), 'the opened file, not the impostor').toBe(true);
+    } finally {
+      await f.close();
+    }
+  });
+
   it('chunk workers read located pieces through the uncached descriptor, falling back where the kernel refuses', async () => {
     const d = mk();
     const direct = directWorks(d);

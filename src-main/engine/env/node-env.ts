@@ -52,6 +52,25 @@ function blockDeviceSize(p: string, fd: number): number {
 /** O_DIRECT where the platform has it (Linux); 0 elsewhere (no uncached reads). */
 const O_DIRECT = fs.constants.O_DIRECT ?? 0;
 
+/**
+ * A second, read-only O_DIRECT descriptor of the file open as `fd`: through /proc/self/fd, so it
+ * is the same file even if its path was renamed or replaced since (checked: same device and
+ * inode). null where refused (a filesystem without O_DIRECT answers EINVAL; no /proc).
+ */
+function reopenUncached(fd: number): number | null {
+  let direct: number;
+  try {
+    direct = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY | O_DIRECT);
+  } catch {
+    return null;
+  }
+  const a = fs.fstatSync(fd);
+  const b = fs.fstatSync(direct);
+  if (a.dev === b.dev && a.ino === b.ino && a.rdev === b.rdev) return direct;
+  fs.closeSync(direct);
+  return null;
+}
+
 class NodeBlockFile implements BlockFile {
   private closed = false;
   /** The O_DIRECT descriptor: undefined until first asked for, null where refused. */
@@ -90,11 +109,7 @@ class NodeBlockFile implements BlockFile {
   uncachedFd(): number | null {
     if (this.direct === undefined) {
       invariant(!this.closed, 'a closed file has no descriptors');
-      try {
-        this.direct = O_DIRECT ? fs.openSync(this.path, fs.constants.O_RDONLY | O_DIRECT) : null;
-      } catch {
-        this.direct = null; // a filesystem without O_DIRECT (EINVAL), or the path changed: buffered reads
-      }
+      this.direct = O_DIRECT ? reopenUncached(this.fd) : null;
     }
     return this.direct;
   }
