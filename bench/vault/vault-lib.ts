@@ -57,7 +57,7 @@ class FileSource implements SnapshotSource {
   // unless the region was touched lately.
   async readInto(offset: number, buf: Buffer): Promise<void> {
     if (this.recent.recent(offset, buf.length, CACHED_GUESS_MS)) await this.file.read(buf, offset);
-    else await this.file.readUncached!(buf, offset);
+    else await this.file.readUncached(buf, offset);
   }
   // Like the engine's volumes (LiveVolume.locatePointInTime): the chunk workers may read the file themselves.
   locate(offset: number, length: number) {

@@ -45,7 +45,7 @@ describe('uncached reads (BlockFile.readUncached, uncachedFd)', () => {
     const f = await new NodeEnv().open(p);
     try {
       const mem = Buffer.from(alignedSharedMemory(4 * MiB), 0, 4 * MiB);
-      expect(await f.readUncached!(mem, 2 * MiB)).toBe(4 * MiB);
+      expect(await f.readUncached(mem, 2 * MiB)).toBe(4 * MiB);
       expect(mem.equals(data.subarray(2 * MiB, 6 * MiB))).toBe(true);
       if (direct) {
         expect(f.uncachedFd!()).not.toBeNull();
@@ -55,17 +55,17 @@ describe('uncached reads (BlockFile.readUncached, uncachedFd)', () => {
       const fresh = crypto.randomBytes(64 * 1024);
       await f.write(fresh, 3 * MiB + 8192);
       fresh.copy(data, 3 * MiB + 8192);
-      expect(await f.readUncached!(mem, 2 * MiB)).toBe(4 * MiB);
+      expect(await f.readUncached(mem, 2 * MiB)).toBe(4 * MiB);
       expect(mem.equals(data.subarray(2 * MiB, 6 * MiB)), 'dirty pages are read').toBe(true);
       // Unaligned memory, position and length: buffered reads, same bytes.
       const plain = Buffer.alloc(MiB + 100);
-      expect(await f.readUncached!(plain, 12345)).toBe(MiB + 100);
+      expect(await f.readUncached(plain, 12345)).toBe(MiB + 100);
       expect(plain.equals(data.subarray(12345, 12345 + MiB + 100))).toBe(true);
       const odd = mem.subarray(512, 512 + MiB); // 512-byte aligned only: may or may not go direct
-      expect(await f.readUncached!(odd, 4096)).toBe(MiB);
+      expect(await f.readUncached(odd, 4096)).toBe(MiB);
       expect(odd.equals(data.subarray(4096, 4096 + MiB))).toBe(true);
       // Past the end: short, like read().
-      expect(await f.readUncached!(mem, 6 * MiB)).toBe(2 * MiB);
+      expect(await f.readUncached(mem, 6 * MiB)).toBe(2 * MiB);
       expect(mem.subarray(0, 2 * MiB).equals(data.subarray(6 * MiB))).toBe(true);
     } finally {
       await f.close();
@@ -93,7 +93,7 @@ describe('uncached reads (BlockFile.readUncached, uncachedFd)', () => {
       fs.writeFileSync(p, Buffer.alloc(MiB, 0x55)); // an impostor at the old path
       if (direct) expect(f.uncachedFd!()).not.toBeNull();
       const mem = Buffer.from(alignedSharedMemory(MiB), 0, MiB);
-      expect(await f.readUncached!(mem, 0)).toBe(MiB);
+      expect(await f.readUncached(mem, 0)).toBe(MiB);
       expect(mem.equals(data), 'the opened file, not the impostor').toBe(true);
     } finally {
       await f.close();

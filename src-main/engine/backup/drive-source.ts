@@ -46,8 +46,7 @@ export class DriveSource implements SnapshotSource {
       let n: number;
       try {
         // Uncached where the drive allows: imaging a drive would otherwise push the user's cache out.
-        const part = buf.subarray(done);
-        n = await (this.file.readUncached ? this.file.readUncached(part, offset + done) : this.file.read(part, offset + done));
+        n = await this.file.readUncached(buf.subarray(done), offset + done);
       } catch (e) {
         const p = toErrorPayload(e);
         throw new HoldfastError('IO_ERROR', `Reading ${this.file.path} at byte ${offset + done}: ${p.message}`);

@@ -30,7 +30,7 @@ export interface BlockFile {
    * reads the user will not read again (backups): buffered reads leave readahead's large folios
    * behind, which make every later small write into them dearer, and evict the user's cache.
    */
-  readUncached?(buf: Buffer, pos: number): Promise<number>;
+  readUncached(buf: Buffer, pos: number): Promise<number>;
   /**
    * A read-only O_DIRECT descriptor of the same file, for a reader on another thread (the
    * chunk workers), opened on first use; null where the platform or filesystem refuses it.

@@ -150,6 +150,11 @@ class FaultyFile implements BlockFile {
     if (r) throw errno(r.error ?? 'EIO', 'read', this.path);
     return this.f.readSync(buf, pos);
   }
+  async readUncached(buf: Buffer, pos: number): Promise<number> {
+    const r = this.env.match('read', this.path);
+    if (r) throw errno(r.error ?? 'EIO', 'read', this.path);
+    return this.f.readUncached(buf, pos);
+  }
   /** Applies rules and the crash budget; returns the prefix length that should really be written. */
   private plan(len: number): { keep: number; error: NodeJS.ErrnoException | null } {
     const r = this.env.match('write', this.path);

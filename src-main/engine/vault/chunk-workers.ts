@@ -68,8 +68,9 @@ interface WorkerReply {
  * slotPack's work: gathers `reads` (fd, uncached fd or -1, position, length, slot offset) into
  * `input` (a file ending early reads as zeroes; a piece through its uncached descriptor until
  * the kernel refuses with EINVAL — unaligned memory or rest — and buffered from there), keeps
- * the non-zero blocks at `picks` packed from the start, and hashes and encodes them into `output`. Runs in a worker, or on the caller's thread while no
- * worker has booted; self-contained, as its source is what the workers run.
+ * the non-zero blocks at `picks` packed from the start, and hashes and encodes them into
+ * `output`. Runs in a worker, or on the caller's thread while no worker has booted;
+ * self-contained, as its source is what the workers run.
  */
 function packSlot(
   fs: { readSync(fd: number, buf: Buffer, at: number, len: number, pos: number): number },
@@ -435,8 +436,8 @@ export class ChunkWorkers {
   /**
    * Builds a delta chunk in the slot on a worker: reads `reads` (fd, uncached fd or -1,
    * position, length, slot offset — five numbers each, from SnapshotSource.locate) into
-   * slot.input, then keeps the blocks at `picks` (ascending, in blockSize units of the slot) that are not all zero, packed
-   * from the slot's start, and hashes and encodes them (the digest names the chunk). zeroBlocks[j] is 1
+   * slot.input, then keeps the blocks at `picks` (ascending, in blockSize units of the slot)
+   * that are not all zero, packed from the slot's start, and hashes and encodes them (the digest names the chunk). zeroBlocks[j] is 1
    * for a pick that was all zero. length 0 (no digest): every pick was zero, nothing to store.
    * The file's parts are fileParts(slot, length, result). A failed read rejects with its errno code.
    */

@@ -575,7 +575,7 @@ export class LiveVolume implements BlockExport {
     for (const p of this.pieces(offset, length)) {
       const part = buf.subarray(p.at, p.at + p.len);
       reads.push(
-        (uncached && p.file.readUncached ? p.file.readUncached(part, p.pos) : p.file.read(part, p.pos)).then((n) => {
+        (uncached ? p.file.readUncached(part, p.pos) : p.file.read(part, p.pos)).then((n) => {
           if (n < part.length) part.fill(0, n); // sparse image shorter than the extent reads as zeroes
         }),
       );
