@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
+import { alignedSharedMemory } from '../../src-main/engine/env/aligned-memory';
 import { FaultyEnv } from '../../src-main/engine/env/faulty-env';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { noProbe, openTestVolume, pattern, readImage, useTempDirs } from './helpers';
@@ -32,6 +33,23 @@ describe('faults injected through the Env', () => {
     expect(r.report.discarded).toBeNull(); // the torn bytes were overwritten by the next record
     expect((await r.vol.read(8192, 4096)).equals(pattern(4, 4096))).toBe(true);
     await r.vol.close();
+  });
+
+  it("an EIO on a backup's uncached read fails that read; the next read and the held writes are unharmed", async () => {
+    const env = new FaultyEnv(new NodeEnv());
+    const t = await openTestVolume(mk(), 'vol', 8 << 20, { env });
+    await t.vol.write(0, pattern(1, 1 << 20));
+    const s = await BackupSession.begin(t.vol, 'b', 'volume', noProbe);
+    await t.vol.write(0, pattern(2, 4096)); // held: the image keeps pattern 1
+    const target = Buffer.from(alignedSharedMemory(1 << 20), 0, 1 << 20); // aligned: the uncached path
+    env.inject({ op: 'read', path: '.img', error: 'EIO' });
+    await expect(s.readInto(0, target)).rejects.toMatchObject({ code: 'EIO' });
+    await s.readInto(0, target);
+    expect(target.equals(pattern(1, 1 << 20)), 'the point-in-time image').toBe(true);
+    expect((await t.vol.read(0, 4096)).equals(pattern(2, 4096)), 'reads see the held write').toBe(true);
+    await s.end('snap');
+    expect(readImage(t.imagePath, 0, 4096).equals(pattern(2, 4096)), 'released to the device').toBe(true);
+    await t.vol.close();
   });
 
   it('a crash after N bytes mid-backup loses no acknowledged held write', async () => {
