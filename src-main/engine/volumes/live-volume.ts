@@ -203,7 +203,6 @@ class BlockSet {
 /** Device I/O up to this size is done synchronously (page-cache copies); larger I/O uses the thread pool. */
 const SYNC_IO_MAX = 64 << 10;
 
-
 export interface MappedExtent {
   volumeOffset: number;
   length: number;
