@@ -31,6 +31,7 @@ import { BlockBitmap } from './block-bitmap';
 import { decodeCbtState, encodeCbtState } from './cbt-state';
 import { GroupSync } from './group-sync';
 import { CACHED_GUESS_MS, RecentRegions } from './recent-regions';
+import { WRITE_PIECE_BYTES, writePieces } from './small-folio-writes';
 
 export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
@@ -200,8 +201,13 @@ class BlockSet {
     return false;
   }
 }
-/** Device I/O up to this size is done synchronously (page-cache copies); larger I/O uses the thread pool. */
+/**
+ * Device I/O up to this size is done synchronously (page-cache copies); larger I/O uses the
+ * thread pool, in pieces of WRITE_PIECE_BYTES (small-folio-writes.ts), which no synchronous
+ * write exceeds.
+ */
 const SYNC_IO_MAX = 64 << 10;
+invariant(SYNC_IO_MAX <= WRITE_PIECE_BYTES && RELEASE_RUN_BYTES <= SYNC_IO_MAX, 'synchronous device writes are small-folio pieces already');
 
 export interface MappedExtent {
   volumeOffset: number;
@@ -534,8 +540,8 @@ export class LiveVolume implements BlockExport {
     }
     this.recent.touch(offset, data.length);
     const ps = [...this.pieces(offset, data.length)];
-    if (ps.length === 1) return ps[0]!.file.write(data, ps[0]!.pos);
-    await Promise.all(ps.map((p) => p.file.write(data.subarray(p.at, p.at + p.len), p.pos)));
+    if (ps.length === 1) return writePieces(ps[0]!.file, data, ps[0]!.pos);
+    await Promise.all(ps.map((p) => writePieces(p.file, data.subarray(p.at, p.at + p.len), p.pos)));
   }
 
   private async deviceZero(offset: number, length: number): Promise<void> {
@@ -543,7 +549,7 @@ export class LiveVolume implements BlockExport {
     for (const p of this.pieces(offset, length)) {
       for (let done = 0; done < p.len; done += ZERO_CHUNK.length) {
         const n = Math.min(ZERO_CHUNK.length, p.len - done);
-        await p.file.write(n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n), p.pos + done);
+        await writePieces(p.file, n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n), p.pos + done);
       }
     }
   }

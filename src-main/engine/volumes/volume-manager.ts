@@ -25,6 +25,7 @@ import { DATA_START, type DeviceLabel } from '../devices/label-format';
 import { probeDevicePath } from '../devices/probe';
 import type { SystemView } from '../devices/system-view';
 import { allocate, checkLayout, freeBytes, grow, type AllocDevice } from './allocation';
+import { writePieces } from './small-folio-writes';
 
 export type VolumeChange = 'grow' | 'rename' | 'delete';
 
@@ -477,7 +478,7 @@ export class VolumeManager {
         const s = Math.max(from, e.volumeOffset);
         const t = Math.min(to, e.volumeOffset + e.length);
         if (s >= t) continue;
-        await this.deviceIo(e.deviceId, (f) => f.write(Buffer.alloc(t - s), e.deviceOffset + (s - e.volumeOffset)));
+        await this.deviceIo(e.deviceId, (f) => writePieces(f, Buffer.alloc(t - s), e.deviceOffset + (s - e.volumeOffset)));
         touched.add(e.deviceId);
       }
     for (const id of touched) await this.deviceIo(id, (f) => f.datasync());
