@@ -4,25 +4,30 @@
  * Linux caches a regular file in folios sized by the write that created them (ext4 since 6.16,
  * XFS since 5.18), and a later small write into a large folio walks all of it: on the bench VM
  * (kernel 6.18, ext4) a random 4 KiB write costs 4.4 µs in a file written with 4 KiB writes,
- * 6.1–6.5 µs with 64 KiB writes, ~30 µs with 1 MiB and 53–60 µs with 4 MiB
+ * 6.3 µs with 64 KiB writes, 12 µs with 256 KiB, ~30 µs with 1 MiB and 53–60 µs with 4 MiB
  * (bench/results/nbd-latency-session40.txt §1). So after a restore into a volume (4 MiB writes),
  * a `qemu-img convert` or nbdcopy into it, or a new volume's signature wipe, every random write
  * of the volume's user into that range cost several times more kernel time until the kernel let
  * those pages go: fio 4 KiB random writes at queue depth 16 right after an nbdcopy import ran at
- * 30–38k IOPS instead of 60–70k. In 64 KiB pieces the import goes in as fast or faster.
+ * 30–42k IOPS instead of ~56k. Smaller pieces would leave cheaper folios but cost more
+ * thread-pool round trips per byte: with 64 or 128 KiB ones a queue-depth-1 writer of 1 MiB
+ * writes got 0.5–0.8× a plain writer's page-cache throughput, with 256 KiB 0.82–0.91× (§2).
  */
 import type { BlockFile } from '../env/env';
 
-export const WRITE_PIECE_BYTES = 64 << 10;
+export const WRITE_PIECE_BYTES = 256 << 10;
 /**
- * Pieces of one write in flight at once. Node's thread pool (4 threads) is shared with the
- * journal's fdatasyncs, which wait behind at most one piece per thread.
+ * Pieces of one write in flight at once: twice Node's thread pool (4 threads), so a thread that
+ * finishes a piece finds the next one queued instead of waiting for the event loop to submit it.
+ * The pool is shared with the journal's fdatasyncs, which each big write delays by at most 8
+ * pieces (~0.5 ms).
  */
-const WRITE_LANES = 4;
+const WRITE_LANES = 8;
 
 /**
- * file.write(data, pos), in pieces started in ascending order. On a failure no new piece starts, and it resolves (rejects) only once no piece of it is in flight, so a caller
- * that orders overlapping writes by their completion stays right even after an error.
+ * file.write(data, pos), in pieces started in ascending order. On a failure no new piece
+ * starts, and it resolves (rejects) only once no piece of it is in flight, so a caller that
+ * orders overlapping writes by their completion stays right even after an error.
  */
 export async function writePieces(file: BlockFile, data: Buffer, pos: number): Promise<void> {
   if (data.length <= WRITE_PIECE_BYTES) return file.write(data, pos);
