@@ -2,8 +2,9 @@
 """What a small write into the page cache costs this machine's kernel, by how the pages came to be
 (bench/results/nbd-latency-session38.txt §2-§3). Two measurements, no Holdfast code:
 
-  folios   random 4 KiB pwrites into a cached 512 MiB file written with 4 KiB / 64 KiB / 1 MiB
-           writes, and into one evicted and read back with 4 MiB reads (readahead): ext4 caches
+  folios   random 4 KiB pwrites into a cached 512 MiB file written with 4 KiB ... 4 MiB writes
+           (and how fast each fill went in, synced), and into one evicted and read back with
+           4 MiB reads (readahead): ext4 caches
            files in large folios sized by the write or the readahead, and a small write into a
            large folio costs more the larger it is.
   append   sequential 4136-byte appends (a journal record with 4 KiB of data) into a new file,
@@ -48,10 +49,12 @@ def random_writes(fd, count=20000):
 def folios():
     p = os.path.join(DIR, 'hf-folio-cost.img')
     try:
-        for ws in (4096, 65536, 1 << 20):
+        for ws in (4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20):
             fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+            t = time.perf_counter()
             fill(fd, N, ws)
-            report(f'random 4 KiB writes, file written in {ws >> 10} KiB writes', random_writes(fd))
+            mbs = N / (time.perf_counter() - t) / 1e6
+            report(f'random 4 KiB writes, file written in {ws >> 10} KiB writes ({mbs:.0f} MB/s)', random_writes(fd))
             os.close(fd)
         fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
         fill(fd, N, 1 << 20)
