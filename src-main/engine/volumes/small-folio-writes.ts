@@ -3,15 +3,16 @@
  *
  * Linux caches a regular file in folios sized by the write that created them (ext4 since 6.16,
  * XFS since 5.18), and a later small write into a large folio walks all of it: on the bench VM
- * (kernel 6.18, ext4) a random 4 KiB write costs 4.4 µs in a file written with 4 KiB writes,
- * 6.3 µs with 64 KiB writes, 12 µs with 256 KiB, ~30 µs with 1 MiB and 53–60 µs with 4 MiB
- * (bench/results/nbd-latency-session40.txt §1). So after a restore into a volume (4 MiB writes),
- * a `qemu-img convert` or nbdcopy into it, or a new volume's signature wipe, every random write
- * of the volume's user into that range cost several times more kernel time until the kernel let
- * those pages go: fio 4 KiB random writes at queue depth 16 right after an nbdcopy import ran at
- * 30–42k IOPS instead of ~56k. Smaller pieces would leave cheaper folios but cost more
- * thread-pool round trips per byte: with 64 or 128 KiB ones a queue-depth-1 writer of 1 MiB
- * writes got 0.5–0.8× a plain writer's page-cache throughput, with 256 KiB 0.82–0.91× (§2).
+ * (kernel 6.18, ext4) a random 4 KiB write costs 3.3–4.5 µs (p50) in a file written with 4 KiB
+ * writes, 5–6.5 µs with 64 KiB writes, 7–12 µs with 256 KiB, 24–32 µs with 1 MiB and 42–60 µs
+ * with 4 MiB (bench/nbd/page-cache-write-cost.py; bench/results/nbd-latency-session40.txt §1).
+ * So after a restore into a volume (4 MiB writes), a `qemu-img convert` or nbdcopy into it, or
+ * a new volume's signature wipe, every random write of the volume's user into that range cost
+ * several times more kernel time until the kernel let those pages go: fio 4 KiB random writes
+ * at queue depth 16 ran at 35–46k IOPS right after an nbdcopy import instead of 58–66k, and at
+ * 21–26k right after a restore instead of 52–54k. Smaller pieces would leave cheaper folios but
+ * cost more thread-pool round trips per byte: with 64 or 128 KiB ones a queue-depth-1 writer of
+ * 1 MiB writes got 0.5–0.8× a plain writer's page-cache throughput, with 256 KiB 0.82–0.91× (§2).
  */
 import type { BlockFile } from '../env/env';
 
