@@ -1,10 +1,11 @@
 /**
  * Volume bytes reach their device files in writes of at most WRITE_PIECE_BYTES (the page cache
- * sizes a file's folios by the write that made them, and small writes into large folios cost ~10×
- * more: small-folio-writes.ts). Checked on the device writes themselves, recorded under a real
- * Env: the bytes land where they belong, a failure stops the rest and leaves nothing in flight,
- * and every way a volume gets big writes — a client's 4 MiB write, write-zeroes, the
- * signature wipe of a new volume, a restore into a volume — writes small pieces.
+ * sizes a file's folios by the write that made them, and small writes into large folios cost
+ * 5–12× more: small-folio-writes.ts). Checked on the device writes themselves, recorded under a
+ * real Env: the bytes land where they belong, a failure stops the rest and leaves nothing in
+ * flight, and every way a volume gets big writes — a client's 8 MiB write, write-zeroes, the
+ * signature wipe of a new volume, a restore into a volume, a released held write, a write redone
+ * from the journal after a crash — writes small pieces.
  */
 import { describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
