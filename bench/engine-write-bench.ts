@@ -4,7 +4,7 @@
  * an image file of its own in the same run, each at queue depth 1 and 16; plus hold-queue insert
  * + release of 100k writes and memory per held write. Each writer has its own file because the
  * page cache sizes a file's folios by the write that made them (ext4 6.16+), and a writer's
- * speed depends on the folios it writes into: the volume writes in 64 KiB pieces
+ * speed depends on the folios it writes into: the volume writes in 256 KiB pieces
  * (small-folio-writes.ts), the plain writer 1 MiB at once, and either one is slowed by the other's.
  *   node dist/bench/engine-write-bench.cjs [--seconds N]
  */

@@ -100,7 +100,8 @@ const seqSrc = path.join(dir, 'seq-src.img');
 console.error(`Preparing ${sizeMiB} MiB backing file in ${dir} ...`);
 // fio-written data, as the alternating runs' images (see ALT_ENV): the backups measured below
 // store what a volume's content costs them, not ~all of the image again, incompressible.
-await sh('fio', ['--name=fill', `--filename=${img}`, '--rw=write', '--bs=4k', `--size=${sizeMiB}M`, '--ioengine=psync', '--output-format=terse'], 600_000);
+const fillImage = () => sh('fio', ['--name=fill', `--filename=${img}`, '--rw=write', '--bs=4k', `--size=${sizeMiB}M`, '--ioengine=psync', '--output-format=terse'], 600_000);
+await fillImage();
 await sh('cp', [img, seqSrc]);
 const otherImg = path.join(dir, 'other.img');
 await sh('cp', [img, otherImg]);
@@ -330,7 +331,7 @@ async function randwriteAfterImport(name) {
   await sh('nbdcopy', ['--request-size=1048576', seqSrc, uri(name)]);
   const r = await fio(name, 'randwrite', 16);
   await evictImage();
-  await sh('fio', ['--name=fill', `--filename=${img}`, '--rw=write', '--bs=4k', `--size=${sizeMiB}M`, '--ioengine=psync', '--output-format=terse'], 600_000);
+  await fillImage();
   return r;
 }
 

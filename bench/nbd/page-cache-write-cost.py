@@ -4,9 +4,8 @@
 
   folios   random 4 KiB pwrites into a cached 512 MiB file written with 4 KiB ... 4 MiB writes
            (and how fast each fill went in, synced), and into one evicted and read back with
-           4 MiB reads (readahead): ext4 caches
-           files in large folios sized by the write or the readahead, and a small write into a
-           large folio costs more the larger it is.
+           4 MiB reads (readahead): ext4 caches files in large folios sized by the write or the
+           readahead, and a small write into a large folio costs more the larger it is.
   append   sequential 4136-byte appends (a journal record with 4 KiB of data) into a new file,
            into a reused file whose pages are cached, and into one whose pages were evicted
            (each page is read from disk before the write into it).
