@@ -114,3 +114,35 @@ export function evict(file: string): void {
   fs.closeSync(fd);
   execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
 }
+
+export type WriteOp = 'write' | 'writeSync' | 'writev' | 'writevSync';
+/**
+ * Sees every write to a file: `next()` performs it (and returns what the write returns);
+ * returning without calling it, or throwing, stands in for the file.
+ */
+export type WriteHook = (file: BlockFile, op: WriteOp, buf: Buffer | Buffer[], pos: number, next: () => unknown) => unknown;
+const WRITE_OPS: ReadonlySet<string | symbol> = new Set<WriteOp>(['write', 'writeSync', 'writev', 'writevSync']);
+
+/** `f` with its writes routed through `hook`; everything else is `f`'s own. */
+export function hookFileWrites(f: BlockFile, hook: WriteHook): BlockFile {
+  return new Proxy(f, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target) as unknown;
+      if (typeof v !== 'function') return v;
+      const method = v as (...a: unknown[]) => unknown;
+      if (WRITE_OPS.has(key)) return (buf: Buffer | Buffer[], pos: number) => hook(target, key as WriteOp, buf, pos, () => method.call(target, buf, pos));
+      return method.bind(target);
+    },
+  });
+}
+
+/** `inner` whose opened files route their writes through `hook` (hookFileWrites). */
+export function hookWrites(inner: Env, hook: WriteHook): Env {
+  return new Proxy(inner, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target) as unknown;
+      if (key === 'open') return async (p: string, o?: object) => hookFileWrites(await target.open(p, o), hook);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}

@@ -6,43 +6,24 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
-import type { BlockFile, Env } from '../../src-main/engine/env/env';
+import type { Env } from '../../src-main/engine/env/env';
 import { FaultyEnv } from '../../src-main/engine/env/faulty-env';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { crc32, crc32Combine, decodeRecord, encodeHeaderInto, HEADER_SIZE, RecordType } from '../../src-main/engine/journal/format';
-import { noProbe, openTestVolume, pattern, readImage, useTempDirs } from './helpers';
+import { hookWrites, noProbe, openTestVolume, pattern, readImage, useTempDirs } from './helpers';
 
 const mk = useTempDirs();
 
 /** Counts write syscalls per file kind (journal segment or device image) through the Env seam. */
 function countingEnv(): { env: Env; counts: { journal: number; device: number; deviceBytes: number } } {
   const counts = { journal: 0, device: 0, deviceBytes: 0 };
-  const inner = new NodeEnv();
-  const wrap = (f: BlockFile): BlockFile => {
-    const isJournal = f.path.endsWith('.log');
-    return new Proxy(f, {
-      get(target, key) {
-        const v = Reflect.get(target, key, target) as unknown;
-        if (key === 'writeSync' || key === 'writevSync' || key === 'write' || key === 'writev') {
-          return (buf: Buffer | Buffer[], pos: number) => {
-            if (isJournal) counts.journal++;
-            else {
-              counts.device++;
-              counts.deviceBytes += Array.isArray(buf) ? buf.reduce((s, b) => s + b.length, 0) : buf.length;
-            }
-            return (v as (b: Buffer | Buffer[], p: number) => unknown).call(target, buf, pos);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-  };
-  const env = new Proxy(inner, {
-    get(target, key) {
-      const v = Reflect.get(target, key, target) as unknown;
-      if (key === 'open') return async (p: string, o?: object) => wrap(await target.open(p, o));
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
+  const env = hookWrites(new NodeEnv(), (f, _op, buf, _pos, next) => {
+    if (f.path.endsWith('.log')) counts.journal++;
+    else {
+      counts.device++;
+      counts.deviceBytes += Array.isArray(buf) ? buf.reduce((s, b) => s + b.length, 0) : buf.length;
+    }
+    return next();
   });
   return { env, counts };
 }

@@ -17,7 +17,7 @@ import { FaultyEnv } from '../../src-main/engine/env/faulty-env';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { WRITE_PIECE_BYTES, writePieces } from '../../src-main/engine/volumes/small-folio-writes';
 import { BackupSession } from '../../src-main/engine/backup/backup-session';
-import { noProbe, openTestVolume, readImage, useTempDirs } from '../engine/helpers';
+import { hookFileWrites, noProbe, openTestVolume, readImage, useTempDirs } from '../engine/helpers';
 
 const mk = useTempDirs();
 const MiB = 1 << 20;
@@ -35,28 +35,12 @@ class RecordingEnv extends NodeEnv {
     return p.includes(this.watch) ? this.wrap(f) : f;
   }
   wrap(f: BlockFile): BlockFile {
-    const rec = this;
-    return new Proxy(f, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'write')
-          return async (buf: Buffer, pos: number) => {
-            rec.lengths.push(buf.length);
-            rec.maxInFlight = Math.max(rec.maxInFlight, ++rec.inFlight);
-            try {
-              await target.write(buf, pos);
-            } finally {
-              rec.inFlight--;
-            }
-          };
-        if (prop === 'writeSync')
-          return (buf: Buffer, pos: number) => {
-            rec.lengths.push(buf.length);
-            target.writeSync(buf, pos);
-          };
-        if (prop === 'writev' || prop === 'writevSync') throw new Error(`unexpected ${String(prop)} to a device`);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
+    return hookFileWrites(f, (_f, op, buf, _pos, next) => {
+      if (op === 'writev' || op === 'writevSync') throw new Error(`unexpected ${op} to a device`);
+      this.lengths.push((buf as Buffer).length);
+      if (op === 'writeSync') return next();
+      this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+      return (next() as Promise<void>).finally(() => this.inFlight--);
     });
   }
   reset(): void {

@@ -12,6 +12,7 @@ import { DATA_START } from '../../src-main/engine/devices/label-format';
 import { checkLayout } from '../../src-main/engine/volumes/allocation';
 import { VolumeManager } from '../../src-main/engine/volumes/volume-manager';
 import { HoldfastError } from '../../src-shared/errors';
+import { hookFileWrites } from '../engine/helpers';
 
 const MiB = 1024 * 1024;
 
@@ -20,18 +21,9 @@ class FlakyEnv extends NodeEnv {
   failWritesTo: string | null = null;
   failLabelOnly = true;
   override async open(p: string, opts?: OpenOptions): Promise<BlockFile> {
-    const f = await super.open(p, opts);
-    const env = this;
-    return new Proxy(f, {
-      get(target, key) {
-        if (key === 'write' && env.failWritesTo === target.path)
-          return async (buf: Buffer, pos: number) => {
-            if (env.failLabelOnly && pos >= DATA_START) return target.write(buf, pos);
-            throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
-          };
-        const v = (target as unknown as Record<string | symbol, unknown>)[key];
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+    return hookFileWrites(await super.open(p, opts), (f, op, _buf, pos, next) => {
+      if (op !== 'write' || this.failWritesTo !== f.path || (this.failLabelOnly && pos >= DATA_START)) return next();
+      return Promise.reject(Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }));
     });
   }
 }
