@@ -37,7 +37,11 @@ export interface BlockExport {
   trim(offset: number, length: number): Promise<void>;
   /** Makes every write acknowledged before this call durable. */
   flush(): Promise<void>;
-  blockStatus(offset: number, length: number): Promise<AllocationExtent[]>;
+  /**
+   * Consecutive extents from offset, at most `maxExtents` (REQ_ONE asks for 1); they may cover
+   * less than `length` (the client asks again from where they end), never more.
+   */
+  blockStatus(offset: number, length: number, maxExtents?: number): Promise<AllocationExtent[]>;
 }
 
 /** A handle on an open export; the server closes it when the client disconnects. */

@@ -103,8 +103,8 @@ class LazySnapshotExport implements BlockExport {
   async read(offset: number, length: number): Promise<Buffer> {
     return (await this.inner()).read(offset, length);
   }
-  async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
-    return (await this.inner()).blockStatus(offset, length);
+  async blockStatus(offset: number, length: number, maxExtents?: number): Promise<AllocationExtent[]> {
+    return (await this.inner()).blockStatus(offset, length, maxExtents);
   }
   private readOnlyError(): HoldfastError {
     return new HoldfastError('READ_ONLY', `${this.name} is a read-only snapshot; restore it to a volume to change it.`);

@@ -99,7 +99,7 @@ export class FileExport implements BlockExport {
   }
 
   async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
-    this.check(offset, length, false);
+    this.check(offset, length, false, false);
     return [{ length, hole: false, zero: false }];
   }
 
@@ -109,13 +109,14 @@ export class FileExport implements BlockExport {
     await this.file.close();
   }
 
-  private check(offset: number, length: number, isWrite: boolean): void {
+  /** `aligned`: reads and writes; block status takes any range. */
+  private check(offset: number, length: number, isWrite: boolean, aligned = true): void {
     if (this.closed) throw new HoldfastError('IO_ERROR', `Export ${this.name} is closed.`);
     if (isWrite && this.readOnly) throw new HoldfastError('READ_ONLY', `Export ${this.name} is read-only.`);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.exportSize) {
       throw new HoldfastError('OUT_OF_RANGE', `Range ${offset}+${length} is outside export ${this.name} (${this.exportSize} bytes).`);
     }
-    if (offset % this.sectorSize !== 0 || length % this.sectorSize !== 0) {
+    if (aligned && (offset % this.sectorSize !== 0 || length % this.sectorSize !== 0)) {
       throw new HoldfastError('UNALIGNED', `Range ${offset}+${length} is not aligned to ${this.sectorSize} bytes.`);
     }
   }

@@ -243,11 +243,11 @@ export class Transmission {
       this.replyError(hi, lo, err, this.baseAllocation ? 'Block status refused.' : 'Select base:allocation first.');
       return;
     }
-    const reqOne = (flags & P.NBD_CMD_FLAG_REQ_ONE) !== 0;
+    const max = (flags & P.NBD_CMD_FLAG_REQ_ONE) !== 0 ? 1 : MAX_EXTENTS;
     this.begin(cost);
-    this.callSafely(() => this.ex.blockStatus(offset, length)).then(
+    this.callSafely(() => this.ex.blockStatus(offset, length, max)).then(
       (extents) => {
-        this.replyBlockStatus(hi, lo, encodeExtents(extents, length, reqOne ? 1 : MAX_EXTENTS));
+        this.replyBlockStatus(hi, lo, encodeExtents(extents, length, max));
         this.finish(cost);
       },
       (e: unknown) => {

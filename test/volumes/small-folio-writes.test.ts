@@ -105,10 +105,15 @@ describe('a volume writes its devices in small pieces', () => {
     const e = await Engine.open({ dataDir: path.join(d, 'data'), env });
     try {
       await e.api['device.add']({ path: path.join(d, 'disk.img'), create: true, size: 128 * MiB });
+      // A deleted volume's bytes left in the space the new one gets: the wipe has something to zero.
+      await e.api['volume.create']({ name: 'old', size: 32 * MiB });
+      await e.volume('old').write(0, crypto.randomBytes(32 * MiB));
+      await e.api['volume.delete']({ name: 'old' });
       env.reset();
       await e.api['volume.create']({ name: 'live', size: 32 * MiB });
       expect(env.lengths.reduce((s, n) => s + n, 0), 'the wipe: first and last MiB (and a label update)').toBeGreaterThanOrEqual(2 * MiB);
       expect(Math.max(...env.lengths)).toBeLessThanOrEqual(WRITE_PIECE_BYTES);
+      expect((await e.volume('live').read(0, MiB)).equals(Buffer.alloc(MiB)), 'old bytes are gone').toBe(true);
 
       const vol = e.volume('live');
       const data = crypto.randomBytes(8 * MiB);

@@ -290,7 +290,13 @@ describe('VolumeManager: volumes', () => {
     await expectRefused(() => vm.growVolume('keep', 2 * MiB), 'IO_ERROR');
     await expectRefused(() => vm.renameVolume('keep', 'kept'), 'IO_ERROR');
     await expectRefused(() => vm.deleteVolume('keep'), 'IO_ERROR');
-    // a device that fails before anything is committed (wiping the new volume's space)
+    // a device that fails before anything is committed (wiping the new volume's space, which
+    // holds a deleted volume's bytes: space that reads as zeroes is left unwritten)
+    const k = vm.getVolume('keep').extents[0]!;
+    const free = fs.statSync(img('a.img')).size - (k.deviceOffset + k.length);
+    const fd = fs.openSync(img('a.img'), 'r+');
+    fs.writeSync(fd, crypto.randomBytes(free), 0, free, k.deviceOffset + k.length);
+    fs.closeSync(fd);
     env.failLabelOnly = false;
     await expectRefused(() => vm.createVolume({ name: 'new', size: MiB }), 'IO_ERROR', /Could not write to device 1/);
     env.failWritesTo = null;

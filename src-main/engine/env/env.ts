@@ -37,6 +37,17 @@ export interface BlockFile {
    * Same alignment rules and fallback as readUncached. Valid until close().
    */
   uncachedFd?(): number | null;
+  /**
+   * Bytes the filesystem has allocated to a regular file (st_blocks × 512), fewer than size()
+   * when the file has holes; null for block devices and where unknown.
+   */
+  allocatedBytes?(): number | null;
+  /**
+   * The file's allocated ranges in offset order, as the filesystem maps them (FIEMAP): the rest
+   * are holes; `zero` marks unwritten (preallocated) ranges, which read as zeroes. null where the
+   * filesystem or platform does not say.
+   */
+  allocation?(): Promise<FileRange[] | null>;
   /** Writes all of buf at pos or throws; a short write is retried internally. */
   write(buf: Buffer, pos: number): Promise<void>;
   /** Synchronous write: for small journal appends where a thread-pool round trip costs more than the copy. */
@@ -52,6 +63,13 @@ export interface BlockFile {
   /** Deallocates a range (punch hole) where the platform allows; otherwise writes zeroes. */
   punchHole(pos: number, len: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A byte range of a file (BlockFile.allocation). */
+export interface FileRange {
+  offset: number;
+  length: number;
+  zero: boolean;
 }
 
 export interface OpenOptions {

@@ -4,9 +4,10 @@
  * "crash after N bytes" (every write past the budget is silently dropped, as if the
  * machine stopped). Production code cannot tell it from the real Env.
  */
-import type { BlockFile, Env, FileStat, OpenOptions } from './env';
+import type { BlockFile, Env, FileRange, FileStat, OpenOptions } from './env';
 
-export type FaultOp = 'read' | 'write' | 'datasync' | 'open' | 'rename' | 'writeFile' | 'truncate';
+/** `map`: BlockFile.allocation (the filesystem's allocation map). */
+export type FaultOp = 'read' | 'write' | 'datasync' | 'open' | 'rename' | 'writeFile' | 'truncate' | 'map';
 
 export interface FaultRule {
   op: FaultOp;
@@ -149,6 +150,14 @@ class FaultyFile implements BlockFile {
     const r = this.env.match('read', this.path);
     if (r) throw errno(r.error ?? 'EIO', 'read', this.path);
     return this.f.readSync(buf, pos);
+  }
+  allocatedBytes(): number | null {
+    return this.f.allocatedBytes?.() ?? null;
+  }
+  allocation(): Promise<FileRange[] | null> {
+    const r = this.env.match('map', this.path);
+    if (r) return Promise.reject(errno(r.error ?? 'EIO', 'map', this.path));
+    return this.f.allocation?.() ?? Promise.resolve(null);
   }
   async readUncached(buf: Buffer, pos: number): Promise<number> {
     const r = this.env.match('read', this.path);

@@ -4,7 +4,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { invariant } from '../../../src-shared/errors';
-import { DIRECT_IO_ALIGN, type BlockFile, type Env, type FileStat, type OpenOptions } from './env';
+import { DIRECT_IO_ALIGN, type BlockFile, type Env, type FileRange, type FileStat, type OpenOptions } from './env';
+import { readAllocation } from './filefrag';
 
 // fs.read/fs.write have custom promisified forms that resolve to objects; wrap the callbacks directly.
 const pread = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
@@ -112,6 +113,16 @@ class NodeBlockFile implements BlockFile {
       this.direct = O_DIRECT ? reopenUncached(this.fd) : null;
     }
     return this.direct;
+  }
+
+  allocatedBytes(): number | null {
+    if (this.isBlock) return null;
+    const blocks = fs.fstatSync(this.fd).blocks;
+    return Number.isFinite(blocks) ? blocks * 512 : null;
+  }
+
+  allocation(): Promise<FileRange[] | null> {
+    return this.isBlock ? Promise.resolve(null) : readAllocation(this.path);
   }
 
   async readUncached(buf: Buffer, pos: number): Promise<number> {

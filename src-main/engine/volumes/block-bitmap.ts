@@ -54,6 +54,13 @@ export class BlockBitmap {
     for (let i = a; i <= b; i++) this.bits[i >> 3]! |= 1 << (i & 7);
   }
 
+  /** Clears every block touched by [offset, offset+length). */
+  unmark(offset: number, length: number): void {
+    if (length <= 0) return;
+    const [a, b] = this.span(offset, length);
+    for (let i = a; i <= b; i++) this.bits[i >> 3]! &= ~(1 << (i & 7));
+  }
+
   /** Marks only blocks wholly inside [offset, offset+length) — for "copied" ranges. */
   markWhole(offset: number, length: number): void {
     const a = Math.ceil(offset / this.granularity);

@@ -32,6 +32,8 @@ import { decodeCbtState, encodeCbtState } from './cbt-state';
 import { GroupSync } from './group-sync';
 import { CACHED_GUESS_MS, RecentRegions } from './recent-regions';
 import { WRITE_PIECE_BYTES, writePieces } from './small-folio-writes';
+import { CellStates } from './cell-states';
+import { scanBlockStatus } from './zero-scan';
 
 export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
@@ -298,6 +300,10 @@ export class LiveVolume implements BlockExport {
   bytesAcked = 0;
   /** Regions read or written lately: what a backup reads through the page cache (the rest uncached). */
   private readonly recent: RecentRegions;
+  /** What block status learnt of each cell's content (cell-states.ts); writes update it when submitted. */
+  private readonly cells: CellStates;
+  /** Per device: the filesystem's allocation map of its file, read into `cells` once (block status). */
+  private readonly allocationLoads = new Map<number, Promise<void>>();
 
   private constructor(
     private readonly cfg: LiveVolumeConfig,
@@ -309,6 +315,7 @@ export class LiveVolume implements BlockExport {
     this.queue = new HoldQueue(cfg.ackMode === 'journal');
     this.extents = [...cfg.extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
     this.cbt = new BlockBitmap(cfg.size);
+    this.cells = new CellStates(cfg.size);
     this.journalSync = new GroupSync(() => this.journal.sync());
     // Soft pressure (the journal filling up) only when the checkpoint would free a segment: a
     // backup's oldest held write can pin them all, and a device sync that frees nothing only
@@ -320,6 +327,8 @@ export class LiveVolume implements BlockExport {
     // queue again (their writers are rejected with the batch).
     this.journal.onCommitFailed = (first, last) => {
       if (this.queue.dropSeqs(first, last) === 0) return;
+      // Reads saw those writes while they were queued (and block status may have learnt from them).
+      this.cells.allData();
       // Their writers were rejected with the batch: nobody waits for them to be applied.
       for (const w of this.deviceAckWaiters.keys()) if (!w.queued) this.deviceAckWaiters.delete(w);
       // A write they had superseded is back in the queue, perhaps in a region already copied.
@@ -474,6 +483,13 @@ export class LiveVolume implements BlockExport {
   // ---------------------------------------------------------------- validation
 
   private checkRange(offset: number, length: number): void {
+    this.checkBounds(offset, length);
+    if (offset % SECTOR !== 0 || length % SECTOR !== 0)
+      throw new HoldfastError('UNALIGNED', `Offset ${offset} and length ${length} must be multiples of ${SECTOR} bytes.`, { offset, length });
+  }
+
+  /** Inside the volume (block status takes any range: it reads no less than the bytes asked for). */
+  private checkBounds(offset: number, length: number): void {
     if (this.closed) throw new HoldfastError('NOT_FOUND', `Volume ${this.name} is closed.`);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
       throw new HoldfastError('OUT_OF_RANGE', `Offset ${offset} and length ${length} must be non-negative integers.`);
@@ -483,8 +499,6 @@ export class LiveVolume implements BlockExport {
         length,
         size: this._size,
       });
-    if (offset % SECTOR !== 0 || length % SECTOR !== 0)
-      throw new HoldfastError('UNALIGNED', `Offset ${offset} and length ${length} must be multiples of ${SECTOR} bytes.`, { offset, length });
   }
 
   // ---------------------------------------------------------------- device I/O through extents
@@ -667,6 +681,8 @@ export class LiveVolume implements BlockExport {
    */
   private submitNow(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new HoldfastError('NOT_FOUND', `Volume ${this.name} was closed while the write waited.`));
+    if (data) this.cells.written(offset, length);
+    else this.cells.zeroed(offset, length);
     const b = this.backup;
     const hold = (b !== null && b.rule.mustHold(offset, length)) || this.queue.overlaps(offset, length);
     if (hold) {
@@ -735,6 +751,8 @@ export class LiveVolume implements BlockExport {
       } else await this.deviceZero(offset, length);
       this.markChanged(offset, length);
     } catch (e) {
+      // It may have landed in part (write-zeroes over data): data, as far as block status knows.
+      this.cells.written(offset, length);
       throw ioError(e, `Writing ${length} bytes at ${offset} to volume ${this.name}`);
     } finally {
       this.inflight.delete(op);
@@ -773,9 +791,62 @@ export class LiveVolume implements BlockExport {
     }
   }
 
-  async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
-    this.checkRange(offset, length);
-    return [{ length, hole: false, zero: false }];
+  /**
+   * Which parts of [offset, offset + length) read as zeroes (zero-scan.ts). Ranges on block
+   * devices and fully allocated files are data, unread. On a file with holes, `cells` is first
+   * filled from the filesystem's allocation map (holes and unwritten extents zero, the rest
+   * data), and the cells it does not know (written with zeroes since) are read, with held writes
+   * laid over them as reads see them.
+   */
+  async blockStatus(offset: number, length: number, maxExtents = Number.MAX_SAFE_INTEGER): Promise<AllocationExtent[]> {
+    this.checkBounds(offset, length);
+    const holey = new Set<number>();
+    try {
+      for (const p of this.pieces(offset, length)) {
+        const allocated = p.file.allocatedBytes?.() ?? null;
+        if (allocated !== null && allocated < p.file.size()) holey.add(p.deviceId);
+      }
+      await Promise.all([...holey].map((id) => this.loadAllocation(id)));
+      return await scanBlockStatus(
+        {
+          cells: this.cells,
+          onHoleyFiles: (pos, len) => {
+            for (const p of this.pieces(pos, len)) if (holey.has(p.deviceId)) return true;
+            return false;
+          },
+          cachedLately: (pos, len) => this.recent.recent(pos, len, CACHED_GUESS_MS),
+          readVisible: async (pos, buf, uncached) => {
+            const held = this.queue.overlayOf(pos, buf.length);
+            await this.deviceReadInto(pos, buf, uncached);
+            if (held) applyOverlay(held, pos, buf);
+          },
+        },
+        offset,
+        length,
+        maxExtents,
+      );
+    } catch (e) {
+      throw ioError(e, `Reading the block status of ${length} bytes at ${offset} of volume ${this.name}`);
+    }
+  }
+
+  /**
+   * Fills `cells` from the allocation map of a device's file, once per device (and again after
+   * the volume grows). Where the map is not to be had, block status reads instead.
+   */
+  private loadAllocation(deviceId: number): Promise<void> {
+    let p = this.allocationLoads.get(deviceId);
+    if (!p) {
+      const file = this.cfg.fileFor(deviceId);
+      p = (file.allocation?.() ?? Promise.resolve(null)).then(
+        (ranges) => {
+          if (ranges && !this.closed) this.cells.learnFileMap(this.extents.filter((e) => e.deviceId === deviceId), ranges);
+        },
+        () => undefined,
+      );
+      this.allocationLoads.set(deviceId, p);
+    }
+    return p;
   }
 
   // ---------------------------------------------------------------- backup messages (claims 3–6, 11)
@@ -1281,6 +1352,8 @@ export class LiveVolume implements BlockExport {
     this.extents = [...extents].sort((a, b) => a.volumeOffset - b.volumeOffset);
     this.assertExtents();
     this.cbt = this.cbt.resized(newSize);
+    this.cells.resize(newSize);
+    this.allocationLoads.clear(); // the new extents' files are mapped at the next block status
   }
 
   rename(name: string): void {

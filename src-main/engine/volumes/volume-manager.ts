@@ -466,7 +466,11 @@ export class VolumeManager {
     return cleaned || 'volume';
   }
 
-  /** Zeroes the first and last WIPE_BYTES of a new volume (like lvcreate's signature wipe). */
+  /**
+   * Zeroes the first and last WIPE_BYTES of a new volume (like lvcreate's signature wipe), where
+   * they are not zero already: space never written (a new sparse image) stays unallocated, and
+   * block status reports it as a hole's zeroes rather than as written data.
+   */
   private async wipeSignatures(size: number, extents: Extent[]): Promise<void> {
     const ranges = [
       [0, Math.min(WIPE_BYTES, size)],
@@ -478,7 +482,14 @@ export class VolumeManager {
         const s = Math.max(from, e.volumeOffset);
         const t = Math.min(to, e.volumeOffset + e.length);
         if (s >= t) continue;
-        await this.deviceIo(e.deviceId, (f) => writePieces(f, Buffer.alloc(t - s), e.deviceOffset + (s - e.volumeOffset)));
+        const zeroes = Buffer.alloc(t - s);
+        const pos = e.deviceOffset + (s - e.volumeOffset);
+        const old = Buffer.alloc(t - s);
+        await this.deviceIo(e.deviceId, async (f) => {
+          await f.read(old, pos);
+        });
+        if (old.equals(zeroes)) continue;
+        await this.deviceIo(e.deviceId, (f) => writePieces(f, zeroes, pos));
         touched.add(e.deviceId);
       }
     for (const id of touched) await this.deviceIo(id, (f) => f.datasync());

@@ -1,0 +1,121 @@
+/**
+ * Block status (base:allocation) of engine volumes with real clients: nbdinfo --map and qemu-img
+ * map see the zero ranges of a sparse volume (and the held writes of a running backup as data),
+ * qemu's 2 GiB - 1 byte requests on a volume over 2 GiB are answered, and nbdcopy / qemu-img
+ * convert copy such a volume byte for byte while skipping its zeroes.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
+import { mustRun, serveEngine, type EngineServed } from './fixture';
+
+const MiB = 1 << 20;
+const GiB = 1 << 30;
+const SIZE = 2 * GiB + MiB;
+let s: EngineServed;
+
+interface MapEntry {
+  offset: number;
+  length: number;
+  type: number;
+}
+
+/** nbdinfo --map as [offset, length, zero?] runs. */
+async function nbdMap(name: string): Promise<Array<[number, number, boolean]>> {
+  const entries = JSON.parse(await mustRun('nbdinfo', ['--map', '--json', s.uri(name)])) as MapEntry[];
+  return entries.map((e) => [e.offset, e.length, (e.type & 2) !== 0]);
+}
+
+beforeAll(async () => {
+  s = await serveEngine({ deviceBytes: 3 * GiB });
+  await s.engine.api['volume.create']({ name: 'big', size: SIZE });
+  await mustRun('qemu-io', ['-f', 'raw', s.uri('big'), '-c', 'write -P 0xcd 1G 3M', '-c', 'write -P 0x11 2G 4k', '-c', 'flush']);
+}, 120_000);
+afterAll(async () => {
+  await s?.cleanup();
+});
+
+describe('block status of engine volumes with real clients', () => {
+  it('nbdinfo --map reports the written cells as data and the rest as zero', async () => {
+    expect(await nbdMap('big')).toEqual([
+      [0, GiB, true],
+      [GiB, 3 * MiB, false],
+      [GiB + 3 * MiB, GiB - 3 * MiB, true],
+      [2 * GiB, ZERO_CELL, false],
+      [2 * GiB + ZERO_CELL, MiB - ZERO_CELL, true],
+    ]);
+  }, 60_000);
+
+  it('qemu-img map (REQ_ONE, 2 GiB - 1 byte requests) maps the volume', async () => {
+    const map = JSON.parse(await mustRun('qemu-img', ['map', '-f', 'raw', '--output=json', s.uri('big')])) as Array<{
+      start: number;
+      length: number;
+      zero: boolean;
+      data: boolean;
+    }>;
+    expect(map.map((e) => [e.start, e.length, e.zero])).toEqual([
+      [0, GiB, true],
+      [GiB, 3 * MiB, false],
+      [GiB + 3 * MiB, GiB - 3 * MiB, true],
+      [2 * GiB, ZERO_CELL, false],
+      [2 * GiB + ZERO_CELL, MiB - ZERO_CELL, true],
+    ]);
+  }, 60_000);
+
+  it('nbdcopy and qemu-img convert copy the volume byte for byte, leaving its zeroes unwritten', async () => {
+    for (const [tool, args] of [
+      ['nbdcopy', (out: string) => [s.uri('big'), out]],
+      ['qemu-img', (out: string) => ['convert', '-f', 'raw', '-O', 'raw', s.uri('big'), out]],
+    ] as const) {
+      const out = path.join(s.dir, `copy-${tool}.img`);
+      await mustRun(tool, args(out), 120_000);
+      expect(fs.statSync(out).size).toBe(SIZE);
+      expect(fs.statSync(out).blocks * 512, `${tool}'s copy is sparse`).toBeLessThan(64 * MiB);
+      await mustRun('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', out, s.uri('big')], 120_000);
+      const fd = fs.openSync(out, 'r');
+      const b = Buffer.alloc(4096);
+      fs.readSync(fd, b, 0, 4096, GiB + 3 * MiB - 4096);
+      expect(b.every((x) => x === 0xcd)).toBe(true);
+      fs.readSync(fd, b, 0, 4096, 2 * GiB);
+      expect(b.every((x) => x === 0x11)).toBe(true);
+      fs.closeSync(fd);
+      fs.rmSync(out);
+    }
+  }, 240_000);
+
+  it('a grown volume reports its new space as zero', async () => {
+    await s.engine.api['volume.create']({ name: 'grows', size: 64 * MiB });
+    await mustRun('qemu-io', ['-f', 'raw', s.uri('grows'), '-c', 'write -P 0x42 60M 4k']);
+    expect(await nbdMap('grows')).toEqual([
+      [0, 60 * MiB, true],
+      [60 * MiB, ZERO_CELL, false],
+      [60 * MiB + ZERO_CELL, 4 * MiB - ZERO_CELL, true],
+    ]);
+    await s.engine.api['volume.grow']({ name: 'grows', size: 96 * MiB });
+    await mustRun('qemu-io', ['-f', 'raw', s.uri('grows'), '-c', 'write -P 0x43 80M 4k']);
+    expect(await nbdMap('grows')).toEqual([
+      [0, 60 * MiB, true],
+      [60 * MiB, ZERO_CELL, false],
+      [60 * MiB + ZERO_CELL, 20 * MiB - ZERO_CELL, true],
+      [80 * MiB, ZERO_CELL, false],
+      [80 * MiB + ZERO_CELL, 16 * MiB - ZERO_CELL, true],
+    ]);
+  }, 60_000);
+
+  it('a write held by a range backup shows as data before it reaches the device', async () => {
+    const session = await s.engine.beginBackup('big', 'range', 'bk-status');
+    try {
+      await mustRun('qemu-io', ['-f', 'raw', s.uri('big'), '-c', 'write -P 0x77 512M 4k']);
+      expect(s.engine.volume('big').holdState().heldCount).toBe(1);
+      const map = await nbdMap('big');
+      expect(map.slice(0, 3)).toEqual([
+        [0, 512 * MiB, true],
+        [512 * MiB, ZERO_CELL, false],
+        [512 * MiB + ZERO_CELL, GiB - 512 * MiB - ZERO_CELL, true],
+      ]);
+    } finally {
+      await session.end('snap-status');
+    }
+  }, 60_000);
+});
