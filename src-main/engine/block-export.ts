@@ -42,6 +42,19 @@ export interface BlockExport {
    * less than `length` (the client asks again from where they end), never more.
    */
   blockStatus(offset: number, length: number, maxExtents?: number): Promise<AllocationExtent[]>;
+  /**
+   * Parts of [offset, offset + length) known to read as zeroes without any I/O (in offset order,
+   * inside the range; empty when nothing is known). The server sends them as holes and reads only
+   * the rest (structured replies without DF), as qemu-nbd does.
+   */
+  knownZeroes?(offset: number, length: number): ByteRange[];
+  /** read() into the caller's memory (offset and length aligned as for read). */
+  readInto?(offset: number, target: Buffer): Promise<void>;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
 }
 
 /** A handle on an open export; the server closes it when the client disconnects. */

@@ -20,7 +20,7 @@
 import path from 'node:path';
 import type { Snapshot } from '../../src-shared/contract';
 import { HoldfastError } from '../../src-shared/errors';
-import type { AllocationExtent, BlockExport, ExportLease, ExportRegistry } from './block-export';
+import type { AllocationExtent, BlockExport, ByteRange, ExportLease, ExportRegistry } from './block-export';
 import type { Engine } from './engine';
 import type { Disposable } from './events';
 import { VAULT_CONFIG_FILE } from './vault/format';
@@ -101,10 +101,18 @@ class LazySnapshotExport implements BlockExport {
     return this.bytes;
   }
   async read(offset: number, length: number): Promise<Buffer> {
-    return (await this.inner()).read(offset, length);
+    return (await this.opened()).read(offset, length);
   }
   async blockStatus(offset: number, length: number, maxExtents?: number): Promise<AllocationExtent[]> {
-    return (await this.inner()).blockStatus(offset, length, maxExtents);
+    return (await this.opened()).blockStatus(offset, length, maxExtents);
+  }
+  /** What the snapshot's manifest says is zero, once its reader is open (nothing before). */
+  knownZeroes(offset: number, length: number): ByteRange[] {
+    return this.open?.knownZeroes?.(offset, length) ?? [];
+  }
+  private open: BlockExport | null = null;
+  private async opened(): Promise<BlockExport> {
+    return (this.open ??= await this.inner());
   }
   private readOnlyError(): HoldfastError {
     return new HoldfastError('READ_ONLY', `${this.name} is a read-only snapshot; restore it to a volume to change it.`);

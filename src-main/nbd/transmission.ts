@@ -21,13 +21,16 @@ import type { AllocationExtent, BlockExport } from '../engine/block-export';
 import { errorMessage, nbdErrno } from './errno';
 import type { Negotiated } from './handshake';
 import * as P from './protocol';
-import { readAny, trimAny, writeAny, writeZeroesAny } from './unaligned';
+import { readAround, readAny, type ReadPart, trimAny, writeAny, writeZeroesAny } from './unaligned';
+import { MIN_CLASS, replyBuffers } from './reply-buffers';
 import type { Wire } from './wire';
 
 /** Bookkeeping cost charged to every request on top of its payload, so floods of tiny requests are bounded too. */
 const REQUEST_OVERHEAD = 512;
 /** Most descriptors in one block-status reply. */
 const MAX_EXTENTS = 1024;
+/** Reads from this size on are sent with holes where the export knows zeroes. */
+const SPARSE_READ_MIN = 64 * 1024;
 /** Cost charged for trim / write-zeroes: the export may allocate a zero buffer up to this size. */
 const ZERO_COST_CAP = 1024 * 1024;
 /** After a shutdown request, give in-flight requests this long before a hard disconnect. */
@@ -200,6 +203,38 @@ export class Transmission {
       return;
     }
     this.begin(cost);
+    // Known zeroes go as holes when the client takes the reply in chunks (qemu-nbd's sparse reads).
+    const holes = this.structured && (flags & P.NBD_CMD_FLAG_DF) === 0 && length >= SPARSE_READ_MIN ? (this.ex.knownZeroes?.(offset, length) ?? []) : [];
+    if (holes.length > 0) {
+      this.callSafely(() => readAround(this.ex, offset, length, holes, replyBuffers)).then(
+        (parts) => {
+          this.replySparse(hi, lo, parts);
+          this.finish(cost);
+        },
+        (e: unknown) => {
+          this.replyError(hi, lo, nbdErrno(e, false), errorMessage(e));
+          this.finish(cost);
+        },
+      );
+      return;
+    }
+    const into = this.ex.readInto && length >= MIN_CLASS && offset % this.ex.sectorSize === 0 && length % this.ex.sectorSize === 0;
+    if (into) {
+      // Into reused memory (reply-buffers.ts); after a failure it is not reused.
+      const mem = replyBuffers.take(length);
+      const view = mem.subarray(0, length);
+      this.callSafely(() => this.ex.readInto!(offset, view)).then(
+        () => {
+          this.replyData(hi, lo, offset, view, () => replyBuffers.give(mem));
+          this.finish(cost);
+        },
+        (e: unknown) => {
+          this.replyError(hi, lo, nbdErrno(e, false), errorMessage(e));
+          this.finish(cost);
+        },
+      );
+      return;
+    }
     this.callSafely(() => readAny(this.ex, offset, length)).then(
       (data) => {
         if (data.length !== length) this.replyError(hi, lo, P.NBD_EIO, 'Short read from the export.');
@@ -321,7 +356,8 @@ export class Transmission {
     this.wire.simpleReply(P.NBD_SIMPLE_REPLY_MAGIC, errno, hi, lo, this.inflightCount <= 1);
   }
 
-  private replyData(hi: number, lo: number, offset: number, data: Buffer): void {
+  /** `sent`: called once the socket no longer needs data's memory. */
+  private replyData(hi: number, lo: number, offset: number, data: Buffer, sent?: () => void): void {
     if (!this.structured) {
       const h = Buffer.allocUnsafe(P.SIMPLE_REPLY_SIZE);
       h.writeUInt32BE(P.NBD_SIMPLE_REPLY_MAGIC, 0);
@@ -329,7 +365,7 @@ export class Transmission {
       h.writeUInt32BE(hi, 8);
       h.writeUInt32BE(lo, 12);
       this.wire.send(h);
-      this.wire.send(data);
+      this.wire.send(data, sent);
       return;
     }
     const h = Buffer.allocUnsafe(P.STRUCTURED_REPLY_HEADER_SIZE + 8);
@@ -342,7 +378,26 @@ export class Transmission {
     h.writeUInt32BE(Math.floor(offset / 0x100000000), 20);
     h.writeUInt32BE(offset >>> 0, 24);
     this.wire.send(h);
-    this.wire.send(data);
+    this.wire.send(data, sent);
+  }
+
+  /** A read's reply as OFFSET_DATA and OFFSET_HOLE chunks, in offset order, the last one DONE. */
+  private replySparse(hi: number, lo: number, parts: ReadPart[]): void {
+    parts.forEach((p, i) => {
+      const hole = p.data === null;
+      const h = Buffer.allocUnsafe(P.STRUCTURED_REPLY_HEADER_SIZE + (hole ? 12 : 8));
+      h.writeUInt32BE(P.NBD_STRUCTURED_REPLY_MAGIC, 0);
+      h.writeUInt16BE(i === parts.length - 1 ? P.NBD_REPLY_FLAG_DONE : 0, 4);
+      h.writeUInt16BE(hole ? P.NBD_REPLY_TYPE_OFFSET_HOLE : P.NBD_REPLY_TYPE_OFFSET_DATA, 6);
+      h.writeUInt32BE(hi, 8);
+      h.writeUInt32BE(lo, 12);
+      h.writeUInt32BE(hole ? 12 : 8 + p.length, 16);
+      h.writeUInt32BE(Math.floor(p.offset / 0x100000000), 20);
+      h.writeUInt32BE(p.offset >>> 0, 24);
+      if (hole) h.writeUInt32BE(p.length, 28);
+      this.wire.send(h);
+      if (!hole) this.wire.send(p.data!, p.mem ? () => replyBuffers.give(p.mem!) : undefined);
+    });
   }
 
   private replyError(hi: number, lo: number, errno: number, message: string): void {

@@ -10,7 +10,8 @@
  * write back stale bytes over a neighbour's completed write. Aligned writes only pay for a
  * Set insert/delete while no RMW is active.
  */
-import type { BlockExport } from '../engine/block-export';
+import type { BlockExport, ByteRange } from '../engine/block-export';
+import { invariant } from '../../src-shared/errors';
 
 interface Range {
   start: number;
@@ -84,6 +85,61 @@ export async function readAny(ex: BlockExport, offset: number, length: number): 
   const end = Math.min(alignUp(offset + length, ss), ex.size());
   const buf = await ex.read(start, end - start);
   return buf.subarray(offset - start, offset - start + length);
+}
+
+/** A piece of a read's reply: bytes, or null for zeroes sent as a hole. */
+export interface ReadPart {
+  offset: number;
+  length: number;
+  data: Buffer | null;
+  /** The pooled memory `data` lies in, to give back once sent. */
+  mem?: Buffer;
+}
+
+/**
+ * Reads [offset, offset + length) except `holes` (sorted ranges inside it that read as zeroes):
+ * the parts in offset order, together exactly the range; the pieces between holes are read at
+ * once, into `pool` memory where the export reads into the caller's memory.
+ */
+export async function readAround(
+  ex: BlockExport,
+  offset: number,
+  length: number,
+  holes: readonly ByteRange[],
+  pool: { take(length: number): Buffer },
+): Promise<ReadPart[]> {
+  const parts: ReadPart[] = [];
+  const reads: Promise<void>[] = [];
+  const ss = ex.sectorSize;
+  const data = (from: number, to: number) => {
+    const part: ReadPart = { offset: from, length: to - from, data: null };
+    parts.push(part);
+    if (ex.readInto && from % ss === 0 && to % ss === 0) {
+      const mem = pool.take(to - from);
+      const view = mem.subarray(0, to - from);
+      reads.push(
+        ex.readInto(from, view).then(() => {
+          part.data = view;
+          part.mem = mem;
+        }),
+      );
+    } else
+      reads.push(
+        readAny(ex, from, to - from).then((b) => {
+          part.data = b;
+        }),
+      );
+  };
+  let pos = offset;
+  for (const h of holes) {
+    invariant(h.offset >= pos && h.length > 0 && h.offset + h.length <= offset + length, 'holes are sorted, apart and inside the read');
+    if (h.offset > pos) data(pos, h.offset);
+    parts.push({ offset: h.offset, length: h.length, data: null });
+    pos = h.offset + h.length;
+  }
+  if (pos < offset + length) data(pos, offset + length);
+  await Promise.all(reads);
+  return parts;
 }
 
 function withRange<T>(ex: BlockExport, offset: number, length: number, rmw: boolean, fn: () => Promise<T>): Promise<T> {

@@ -115,15 +115,20 @@ export class Wire {
     if (!this.closed) this.socket.write(chunk);
   }
 
-  send(buf: Buffer): void {
-    if (this.closed) return;
+  /** `sent`: called once the socket is done with buf's memory (written out, or the write failed). */
+  send(buf: Buffer, sent?: () => void): void {
+    if (this.closed) {
+      sent?.();
+      return;
+    }
     this.flushReplies();
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    this.socket.write(buf);
+    if (sent) this.socket.write(buf, () => sent());
+    else this.socket.write(buf);
   }
 
   private readonly uncork = (): void => {

@@ -1,7 +1,8 @@
 /**
  * A deliberately small NBD client over a raw socket, for tests that need byte-level control
  * (fuzzing, never-reading clients, revoke). It speaks fixed newstyle + NBD_OPT_GO with
- * structured replies and parses both simple and structured replies.
+ * structured replies and parses both simple and structured replies (a read's reply may come in
+ * several chunks, data and holes: `chunks` lists them, `data` is the assembled bytes).
  */
 import net from 'node:net';
 
@@ -10,6 +11,8 @@ export interface Reply {
   error: number;
   data?: Buffer;
   extents?: Array<[number, number]>;
+  /** A structured read's chunks in arrival order. */
+  chunks?: Array<{ type: 'data' | 'hole'; offset: number; length: number }>;
 }
 
 export class RawClient {
@@ -22,6 +25,8 @@ export class RawClient {
   structured = false;
   /** Pending READ lengths for simple replies, keyed by cookie. */
   private readLengths = new Map<bigint, number>();
+  /** Pending structured READs (offset, length) and their chunks so far, keyed by cookie. */
+  private structuredReads = new Map<bigint, { offset: number; length: number; data: Buffer; chunks: NonNullable<Reply['chunks']> }>();
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (d) => {
@@ -151,6 +156,8 @@ export class RawClient {
 
   send(type: number, cookie: bigint, offset: bigint | number, length: number, flags = 0, payload?: Buffer): void {
     if (type === 0 && !this.structured) this.readLengths.set(cookie, length);
+    // (Reads over 64 MiB are refused by the server: not worth a buffer.)
+    if (type === 0 && this.structured && length <= 64 << 20) this.structuredReads.set(cookie, { offset: Number(offset), length, data: Buffer.alloc(length), chunks: [] });
     this.write(payload ? Buffer.concat([RawClient.request(type, cookie, offset, length, flags), payload]) : RawClient.request(type, cookie, offset, length, flags));
   }
 
@@ -221,7 +228,20 @@ export class RawClient {
         if (this.buf.length < 20 + len) return;
         const p = Buffer.from(this.buf.subarray(20, 20 + len));
         this.buf = this.buf.subarray(20 + len);
-        if ((flags & 1) === 0) throw new Error('test client expects single-chunk replies');
+        const read = this.structuredReads.get(cookie);
+        if (read && (type === 1 || type === 2)) {
+          const at = Number(p.readBigUInt64BE(0));
+          const length = type === 1 ? p.length - 8 : p.readUInt32BE(8);
+          if (at < read.offset || at + length > read.offset + read.length) throw new Error(`chunk ${at}+${length} outside the read`);
+          if (type === 1) p.copy(read.data, at - read.offset, 8);
+          read.chunks.push({ type: type === 1 ? 'data' : 'hole', offset: at, length });
+          if ((flags & 1) === 0) continue;
+          this.structuredReads.delete(cookie);
+          this.deliver({ cookie, error: 0, data: read.data, chunks: read.chunks });
+          continue;
+        }
+        if ((flags & 1) === 0) throw new Error('test client expects single-chunk replies except for reads');
+        this.structuredReads.delete(cookie);
         const r: Reply = { cookie, error: 0 };
         if (type === 1) r.data = p.subarray(8);
         else if (type === 5) {

@@ -6,7 +6,7 @@
  * disconnects its clients), but gc keeps every chunk it reads until close().
  */
 import { HoldfastError } from '../../../src-shared/errors';
-import type { AllocationExtent, BlockExport } from '../block-export';
+import type { AllocationExtent, BlockExport, ByteRange } from '../block-export';
 import type { ChunkWorkers } from './chunk-workers';
 import { SnapshotReader } from './snapshot-reader';
 import type { Vault } from './vault';
@@ -90,6 +90,24 @@ export class SnapshotExport implements BlockExport {
   }
   async flush(): Promise<void> {
     /* nothing is ever dirty */
+  }
+
+  /** The chunks the manifest records as zero (no I/O): reads send them as holes. */
+  knownZeroes(offset: number, length: number): ByteRange[] {
+    this.check(offset, length);
+    const cs = this.reader.chunkSize;
+    const runs: ByteRange[] = [];
+    for (let pos = offset; pos < offset + length; ) {
+      const i = Math.floor(pos / cs);
+      const n = Math.min((i + 1) * cs - pos, offset + length - pos);
+      if (this.reader.isZeroPlan(this.reader.plan(i))) {
+        const last = runs[runs.length - 1];
+        if (last && last.offset + last.length === pos) last.length += n;
+        else runs.push({ offset: pos, length: n });
+      }
+      pos += n;
+    }
+    return runs;
   }
 
   async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {

@@ -13,6 +13,7 @@
  *   answer in NBD), "zero" never stands for data.
  */
 import { invariant } from '../../../src-shared/errors';
+import type { ByteRange } from '../block-export';
 import type { FileRange } from '../env/env';
 import { BlockBitmap } from './block-bitmap';
 import { ZERO_CELL, type ExtentList } from './zero-scan';
@@ -98,6 +99,23 @@ export class CellStates {
     const last = Math.floor((offset + length - 1) / ZERO_CELL);
     for (let c = first; c <= last; c++) if (!this.zero.has(c) && !this.data.has(c)) return false;
     return true;
+  }
+
+  /** The parts of [offset, offset + length) in cells known zero, in offset order. */
+  zeroRuns(offset: number, length: number): ByteRange[] {
+    const runs: ByteRange[] = [];
+    const end = offset + length;
+    for (let pos = offset; pos < end; ) {
+      const c = Math.floor(pos / ZERO_CELL);
+      const stop = Math.min(end, (c + 1) * ZERO_CELL);
+      if (this.zero.has(c)) {
+        const last = runs[runs.length - 1];
+        if (last && last.offset + last.length === pos) last.length += stop - pos;
+        else runs.push({ offset: pos, length: stop - pos });
+      }
+      pos = stop;
+    }
+    return runs;
   }
 
   /** Pushes the known states of [offset, offset + length) to `out`; false when it filled up. */

@@ -21,7 +21,7 @@
  */
 import type { AckMode, HoldPolicy, HoldState } from '../../../src-shared/contract';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
-import type { AllocationExtent, BlockExport, WriteOptions } from '../block-export';
+import type { AllocationExtent, BlockExport, ByteRange, WriteOptions } from '../block-export';
 import type { BlockFile, Env } from '../env/env';
 import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } from '../journal/format';
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
@@ -38,6 +38,8 @@ import { scanBlockStatus } from './zero-scan';
 export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 const RELEASE_BATCH_BYTES = 8 << 20;
+/** Reads from this size on look for known zeroes (smaller ones: one fstat would cost more than it saves). */
+const SPARSE_HINT_MIN = 64 << 10;
 const RELEASE_BATCH_COUNT = 256;
 /** Entries per batch counting superseded ones (no device write; 8 bytes each in the APPLIED record). */
 const RELEASE_BATCH_MAX = 4096;
@@ -477,6 +479,7 @@ export class LiveVolume implements BlockExport {
     if (powerLoss) v.parentSnapshotId = null; // unsynced device writes may lack their records
     await v.checkpoint(true);
     await env.writeFileAtomic(markerPath, JSON.stringify({ bootId: cfg.bootId, pid: process.pid }));
+    v.learnHolesSoon();
     return { volume: v, report };
   }
 
@@ -767,18 +770,24 @@ export class LiveVolume implements BlockExport {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    await this.readInto(offset, buf);
+    return buf;
+  }
+
+  /** read() into the caller's memory (the NBD server reuses its reply buffers). */
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    const length = target.length;
     this.checkRange(offset, length);
     // Reads see held writes (read-your-writes). Taken before the device read: a release may
     // apply an entry and drop it from the queue while the read is in flight.
-    let buf: Buffer;
     try {
       const held = this.queue.overlayOf(offset, length);
-      buf = await this.deviceRead(offset, length);
-      if (held) applyOverlay(held, offset, buf);
+      await this.deviceReadInto(offset, target);
+      if (held) applyOverlay(held, offset, target);
     } catch (e) {
       throw ioError(e, `Reading ${length} bytes at ${offset} from volume ${this.name}`);
     }
-    return buf;
   }
 
   /** Makes every acknowledged write durable: journal first (held data, intents), then devices. */
@@ -827,6 +836,35 @@ export class LiveVolume implements BlockExport {
       );
     } catch (e) {
       throw ioError(e, `Reading the block status of ${length} bytes at ${offset} of volume ${this.name}`);
+    }
+  }
+
+  /**
+   * Cells known zero in [offset, offset + length) (reads send them as holes). The first big read
+   * of a volume on a file with holes has its allocation map read in the background, as block
+   * status does, so the reads after it know.
+   */
+  knownZeroes(offset: number, length: number): ByteRange[] {
+    if (length >= SPARSE_HINT_MIN)
+      for (const p of this.pieces(offset, length)) {
+        if (this.allocationLoads.has(p.deviceId)) continue;
+        const allocated = p.file.allocatedBytes?.() ?? null;
+        if (allocated !== null && allocated < p.file.size()) void this.loadAllocation(p.deviceId);
+        else this.allocationLoads.set(p.deviceId, Promise.resolve()); // no holes: nothing to learn
+      }
+    return this.cells.zeroRuns(offset, length);
+  }
+
+  /**
+   * Reads the allocation maps of the volume's device files with holes in the background (after
+   * recovery, so redone writes are in them), so a client's first block status or big read
+   * already knows the holes.
+   */
+  private learnHolesSoon(): void {
+    for (const id of new Set(this.extents.map((e) => e.deviceId))) {
+      const file = this.cfg.fileFor(id);
+      const allocated = file.allocatedBytes?.() ?? null;
+      if (allocated !== null && allocated < file.size()) void this.loadAllocation(id);
     }
   }
 
