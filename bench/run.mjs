@@ -10,6 +10,7 @@ const only = process.argv.slice(2);
 const benches = [
   ['engine-write', ['--expose-gc', 'dist/bench/engine-write-bench.cjs']],
   ['nbd', ['bench/nbd/nbd-bench.mjs']],
+  ['nbd-sparse', ['bench/nbd/sparse-copy-bench.mjs']],
   ['vault', ['bench/vault/vault-bench.mjs']],
   ['ui', ['bench/ui/ui-bench.mjs']],
 ];
