@@ -103,7 +103,10 @@ export class NbdServer {
 
   private makeListener(): net.Server {
     const srv = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
-    srv.on('error', (e) => this.log(`nbd: listener error: ${errorMessage(e)}`));
+    // Failing to start listening is the caller's error (listen() rejects with it); later ones are logged.
+    srv.on('error', (e) => {
+      if (srv.listening) this.log(`nbd: listener error: ${errorMessage(e)}`);
+    });
     this.listeners.push(srv);
     return srv;
   }

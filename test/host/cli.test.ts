@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { bin, buildCli, runCli } from '../helpers/cli';
+import { isLoopback } from '../../src-main/host/cli/engine-host';
 let tmp: string;
 let data: string;
 
@@ -246,6 +247,35 @@ describe('holdfast CLI with a running engine', { timeout: 120_000 }, () => {
     expect(fs.existsSync(path.join(data, 'holdfast.lock'))).toBe(false);
     // With the engine gone, commands open the data dir in process again and see the same state.
     expect(json(hf('volume', 'list', '--json', '--data', data)).map((v: { name: string }) => v.name)).toContain('gamma');
+  });
+
+  it('listens for NBD on another address only when told (--nbd-bind), with a warning; a bad or foreign address fails in one line', async () => {
+    const d = path.join(tmp, 'bind-data');
+    expectError(hf('nbd', '--nbd-bind', 'nonsense', '--data', d), 2, 'INVALID_ARGUMENT');
+    expectError(hf('nbd', '--nbd-bind', '192.0.2.1', '--nbd-port', '0', '--data', d), 1, 'IO_ERROR'); // TEST-NET-1: not this machine's
+    expect(hf('device', 'add', path.join(tmp, 'bind-disk.img'), '--create', '--size', '16M', '--data', d).code).toBe(0);
+    expect(hf('volume', 'create', 'bound', '--size', '4M', '--data', d).code).toBe(0);
+    const eng = await startEngine(['nbd', '--nbd-bind', '0.0.0.0', '--nbd-port', '0', '--data', d]);
+    try {
+      expect(eng.stderr()).toMatch(/^holdfast: warning: NBD listens on 0\.0\.0\.0:\d+: anyone who can reach that address can read and write every volume/m);
+      const port = Number(/NBD: nbd:\/\/0\.0\.0\.0:(\d+)\//.exec(eng.stderr())![1]);
+      const list = spawnSync('nbdinfo', ['--list', '--json', `nbd://127.0.0.1:${port}`]);
+      expect(list.status, String(list.stderr)).toBe(0);
+      expect(JSON.parse(String(list.stdout)).exports.map((e: { 'export-name': string }) => e['export-name'])).toContain('bound');
+      expect(json(hf('info', '--json', '--data', d)).nbd.tcp).toBe(`0.0.0.0:${port}`);
+    } finally {
+      await eng.stop();
+    }
+    // The default stays loopback, without a warning.
+    const lo = await startEngine(['nbd', '--nbd-port', '0', '--data', d]);
+    try {
+      expect(lo.stderr()).not.toMatch(/warning/);
+      expect(lo.stderr()).toMatch(/NBD: nbd:\/\/127\.0\.0\.1:\d+\//);
+    } finally {
+      await lo.stop();
+    }
+    expect(isLoopback('127.0.0.1') && isLoopback('127.1.2.3') && isLoopback('::1') && isLoopback('::ffff:127.0.0.1')).toBe(true);
+    expect(isLoopback('0.0.0.0') || isLoopback('::') || isLoopback('192.168.1.2') || isLoopback('128.0.0.1')).toBe(false);
   });
 
   it('`holdfast serve` prints the UI URL as its first stdout line and serves the contract with the token', async () => {

@@ -21,6 +21,7 @@ export const VALUE_FLAGS = new Set([
   'port',
   'nbd-port',
   'nbd-socket',
+  'nbd-bind',
   'format',
   'to-volume',
   'to-file',

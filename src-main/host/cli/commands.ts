@@ -167,8 +167,8 @@ const generic = (r: unknown) =>
   r && typeof r === 'object' ? keyValues(Object.entries(r as object).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)])) : String(r);
 
 export const COMMANDS: AnySpec[] = [
-  { words: ['serve'], usage: 'serve [--port N] [--nbd-port N] [--no-open]', summary: 'Run the engine with the web UI, NBD and the control socket', flags: ['port', 'nbd-port', 'nbd-socket', 'no-open'], args: [0, 0], special: 'serve' },
-  { words: ['nbd'], usage: 'nbd [--nbd-port N] [--nbd-socket PATH]', summary: 'Run the engine with NBD and the control socket until SIGINT/SIGTERM', flags: ['nbd-port', 'nbd-socket'], args: [0, 0], special: 'nbd' },
+  { words: ['serve'], usage: 'serve [--port N] [--nbd-port N] [--no-open]', summary: 'Run the engine with the web UI, NBD and the control socket; also --nbd-socket PATH, --nbd-bind ADDR', flags: ['port', 'nbd-port', 'nbd-socket', 'nbd-bind', 'no-open'], args: [0, 0], special: 'serve' },
+  { words: ['nbd'], usage: 'nbd [--nbd-port N] [--nbd-socket PATH]', summary: 'Run the engine with NBD and the control socket until SIGINT/SIGTERM; --nbd-bind ADDR listens on another address than 127.0.0.1 (unauthenticated: every volume readable and writable from there)', flags: ['nbd-port', 'nbd-socket', 'nbd-bind'], args: [0, 0], special: 'nbd' },
   { words: ['holds'], usage: 'holds [VOLUME] [--watch]', summary: 'Hold-queue state per volume; --watch streams changes', flags: ['watch'], args: [0, 1], special: 'holds' },
   {
     words: ['info'], usage: 'info', summary: 'Engine version, data directory and NBD addresses', flags: [], args: [0, 0],

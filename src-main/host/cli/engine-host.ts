@@ -20,11 +20,19 @@ export interface EngineHostOptions {
   dataDir: string;
   /** Unix socket path; null disables it. */
   nbdSocket: string | null;
-  /** TCP port on 127.0.0.1; 0 picks a free one; null disables TCP. */
+  /** TCP port; 0 picks a free one; null disables TCP. */
   nbdPort: number | null;
+  /** The address the TCP listener binds (default 127.0.0.1; anything else only when the user says so). */
+  nbdBind?: string;
   serve?: { port: number; open: boolean; rendererDir: string };
   stdout: (line: string) => void;
   stderr: (line: string) => void;
+}
+
+/** 127.0.0.0/8 and ::1 (also as an IPv4-mapped address). */
+export function isLoopback(addr: string): boolean {
+  const v4 = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+  return /^127\.\d+\.\d+\.\d+$/.test(v4) || addr === '::1';
 }
 
 export async function runEngineHost(opts: EngineHostOptions): Promise<void> {
@@ -44,7 +52,13 @@ export async function runEngineHost(opts: EngineHostOptions): Promise<void> {
     closers.push(() => nbd.close());
     let tcp: string | null = null;
     if (opts.nbdSocket) await nbd.listenUnix(opts.nbdSocket);
-    if (opts.nbdPort !== null) tcp = `127.0.0.1:${(await nbd.listenTcp(opts.nbdPort, '127.0.0.1')).port}`;
+    if (opts.nbdPort !== null) {
+      const bind = opts.nbdBind ?? '127.0.0.1';
+      const { port } = await nbd.listenTcp(opts.nbdPort, bind);
+      tcp = `${bind.includes(':') ? `[${bind}]` : bind}:${port}`;
+      if (!isLoopback(bind))
+        opts.stderr(`holdfast: warning: NBD listens on ${tcp}: anyone who can reach that address can read and write every volume (NBD here has no authentication or TLS).`);
+    }
     engine.setNbdAddress({ socket: opts.nbdSocket, tcp });
 
     if (opts.serve) {

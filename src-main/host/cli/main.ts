@@ -6,6 +6,7 @@
  * stderr); every failure ends with exactly one line `holdfast: <message> (<CODE>)` on stderr
  * and exit status 2 for a wrong command line, 1 for an operation that failed.
  */
+import net from 'node:net';
 import path from 'node:path';
 import { isOpName } from '../router';
 import { HoldfastError, toErrorPayload } from '../../../src-shared/errors';
@@ -161,7 +162,9 @@ async function runSpecial(spec: SpecialSpec, a: CmdArgs, dataDir: string, json: 
   try {
     const nbdPort = port(a, 'nbd-port') ?? DEFAULT_NBD_PORT;
     const nbdSocket = a.value('nbd-socket') !== undefined ? path.resolve(a.value('nbd-socket')!) : path.join(dataDir, 'nbd.sock');
-    opts = { dataDir, nbdPort, nbdSocket, stdout: out, stderr: err };
+    const nbdBind = a.value('nbd-bind') ?? '127.0.0.1';
+    if (net.isIP(nbdBind) === 0) throw new UsageError(`--nbd-bind takes an IP address of this machine, e.g. 127.0.0.1, ::1 or 0.0.0.0 for every interface (got "${nbdBind}").`);
+    opts = { dataDir, nbdPort, nbdSocket, nbdBind, stdout: out, stderr: err };
     if (spec.special === 'serve') {
       opts.serve = { port: port(a, 'port') ?? 0, open: !a.flag('no-open'), rendererDir: path.join(__dirname, 'renderer') };
     }
