@@ -38,15 +38,18 @@ afterAll(async () => {
   await s?.cleanup();
 });
 
+/** `big` as [offset, length, zero?] runs: the two writes of beforeAll, in 64 KiB cells. */
+const BIG_MAP: Array<[number, number, boolean]> = [
+  [0, GiB, true],
+  [GiB, 3 * MiB, false],
+  [GiB + 3 * MiB, GiB - 3 * MiB, true],
+  [2 * GiB, ZERO_CELL, false],
+  [2 * GiB + ZERO_CELL, MiB - ZERO_CELL, true],
+];
+
 describe('block status of engine volumes with real clients', () => {
   it('nbdinfo --map reports the written cells as data and the rest as zero', async () => {
-    expect(await nbdMap('big')).toEqual([
-      [0, GiB, true],
-      [GiB, 3 * MiB, false],
-      [GiB + 3 * MiB, GiB - 3 * MiB, true],
-      [2 * GiB, ZERO_CELL, false],
-      [2 * GiB + ZERO_CELL, MiB - ZERO_CELL, true],
-    ]);
+    expect(await nbdMap('big')).toEqual(BIG_MAP);
   }, 60_000);
 
   it('qemu-img map (REQ_ONE, 2 GiB - 1 byte requests) maps the volume', async () => {
@@ -56,13 +59,7 @@ describe('block status of engine volumes with real clients', () => {
       zero: boolean;
       data: boolean;
     }>;
-    expect(map.map((e) => [e.start, e.length, e.zero])).toEqual([
-      [0, GiB, true],
-      [GiB, 3 * MiB, false],
-      [GiB + 3 * MiB, GiB - 3 * MiB, true],
-      [2 * GiB, ZERO_CELL, false],
-      [2 * GiB + ZERO_CELL, MiB - ZERO_CELL, true],
-    ]);
+    expect(map.map((e) => [e.start, e.length, e.zero])).toEqual(BIG_MAP);
   }, 60_000);
 
   it('nbdcopy and qemu-img convert copy the volume byte for byte, leaving its zeroes unwritten', async () => {
