@@ -38,6 +38,8 @@ import { scanBlockStatus } from './zero-scan';
 export const SECTOR = 512;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 const RELEASE_BATCH_BYTES = 8 << 20;
+/** How long block status waits for a device file's allocation map before it reads instead. */
+const ALLOCATION_MAP_WAIT_MS = 2000;
 /** Reads from this size on look for known zeroes (smaller ones: one fstat would cost more than it saves). */
 const SPARSE_HINT_MIN = 64 << 10;
 const RELEASE_BATCH_COUNT = 256;
@@ -815,7 +817,13 @@ export class LiveVolume implements BlockExport {
         const allocated = p.file.allocatedBytes?.() ?? null;
         if (allocated !== null && allocated < p.file.size()) holey.add(p.deviceId);
       }
-      await Promise.all([...holey].map((id) => this.loadAllocation(id)));
+      // The map usually takes milliseconds; a filesystem slow to give it does not hold the client up.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...holey].map((id) => this.loadAllocation(id))),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, ALLOCATION_MAP_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
       return await scanBlockStatus(
         {
           cells: this.cells,
