@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
 import { NBD_CMD_FLAG_DF, NBD_CMD_READ, NBD_CMD_WRITE } from '../../src-main/nbd/protocol';
+import { replyBuffers } from '../../src-main/nbd/reply-buffers';
 import { RawClient } from '../nbd/raw-client';
 import { mustRun, serveEngine, type EngineServed } from './fixture';
 
@@ -123,6 +124,37 @@ describe('block status of engine volumes with real clients', () => {
     const io = await mustRun('qemu-io', ['-r', '-f', 'raw', s.uri('big'), '-c', `read -P 0 ${GiB - 4 * MiB} 3M`, '-c', `read -P 0xcd ${GiB} 3M`]);
     expect(io).not.toMatch(/Pattern verification failed|error/i);
   }, 240_000);
+
+  it('a client that never reads its sparse replies stalls only itself; pooled reply memory stays bounded and correct', async () => {
+    const hog = await RawClient.connect(s.socket);
+    await hog.go('big');
+    hog.socket.pause(); // never read replies
+    const before = process.memoryUsage().arrayBuffers;
+    const reqs: Buffer[] = [];
+    // 1 MiB reads across the hole/data edge at 1 GiB: holes and pooled data buffers in every reply.
+    for (let i = 0; i < 3000; i++) reqs.push(RawClient.request(NBD_CMD_READ, BigInt(i + 1), GiB - MiB / 2 + (i % 4) * 4096, MiB));
+    hog.socket.write(Buffer.concat(reqs));
+    await new Promise((res) => setTimeout(res, 2000));
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(200 * MiB);
+    // Another client is served meanwhile, with the right bytes.
+    const io = await mustRun('qemu-io', ['-r', '-f', 'raw', s.uri('big'), '-c', `read -P 0 ${GiB - 2 * MiB} 1M`, '-c', `read -P 0xcd ${GiB} 2M`]);
+    expect(io).not.toMatch(/Pattern verification failed|error/i);
+    hog.close();
+    for (let i = 0; i < 50 && s.server.clientCount('big') > 0; i++) await new Promise((res) => setTimeout(res, 50));
+    expect(s.server.clientCount('big')).toBe(0);
+    // Buffers that went back to the pool hold nothing stale: reads through them are right.
+    expect(replyBuffers.idleBytes).toBeLessThanOrEqual(64 * MiB);
+    const c = await RawClient.connect(s.socket);
+    try {
+      await c.go('big');
+      for (let i = 0; i < 8; i++) {
+        const r = await c.request(NBD_CMD_READ, GiB - MiB / 2, MiB);
+        expect(r.data!.subarray(0, MiB / 2).every((b) => b === 0) && r.data!.subarray(MiB / 2).every((b) => b === 0xcd)).toBe(true);
+      }
+    } finally {
+      c.close();
+    }
+  }, 60_000);
 
   it('a grown volume reports its new space as zero', async () => {
     await s.engine.api['volume.create']({ name: 'grows', size: 64 * MiB });
