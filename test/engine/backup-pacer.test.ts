@@ -358,6 +358,7 @@ describe('pacedSource', () => {
       },
       rangeCopied: (o, l) => log.push(`copied ${o} ${l}`),
       urgentRanges: () => [{ offset: 4096, length: 4096 }],
+      zeroAtBegin: (o, l) => o >= 32 * MiB && l > 0,
       end: async (id) => void log.push(`end ${id}`),
       abort: async (r) => void log.push(`abort ${r}`),
     };
@@ -375,6 +376,7 @@ describe('pacedSource', () => {
     expect(clock.sleeps).toEqual([40, 40]); // busy at first: the 2nd and 3rd reads wait
     s.rangeCopied(0, 4096);
     expect(s.urgentRanges()).toEqual([{ offset: 4096, length: 4096 }]);
+    expect([s.zeroAtBegin?.(0, 4 * MiB), s.zeroAtBegin?.(32 * MiB, 4 * MiB)], 'holes known at begin pass through').toEqual([false, true]);
     await s.end('snap');
     await s.abort('x');
     expect(log).toEqual([`readInto 0 ${4 * MiB}`, `readInto ${4 * MiB} ${4 * MiB}`, `read ${8 * MiB} ${4 * MiB}`, 'copied 0 4096', 'end snap', 'abort x']);

@@ -4,9 +4,11 @@
  * qemu's 2 GiB - 1 byte requests on a volume over 2 GiB are answered, and nbdcopy / qemu-img
  * convert copy such a volume byte for byte while skipping its zeroes.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBackup } from '../../src-main/engine/vault/backup-writer';
 import { ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
 import { NBD_CMD_FLAG_DF, NBD_CMD_READ, NBD_CMD_WRITE } from '../../src-main/nbd/protocol';
 import { replyBuffers } from '../../src-main/nbd/reply-buffers';
@@ -192,6 +194,42 @@ describe('block status of engine volumes with real clients', () => {
       c.close();
     }
   }, 120_000);
+
+  for (const policy of ['range', 'metadata'] as const)
+    it(`a full ${policy} backup of a sparse volume records the image files' holes as zero chunks unread; the snapshot is the image of begin`, async () => {
+      const name = `sparse-${policy}`;
+      await s.engine.api['volume.create']({ name, size: 128 * MiB });
+      const vol = s.engine.volume(name);
+      const early = crypto.randomBytes(MiB);
+      await vol.write(8 * MiB, early); // before begin: in the page cache, not yet allocated on disk (delayed allocation)
+      await vol.write(100 * MiB, Buffer.alloc(64 * 1024, 0x31));
+      const session = await s.engine.beginBackup(name, policy, `bk-${name}`);
+      await vol.write(50 * MiB, Buffer.alloc(4096, 0x99)); // into a hole, after begin
+      const vault = await s.engine.backups.vault(undefined);
+      const m = await runBackup(session, vault, { full: true });
+      expect(m.stats.readBytes, 'only the regions holding data at begin are read').toBeLessThanOrEqual(2 * vault.chunkSize);
+      expect(m.stats.zeroChunks).toBe(128 * MiB / vault.chunkSize - 2);
+      const out = path.join(s.dir, `${name}.img`);
+      await s.engine.api['restore.start']({ id: m.id, toFile: out });
+      const img = fs.readFileSync(out);
+      expect(img.subarray(8 * MiB, 9 * MiB).equals(early)).toBe(true);
+      expect(img.subarray(100 * MiB, 100 * MiB + 64 * 1024).every((b) => b === 0x31)).toBe(true);
+      expect(img.subarray(50 * MiB, 50 * MiB + 4096).every((b) => b === 0), 'written after begin: not in the snapshot').toBe(true);
+      expect(img.subarray(0, 8 * MiB).every((b) => b === 0) && img.subarray(9 * MiB, 50 * MiB).every((b) => b === 0)).toBe(true);
+      expect((await vol.read(50 * MiB, 4096)).every((b) => b === 0x99), 'and on the volume after end').toBe(true);
+      fs.rmSync(out);
+    }, 120_000);
+
+  it('a backup started through the API (paced) skips the holes too', async () => {
+    await s.engine.api['volume.create']({ name: 'sparse-api', size: 64 * MiB });
+    await s.engine.volume('sparse-api').write(20 * MiB, Buffer.alloc(4096, 7));
+    const b = await s.engine.api['backup.start']({ volume: 'sparse-api', policy: 'range', full: true });
+    expect(b.state).toBe('completed');
+    const vault = await s.engine.backups.vault(undefined);
+    const m = await vault.getManifest(b.snapshotId!);
+    expect(m.stats.readBytes).toBe(vault.chunkSize);
+    expect(m.stats.zeroChunks).toBe(64 * MiB / vault.chunkSize - 1);
+  }, 60_000);
 
   it('a write held by a range backup shows as data before it reaches the device', async () => {
     const session = await s.engine.beginBackup('big', 'range', 'bk-status');

@@ -387,5 +387,6 @@ export function pacedSource(source: SnapshotSource, pacer: BackupPacer): Snapsho
     paced.pace = (bytes) => pacer.before(bytes); // located bytes are read by the chunk workers, not through readInto
   }
   if (source.confirmLocated) paced.confirmLocated = source.confirmLocated.bind(source);
+  if (source.zeroAtBegin) paced.zeroAtBegin = source.zeroAtBegin.bind(source); // nothing read: nothing to pace
   return paced;
 }

@@ -11,6 +11,7 @@ import type { HoldPolicy } from '../../../src-shared/contract';
 import { HoldfastError } from '../../../src-shared/errors';
 import { MetadataRule, UncopiedRangeRule, WholeVolumeRule, type HoldRule, type MetadataClassifier } from '../holds/policy';
 import { BlockBitmap } from '../volumes/block-bitmap';
+import type { CellStates } from '../volumes/cell-states';
 import type { LiveVolume } from '../volumes/live-volume';
 import type { ByteRange, FilePiece, SnapshotSource } from './snapshot-source';
 
@@ -26,6 +27,8 @@ export class BackupSession implements SnapshotSource {
     readonly policy: HoldPolicy,
     readonly metadataSummary: string | null,
     private readonly onFinish: (s: BackupSession) => void,
+    /** Where the image of begin() is zero, from the device files' allocation maps (LiveVolume.deviceHoles). */
+    private readonly holes: CellStates | null = null,
   ) {
     const c = vol.backupChangedMap();
     this.changed = c
@@ -61,18 +64,22 @@ export class BackupSession implements SnapshotSource {
       // Hold everything while probing so the map describes the point-in-time image, then narrow.
       const gate = new SwitchableRule();
       await vol.beginBackup(backupId, gate, null);
+      let holes: CellStates | null;
       try {
         const map = await probe((o, l) => readSectors(vol, o, l), vol.size());
         summary = map.describe();
+        holes = await vol.deviceHoles(); // while every write still waits: the device is the image of begin()
         gate.target = new MetadataRule(map);
       } catch (e) {
         await vol.abortBackup(backupId, `filesystem probe failed: ${(e as Error).message}`);
         throw e;
       }
-      return new BackupSession(backupId, vol, policy, summary, onFinish);
+      return new BackupSession(backupId, vol, policy, summary, onFinish, holes);
     }
     await vol.beginBackup(backupId, rule, copied);
-    return new BackupSession(backupId, vol, policy, summary, onFinish);
+    // Nothing is copied yet, so no write has reached the device since begin.
+    const holes = await vol.deviceHoles().catch(() => null);
+    return new BackupSession(backupId, vol, policy, summary, onFinish, holes);
   }
 
   get volume(): string {
@@ -120,6 +127,10 @@ export class BackupSession implements SnapshotSource {
   urgentRanges(): ByteRange[] {
     if (this._state !== 'running') return [];
     return this.vol.urgentRanges();
+  }
+
+  zeroAtBegin(offset: number, length: number): boolean {
+    return this.holes?.allZero(offset, length) ?? false;
   }
 
   async end(snapshotId: string): Promise<void> {

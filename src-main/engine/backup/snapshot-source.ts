@@ -60,6 +60,12 @@ export interface SnapshotSource {
   rangeCopied(offset: number, length: number): void;
   /** Ranges that have held writes waiting on them, to copy first so the queue stays short. */
   urgentRanges(): ByteRange[];
+  /**
+   * Whether [offset, offset + length) of the point-in-time image is known to read as zeroes
+   * without reading it (holes of the volume's image files at begin()); false when not known.
+   * The writer records such a region as a zero chunk, unread.
+   */
+  zeroAtBegin?(offset: number, length: number): boolean;
   /** Completion message (claim 6): clear the flag, release held writes in arrival order. The id is what the vault stored. */
   end(snapshotId: string): Promise<void>;
   /** Failure or cancel: clear the flag, release, and keep the changed map for the next backup. */

@@ -368,6 +368,15 @@ async function backupFull(
     done[i] = 1;
     const off = i * cs;
     const len = Math.min(cs, source.size - off);
+    if (source.zeroAtBegin?.(off, len)) {
+      // A hole of the volume's image file at begin: a zero chunk, nothing to read or hash.
+      source.rangeCopied(off, len);
+      c.zeroChunks++;
+      ZERO_DIGEST.copy(digests, i * DIGEST_BYTES);
+      meter.bytesDone += len;
+      meter.tick();
+      continue;
+    }
     const slot = await slots.acquire();
     try {
       await readInto(source, off, slot.input.subarray(0, len));

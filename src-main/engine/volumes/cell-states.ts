@@ -101,6 +101,12 @@ export class CellStates {
     return true;
   }
 
+  /** Whether every cell [offset, offset + length) touches is known zero. */
+  allZero(offset: number, length: number): boolean {
+    if (length <= 0) return false;
+    return this.zero.allIn(offset, length);
+  }
+
   /** The parts of [offset, offset + length) in cells known zero, in offset order. */
   zeroRuns(offset: number, length: number): ByteRange[] {
     const runs: ByteRange[] = [];

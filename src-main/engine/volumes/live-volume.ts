@@ -864,6 +864,34 @@ export class LiveVolume implements BlockExport {
   }
 
   /**
+   * The cells that lie in holes (or unwritten extents) of the volume's device files now, from
+   * fresh allocation maps (not what `cells` learnt: that is the visible content, held writes
+   * included); null when no file has holes or no map is to be had in time. Called by a backup
+   * after begin, before anything is copied, this is where the point-in-time image is zero: the
+   * hold rule keeps every write from uncopied blocks of the device, and nothing ever turns
+   * allocated space back into a hole.
+   */
+  async deviceHoles(): Promise<CellStates | null> {
+    const holes = new CellStates(this._size);
+    let any = false;
+    for (const id of new Set(this.extents.map((e) => e.deviceId))) {
+      const file = this.cfg.fileFor(id);
+      const allocated = file.allocatedBytes?.() ?? null;
+      if (allocated === null || allocated >= file.size() || !file.allocation) continue;
+      let timer: NodeJS.Timeout | undefined;
+      const ranges = await Promise.race([
+        file.allocation().catch(() => null),
+        new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ALLOCATION_MAP_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!ranges) continue;
+      holes.learnFileMap(this.extents.filter((e) => e.deviceId === id), ranges);
+      any = true;
+    }
+    return any ? holes : null;
+  }
+
+  /**
    * Reads the allocation maps of the volume's device files with holes in the background (after
    * recovery, so redone writes are in them), so a client's first block status or big read
    * already knows the holes.
