@@ -231,6 +231,24 @@ describe('block status of engine volumes with real clients', () => {
     expect(m.stats.zeroChunks).toBe(64 * MiB / vault.chunkSize - 1);
   }, 60_000);
 
+  it('a restore into a new volume leaves its zero regions unwritten; over a used volume it writes them', async () => {
+    await s.engine.api['volume.create']({ name: 'rs-src', size: 64 * MiB });
+    const data = crypto.randomBytes(2 * MiB);
+    await s.engine.volume('rs-src').write(10 * MiB, data);
+    const b = await s.engine.api['backup.start']({ volume: 'rs-src', policy: 'range', full: true });
+    const disk = path.join(s.dir, 'disk.img');
+    const before = fs.statSync(disk).blocks * 512;
+    await s.engine.api['restore.start']({ id: b.snapshotId!, toVolume: 'rs-new' });
+    expect(fs.statSync(disk).blocks * 512 - before, 'only the data is written').toBeLessThan(8 * MiB);
+    const want = await s.engine.volume('rs-src').read(0, 64 * MiB);
+    expect((await s.engine.volume('rs-new').read(0, 64 * MiB)).equals(want)).toBe(true);
+    // Over a volume full of other bytes: every zero region is written.
+    await s.engine.api['volume.create']({ name: 'rs-used', size: 64 * MiB });
+    await s.engine.volume('rs-used').write(0, crypto.randomBytes(64 * MiB));
+    await s.engine.api['restore.start']({ id: b.snapshotId!, toVolume: 'rs-used', confirm: 'rs-used' });
+    expect((await s.engine.volume('rs-used').read(0, 64 * MiB)).equals(want)).toBe(true);
+  }, 120_000);
+
   it('a write held by a range backup shows as data before it reaches the device', async () => {
     const session = await s.engine.beginBackup('big', 'range', 'bk-status');
     try {

@@ -272,8 +272,16 @@ export class BackupApp {
         if (vol.size() < m.size) throw new HoldfastError('DEVICE_TOO_SMALL', `Volume ${vol.name} (${vol.size()} bytes) is smaller than snapshot ${m.id} (${m.size} bytes); grow it first or restore to a new volume.`);
         this.host.revokeExports(vol.name); // its NBD clients are disconnected first
       } else vol = await this.host.createVolume(i.toVolume, m.size);
+      // Zero regions go only where the volume does not read as zeroes already (a new volume on a
+      // sparse image stays sparse).
+      await vol.holesLearnt();
       await this.withWorkers(vault, (workers) =>
-        restoreSnapshot(vault, m.id, { size: vol.size(), sparse: false, write: (o, b) => vol.write(o, b), flush: () => vol.flush() }, { workers }),
+        restoreSnapshot(
+          vault,
+          m.id,
+          { size: vol.size(), sparse: false, readsZero: (o, l) => vol.readsZero(o, l), write: (o, b) => vol.write(o, b), flush: () => vol.flush() },
+          { workers },
+        ),
       );
       this.host.events.emit('volumes.changed', {});
       return { id: m.id, target: `volume:${vol.name}`, bytes: m.size };

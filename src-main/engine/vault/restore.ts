@@ -4,8 +4,8 @@
  * writer, so reading, decoding and writing overlap; memory is bounded by the read-ahead.
  *
  * Invariants: bytes are written only after every chunk they came from matched its digest; a
- * sparse target (fresh file or volume, reads zero where never written) gets no writes for zero
- * ranges, any other target gets explicit zeroes; an export appears at its path only complete
+ * sparse target (fresh file, reads zero where never written) gets no writes for zero ranges, a
+ * volume none where it knows it reads zero already, any other target explicit zeroes; an export appears at its path only complete
  * (written to a temp name, then renamed). While it runs, a restore is a registered vault reader
  * (SnapshotReader.open), so prune and gc leave the snapshot, its indexes and its chunks alone.
  */
@@ -25,6 +25,11 @@ export interface RestoreTarget {
   flush(): Promise<void>;
   /** True when unwritten ranges read as zeroes (a fresh file or volume). */
   sparse: boolean;
+  /**
+   * For a target that is not sparse: whether [offset, offset + length) already reads as zeroes,
+   * known without I/O (a volume's holes): a zero region there is not written.
+   */
+  readsZero?(offset: number, length: number): boolean;
   /** True when writes to disjoint ranges may be in flight together (positional writes to a file); false keeps them in order, one at a time. */
   concurrentWrites?: boolean;
 }
@@ -66,7 +71,7 @@ export async function restoreSnapshot(vault: Vault, id: string, target: RestoreT
     const grain = target.sparse ? SPARSE_GRAIN : 0;
     await forEachRegion(reader, workers, { ahead, zeroGrain: grain, signal: opts.signal }, async ({ offset, length, data, zeroPieces }) => {
       if (data === null) {
-        if (zero) await target.write(offset, length === zero.length ? zero : zero.subarray(0, length));
+        if (zero && !target.readsZero?.(offset, length)) await target.write(offset, length === zero.length ? zero : zero.subarray(0, length));
       } else if (!target.sparse) await target.write(offset, data);
       else await writeSkippingZeroes(target, offset, data, zeroPieces!, grain);
       done += length;

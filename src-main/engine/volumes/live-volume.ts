@@ -847,6 +847,18 @@ export class LiveVolume implements BlockExport {
     }
   }
 
+  /** Whether all of [offset, offset + length) is known to read as zeroes (no I/O). */
+  readsZero(offset: number, length: number): boolean {
+    return this.cells.allZero(offset, length);
+  }
+
+  /** Resolves once the device files' allocation maps asked for at open are in `cells` (at most ALLOCATION_MAP_WAIT_MS). */
+  async holesLearnt(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.allocationLoads.values()), new Promise<void>((resolve) => (timer = setTimeout(resolve, ALLOCATION_MAP_WAIT_MS)))]);
+    clearTimeout(timer);
+  }
+
   /**
    * Cells known zero in [offset, offset + length) (reads send them as holes). The first big read
    * of a volume on a file with holes has its allocation map read in the background, as block
