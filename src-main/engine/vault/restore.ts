@@ -5,8 +5,8 @@
  *
  * Invariants: bytes are written only after every chunk they came from matched its digest; a
  * sparse target (fresh file, reads zero where never written) gets no writes for zero ranges, a
- * volume none where it knows it reads zero already, any other target explicit zeroes; an export appears at its path only complete
- * (written to a temp name, then renamed). While it runs, a restore is a registered vault reader
+ * volume none where it knows it reads zero already, any other target explicit zeroes; an export
+ * appears at its path only complete (written to a temp name, then renamed). While it runs, a restore is a registered vault reader
  * (SnapshotReader.open), so prune and gc leave the snapshot, its indexes and its chunks alone.
  */
 import path from 'node:path';

@@ -865,6 +865,7 @@ export class LiveVolume implements BlockExport {
    * status does, so the reads after it know.
    */
   knownZeroes(offset: number, length: number): ByteRange[] {
+    if (this.closed) return []; // the read itself reports the closed volume
     if (length >= SPARSE_HINT_MIN)
       for (const p of this.pieces(offset, length)) {
         if (this.allocationLoads.has(p.deviceId)) continue;
