@@ -813,17 +813,8 @@ export class LiveVolume implements BlockExport {
     this.checkBounds(offset, length);
     const holey = new Set<number>();
     try {
-      for (const p of this.pieces(offset, length)) {
-        const allocated = p.file.allocatedBytes?.() ?? null;
-        if (allocated !== null && allocated < p.file.size()) holey.add(p.deviceId);
-      }
-      // The map usually takes milliseconds; a filesystem slow to give it does not hold the client up.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([...holey].map((id) => this.loadAllocation(id))),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, ALLOCATION_MAP_WAIT_MS))),
-      ]);
-      clearTimeout(timer);
+      for (const p of this.pieces(offset, length)) if (hasHoles(p.file)) holey.add(p.deviceId);
+      await inTime(Promise.all([...holey].map((id) => this.loadAllocation(id))), null);
       return await scanBlockStatus(
         {
           cells: this.cells,
@@ -854,9 +845,7 @@ export class LiveVolume implements BlockExport {
 
   /** Resolves once the device files' allocation maps asked for at open are in `cells` (at most ALLOCATION_MAP_WAIT_MS). */
   async holesLearnt(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.allocationLoads.values()), new Promise<void>((resolve) => (timer = setTimeout(resolve, ALLOCATION_MAP_WAIT_MS)))]);
-    clearTimeout(timer);
+    await inTime(Promise.all(this.allocationLoads.values()), null);
   }
 
   /**
@@ -869,8 +858,7 @@ export class LiveVolume implements BlockExport {
     if (length >= SPARSE_HINT_MIN)
       for (const p of this.pieces(offset, length)) {
         if (this.allocationLoads.has(p.deviceId)) continue;
-        const allocated = p.file.allocatedBytes?.() ?? null;
-        if (allocated !== null && allocated < p.file.size()) void this.loadAllocation(p.deviceId);
+        if (hasHoles(p.file)) void this.loadAllocation(p.deviceId);
         else this.allocationLoads.set(p.deviceId, Promise.resolve()); // no holes: nothing to learn
       }
     return this.cells.zeroRuns(offset, length);
@@ -889,14 +877,8 @@ export class LiveVolume implements BlockExport {
     let any = false;
     for (const id of new Set(this.extents.map((e) => e.deviceId))) {
       const file = this.cfg.fileFor(id);
-      const allocated = file.allocatedBytes?.() ?? null;
-      if (allocated === null || allocated >= file.size() || !file.allocation) continue;
-      let timer: NodeJS.Timeout | undefined;
-      const ranges = await Promise.race([
-        file.allocation().catch(() => null),
-        new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ALLOCATION_MAP_WAIT_MS))),
-      ]);
-      clearTimeout(timer);
+      if (!hasHoles(file) || !file.allocation) continue;
+      const ranges = await inTime(file.allocation().catch(() => null), null);
       if (!ranges) continue;
       holes.learnFileMap(this.extents.filter((e) => e.deviceId === id), ranges);
       any = true;
@@ -910,11 +892,7 @@ export class LiveVolume implements BlockExport {
    * already knows the holes.
    */
   private learnHolesSoon(): void {
-    for (const id of new Set(this.extents.map((e) => e.deviceId))) {
-      const file = this.cfg.fileFor(id);
-      const allocated = file.allocatedBytes?.() ?? null;
-      if (allocated !== null && allocated < file.size()) void this.loadAllocation(id);
-    }
+    for (const id of new Set(this.extents.map((e) => e.deviceId))) if (hasHoles(this.cfg.fileFor(id))) void this.loadAllocation(id);
   }
 
   /**
@@ -1471,6 +1449,22 @@ export class LiveVolume implements BlockExport {
 }
 
 /** Turns an OS error into a HoldfastError a person can act on; HoldfastErrors pass through. */
+/** A regular file with fewer bytes allocated than its size (drives, and files nothing is known of: no). */
+function hasHoles(file: BlockFile): boolean {
+  const allocated = file.allocatedBytes?.() ?? null;
+  return allocated !== null && allocated < file.size();
+}
+
+/** `p`'s value, or `late` after ALLOCATION_MAP_WAIT_MS: a filesystem slow to give its allocation map holds nobody up. */
+async function inTime<T, L>(p: Promise<T>, late: L): Promise<T | L> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<L>((resolve) => (timer = setTimeout(() => resolve(late), ALLOCATION_MAP_WAIT_MS)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function ioError(e: unknown, what: string): HoldfastError {
   if (e instanceof HoldfastError) return e;
   const err = e as NodeJS.ErrnoException;
