@@ -249,6 +249,35 @@ describe('block status of engine volumes with real clients', () => {
     expect((await s.engine.volume('rs-used').read(0, 64 * MiB)).equals(want)).toBe(true);
   }, 120_000);
 
+  it('write-zeroes and trims over zeroes the volume knows leave its image unwritten: a whole-volume discard, a sparse import', async () => {
+    const disk = path.join(s.dir, 'disk.img');
+    const used = () => fs.statSync(disk).blocks * 512;
+    await s.engine.api['volume.create']({ name: 'tz', size: 256 * MiB });
+    await s.engine.volume('tz').holesLearnt();
+    let before = used();
+    await mustRun('qemu-io', ['-f', 'raw', s.uri('tz'), '-c', 'discard 0 256M', '-c', 'write -z 0 256M', '-c', 'flush']);
+    expect(used() - before, 'mkfs-style discard of a new volume').toBeLessThan(MiB);
+    // Data written, then the whole volume zeroed: only the data's cells are written with zeroes.
+    await mustRun('qemu-io', ['-f', 'raw', s.uri('tz'), '-c', 'write -P 0x66 10M 1M', '-c', 'flush']);
+    before = used();
+    await mustRun('qemu-io', ['-f', 'raw', s.uri('tz'), '-c', 'write -z 0 256M', '-c', 'read -P 0 0 256M']);
+    expect(used() - before).toBeLessThan(2 * MiB);
+    expect((await s.engine.volume('tz').read(10 * MiB, MiB)).every((b) => b === 0)).toBe(true);
+    // nbdcopy of a sparse image into a new volume sends write-zeroes for its holes.
+    const src = path.join(s.dir, 'sparse-src.img');
+    fs.writeFileSync(src, Buffer.alloc(0));
+    fs.truncateSync(src, 128 * MiB);
+    const fd = fs.openSync(src, 'r+');
+    fs.writeSync(fd, crypto.randomBytes(4 * MiB), 0, 4 * MiB, 40 * MiB);
+    fs.closeSync(fd);
+    await s.engine.api['volume.create']({ name: 'tz2', size: 128 * MiB });
+    await s.engine.volume('tz2').holesLearnt();
+    before = used();
+    await mustRun('nbdcopy', [src, s.uri('tz2')]);
+    expect(used() - before, 'only the data').toBeLessThan(8 * MiB);
+    await mustRun('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', src, s.uri('tz2')]);
+  }, 120_000);
+
   it('a write held by a range backup shows as data before it reaches the device', async () => {
     const session = await s.engine.beginBackup('big', 'range', 'bk-status');
     try {

@@ -686,6 +686,10 @@ export class LiveVolume implements BlockExport {
    */
   private submitNow(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new HoldfastError('NOT_FOUND', `Volume ${this.name} was closed while the write waited.`));
+    // Write-zeroes over cells known to read as zeroes already need not touch the device there:
+    // a trim of a whole new volume (mkfs discards first) or an import's zero extents keep a sparse
+    // image sparse. Taken before the cells change.
+    const alreadyZero = data ? null : this.cells.zeroRuns(offset, length);
     if (data) this.cells.written(offset, length);
     else this.cells.zeroed(offset, length);
     const b = this.backup;
@@ -729,7 +733,7 @@ export class LiveVolume implements BlockExport {
     } catch (e) {
       return Promise.reject(ioError(e, `Logging a write to volume ${this.name}`));
     }
-    const applied = this.applyOrdered(seq, offset, length, data, this.logged());
+    const applied = this.applyOrdered(seq, offset, length, data, this.logged(), alreadyZero);
     return fua ? applied.then(() => this.flush()) : applied;
   }
 
@@ -738,7 +742,7 @@ export class LiveVolume implements BlockExport {
    * overlapping in-flight write finished, then marks it changed. It joins `inflight` at once,
    * so later overlapping writes (and a backup's drain) wait for it.
    */
-  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null, logged: Promise<void>): Promise<void> {
+  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null, logged: Promise<void>, alreadyZero: ByteRange[] | null): Promise<void> {
     let before: Promise<void>[] | null = null;
     if (this.inflight.size > 0) {
       const end = offset + length;
@@ -753,7 +757,15 @@ export class LiveVolume implements BlockExport {
       if (data) {
         if (data.length <= SYNC_IO_MAX) this.deviceWriteSync(offset, data);
         else await this.deviceWrite(offset, data);
-      } else await this.deviceZero(offset, length);
+      } else {
+        // Only where the volume does not read as zeroes already (sorted runs inside the range).
+        let pos = offset;
+        for (const z of alreadyZero ?? []) {
+          if (z.offset > pos) await this.deviceZero(pos, z.offset - pos);
+          pos = z.offset + z.length;
+        }
+        if (pos < offset + length) await this.deviceZero(pos, offset + length - pos);
+      }
       this.markChanged(offset, length);
     } catch (e) {
       // It may have landed in part (write-zeroes over data): data, as far as block status knows.
