@@ -110,20 +110,16 @@ export class SnapshotExport implements BlockExport {
     return runs;
   }
 
+  /** Zero chunks as holes, the rest data (knownZeroes and what lies between). */
   async blockStatus(offset: number, length: number): Promise<AllocationExtent[]> {
-    this.check(offset, length);
-    const cs = this.reader.chunkSize;
     const out: AllocationExtent[] = [];
     let pos = offset;
-    while (pos < offset + length) {
-      const i = Math.floor(pos / cs);
-      const n = Math.min((i + 1) * cs - pos, offset + length - pos);
-      const zero = this.reader.isZeroPlan(this.reader.plan(i));
-      const last = out[out.length - 1];
-      if (last && last.zero === zero) last.length += n;
-      else out.push({ length: n, hole: zero, zero });
-      pos += n;
+    for (const z of this.knownZeroes(offset, length)) {
+      if (z.offset > pos) out.push({ length: z.offset - pos, hole: false, zero: false });
+      out.push({ length: z.length, hole: true, zero: true });
+      pos = z.offset + z.length;
     }
+    if (pos < offset + length) out.push({ length: offset + length - pos, hole: false, zero: false });
     return out;
   }
 }

@@ -40,8 +40,6 @@ const ZERO_CHUNK = Buffer.alloc(1 << 20);
 const RELEASE_BATCH_BYTES = 8 << 20;
 /** How long block status waits for a device file's allocation map before it reads instead. */
 const ALLOCATION_MAP_WAIT_MS = 2000;
-/** Reads from this size on look for known zeroes (smaller ones: one fstat would cost more than it saves). */
-const SPARSE_HINT_MIN = 64 << 10;
 const RELEASE_BATCH_COUNT = 256;
 /** Entries per batch counting superseded ones (no device write; 8 bytes each in the APPLIED record). */
 const RELEASE_BATCH_MAX = 4096;
@@ -796,12 +794,17 @@ export class LiveVolume implements BlockExport {
     // Reads see held writes (read-your-writes). Taken before the device read: a release may
     // apply an entry and drop it from the queue while the read is in flight.
     try {
-      const held = this.queue.overlayOf(offset, length);
-      await this.deviceReadInto(offset, target);
-      if (held) applyOverlay(held, offset, target);
+      await this.readVisible(offset, target);
     } catch (e) {
       throw ioError(e, `Reading ${length} bytes at ${offset} from volume ${this.name}`);
     }
+  }
+
+  /** The device's bytes with held writes laid over them, as readers see the volume. */
+  private async readVisible(offset: number, target: Buffer, uncached = false): Promise<void> {
+    const held = this.queue.overlayOf(offset, target.length);
+    await this.deviceReadInto(offset, target, uncached);
+    if (held) applyOverlay(held, offset, target);
   }
 
   /** Makes every acknowledged write durable: journal first (held data, intents), then devices. */
@@ -835,11 +838,7 @@ export class LiveVolume implements BlockExport {
             return false;
           },
           cachedLately: (pos, len) => this.recent.recent(pos, len, CACHED_GUESS_MS),
-          readVisible: async (pos, buf, uncached) => {
-            const held = this.queue.overlayOf(pos, buf.length);
-            await this.deviceReadInto(pos, buf, uncached);
-            if (held) applyOverlay(held, pos, buf);
-          },
+          readVisible: (pos, buf, uncached) => this.readVisible(pos, buf, uncached),
         },
         offset,
         length,
@@ -860,19 +859,9 @@ export class LiveVolume implements BlockExport {
     await inTime(Promise.all(this.allocationLoads.values()), null);
   }
 
-  /**
-   * Cells known zero in [offset, offset + length) (reads send them as holes). The first big read
-   * of a volume on a file with holes has its allocation map read in the background, as block
-   * status does, so the reads after it know.
-   */
+  /** Cells known zero in [offset, offset + length) (reads send them as holes). */
   knownZeroes(offset: number, length: number): ByteRange[] {
     if (this.closed) return []; // the read itself reports the closed volume
-    if (length >= SPARSE_HINT_MIN)
-      for (const p of this.pieces(offset, length)) {
-        if (this.allocationLoads.has(p.deviceId)) continue;
-        if (hasHoles(p.file)) void this.loadAllocation(p.deviceId);
-        else this.allocationLoads.set(p.deviceId, Promise.resolve()); // no holes: nothing to learn
-      }
     return this.cells.zeroRuns(offset, length);
   }
 
@@ -900,8 +889,8 @@ export class LiveVolume implements BlockExport {
 
   /**
    * Reads the allocation maps of the volume's device files with holes in the background (after
-   * recovery, so redone writes are in them), so a client's first block status or big read
-   * already knows the holes.
+   * recovery, so redone writes are in them; again after the volume grows), so a client's first
+   * block status or big read already knows the holes.
    */
   private learnHolesSoon(): void {
     for (const id of new Set(this.extents.map((e) => e.deviceId))) if (hasHoles(this.cfg.fileFor(id))) void this.loadAllocation(id);
@@ -1430,7 +1419,8 @@ export class LiveVolume implements BlockExport {
     this.assertExtents();
     this.cbt = this.cbt.resized(newSize);
     this.cells.resize(newSize);
-    this.allocationLoads.clear(); // the new extents' files are mapped at the next block status
+    this.allocationLoads.clear();
+    this.learnHolesSoon(); // the new extents too
   }
 
   rename(name: string): void {
