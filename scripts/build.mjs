@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const external = ['better-sqlite3', 'zstd-napi', 'electron'];
+const external = ['better-sqlite3', 'zstd-napi', 'holdfast-fs', 'electron'];
 const entries = [
   ['src-main/host/cli/main.ts', 'dist/cli.cjs'],
   ['src-main/host/electron/main.ts', 'dist/electron-main.cjs'],

@@ -4,14 +4,15 @@
  * and the export the NBD tests serve. flush = fdatasync; FUA = write then fdatasync.
  * Small requests use the synchronous pread/pwrite (a page-cache hit costs less than a
  * thread-pool round trip, the same trade the journal makes); big ones go async.
- * Node exposes neither fallocate nor SEEK_DATA, so trim and write-zeroes write zeroes
- * (reads then see zeroes, which is stronger than trim requires) and block status reports
- * everything as allocated data (status 0 is always correct in base:allocation).
+ * Trim and write-zeroes punch holes (write-zeroes with NO_HOLE: zero in place) where
+ * BlockFile.zeroRange can, else write zeroes (reads then see zeroes, which is stronger than
+ * trim requires); block status reports everything as allocated data (status 0 is always
+ * correct in base:allocation).
  * Invariant: size is a multiple of sectorSize (a trailing partial sector is not exported).
  */
 import { HoldfastError } from '../../src-shared/errors';
 import type { AllocationExtent, BlockExport } from '../engine/block-export';
-import type { BlockFile, Env } from '../engine/env/env';
+import type { BlockFile, Env, ZeroMode } from '../engine/env/env';
 
 export interface FileExportOptions {
   name: string;
@@ -80,17 +81,22 @@ export class FileExport implements BlockExport {
 
   async writeZeroes(offset: number, length: number, opts?: { fua?: boolean; noHole?: boolean }): Promise<void> {
     this.check(offset, length, true);
-    const z = zeroBuffer();
-    for (let done = 0; done < length; done += ZERO_CHUNK) {
-      const n = Math.min(ZERO_CHUNK, length - done);
-      await this.file.write(n === ZERO_CHUNK ? z : z.subarray(0, n), offset + done);
-    }
+    await this.zero(offset, length, opts?.noHole ? 'allocate' : 'punch');
     if (opts?.fua) await this.file.datasync();
   }
 
   async trim(offset: number, length: number): Promise<void> {
     this.check(offset, length, true);
-    await this.file.punchHole(offset, length);
+    await this.zero(offset, length, 'punch');
+  }
+
+  private async zero(offset: number, length: number, mode: ZeroMode): Promise<void> {
+    if (await this.file.zeroRange(offset, length, mode)) return;
+    const z = zeroBuffer();
+    for (let done = 0; done < length; done += ZERO_CHUNK) {
+      const n = Math.min(ZERO_CHUNK, length - done);
+      await this.file.write(n === ZERO_CHUNK ? z : z.subarray(0, n), offset + done);
+    }
   }
 
   async flush(): Promise<void> {

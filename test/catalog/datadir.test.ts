@@ -14,7 +14,7 @@ let bundleDir: string;
 beforeAll(async () => {
   bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-dd-child-'));
   childBundle = path.join(bundleDir, 'lock-child.cjs');
-  await build({ entryPoints: [path.join(__dirname, 'lock-child.ts')], outfile: childBundle, bundle: true, platform: 'node', format: 'cjs', logLevel: 'warning' });
+  await build({ entryPoints: [path.join(__dirname, 'lock-child.ts')], outfile: childBundle, bundle: true, platform: 'node', format: 'cjs', external: ['holdfast-fs'], logLevel: 'warning' });
 });
 afterAll(() => fs.rmSync(bundleDir, { recursive: true, force: true }));
 let dir: string;

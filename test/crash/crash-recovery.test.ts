@@ -35,7 +35,7 @@ beforeAll(async () => {
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    external: ['better-sqlite3', 'zstd-napi'],
+    external: ['better-sqlite3', 'zstd-napi', 'holdfast-fs'],
     logLevel: 'warning',
   });
 });

@@ -34,7 +34,12 @@ class RecordingEnv extends NodeEnv {
     const f = await super.open(p, opts);
     return p.includes(this.watch) ? this.wrap(f) : f;
   }
+  /** The files refuse fallocate (as a file system without it would): write-zeroes writes zeroes, in pieces. */
   wrap(f: BlockFile): BlockFile {
+    const hooked = this.hook(f);
+    return Object.create(hooked, { zeroRange: { value: () => Promise.resolve(false) } }) as BlockFile;
+  }
+  private hook(f: BlockFile): BlockFile {
     return hookFileWrites(f, (_f, op, buf, _pos, next) => {
       if (op === 'writev' || op === 'writevSync') throw new Error(`unexpected ${op} to a device`);
       this.lengths.push((buf as Buffer).length);

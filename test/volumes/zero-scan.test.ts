@@ -224,7 +224,7 @@ describe('the allocation map (filefrag)', () => {
     expect(parseFilefrag(ext4.replace('3 extents found', '0 extents found')), 'a summary that disagrees').toBeNull();
   });
 
-  it('a sparse volume learns its holes, unwritten and allocated ranges without reading; write-zeroes is read again', async () => {
+  it('a sparse volume learns its holes, unwritten and allocated ranges without reading; write-zeroes is zero at once where it covers whole cells', async () => {
     const d = mk();
     const size = 16 * MiB;
     const img = path.join(d, 'vol.img');
@@ -259,11 +259,14 @@ describe('the allocation map (filefrag)', () => {
         { length: ZERO_CELL, hole: false, zero: false },
         { length: ZERO_CELL, hole: false, zero: true },
       ]);
-      // Write-zeroes over allocated data: unknown until read, then zero.
+      // Write-zeroes over allocated data: zero at once in the cells it covers whole, still unread;
+      // a cell it covers in part is unknown until read, then zero (its only data was zeroed).
       await vol.writeZeroes(MiB, 2 * ZERO_CELL);
-      await expect(vol.blockStatus(MiB, 2 * ZERO_CELL)).rejects.toMatchObject({ code: 'IO_ERROR' });
-      env.clear();
       expect(await vol.blockStatus(MiB, 2 * ZERO_CELL)).toEqual([{ length: 2 * ZERO_CELL, hole: false, zero: true }]);
+      await vol.writeZeroes(12 * MiB, 4 * KiB);
+      await expect(vol.blockStatus(12 * MiB, ZERO_CELL)).rejects.toMatchObject({ code: 'IO_ERROR' });
+      env.clear();
+      expect(await vol.blockStatus(12 * MiB - ZERO_CELL, 3 * ZERO_CELL)).toEqual([{ length: 3 * ZERO_CELL, hole: false, zero: true }]);
     } finally {
       await vol.close();
     }

@@ -4,6 +4,9 @@
  * EIO, ENOSPC, short and torn writes and "crash after N bytes". Production code never asks
  * whether it runs in a test.
  */
+import type { ZeroMode } from './native-fs';
+
+export type { ZeroMode };
 
 /** Positions, lengths and memory addresses of uncached (O_DIRECT) reads are multiples of this. */
 export const DIRECT_IO_ALIGN = 4096;
@@ -60,8 +63,13 @@ export interface BlockFile {
   datasyncSync(): void;
   /** Grows or shrinks a regular file (sparse when growing). Not valid for block devices. */
   truncate(len: number): Promise<void>;
-  /** Deallocates a range (punch hole) where the platform allows; otherwise writes zeroes. */
-  punchHole(pos: number, len: number): Promise<void>;
+  /**
+   * Makes [pos, pos + len) read as zeroes without writing them (fallocate): `punch` deallocates
+   * it (a hole; the size is unchanged), `allocate` zeroes it in place and keeps it allocated.
+   * Resolves false, having changed nothing, where the platform, the file system or the file
+   * (a block device) cannot; the caller then writes zeroes itself.
+   */
+  zeroRange(pos: number, len: number, mode: ZeroMode): Promise<boolean>;
   close(): Promise<void>;
 }
 

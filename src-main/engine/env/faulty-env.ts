@@ -4,7 +4,7 @@
  * "crash after N bytes" (every write past the budget is silently dropped, as if the
  * machine stopped). Production code cannot tell it from the real Env.
  */
-import type { BlockFile, Env, FileRange, FileStat, OpenOptions } from './env';
+import type { BlockFile, Env, FileRange, FileStat, OpenOptions, ZeroMode } from './env';
 
 /** `map`: BlockFile.allocation (the filesystem's allocation map). */
 export type FaultOp = 'read' | 'write' | 'datasync' | 'open' | 'rename' | 'writeFile' | 'truncate' | 'map';
@@ -208,8 +208,12 @@ class FaultyFile implements BlockFile {
     if (r) throw errno(r.error ?? 'EIO', 'truncate', this.path);
     if (!this.env.crashed) await this.f.truncate(len);
   }
-  punchHole(pos: number, len: number): Promise<void> {
-    return this.f.punchHole(pos, len);
+  /** A write as far as rules and the crash budget go: all of it lands, or none (a crash before it). */
+  async zeroRange(pos: number, len: number, mode: ZeroMode): Promise<boolean> {
+    const { keep, error } = this.plan(len);
+    if (error) throw error;
+    if (keep < len) return true; // lost in the crash, like a write past the budget
+    return this.f.zeroRange(pos, len, mode);
   }
   close(): Promise<void> {
     return this.f.close();

@@ -2,10 +2,11 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import util, { promisify } from 'node:util';
 import { invariant } from '../../../src-shared/errors';
 import { DIRECT_IO_ALIGN, type BlockFile, type Env, type FileRange, type FileStat, type OpenOptions } from './env';
 import { readAllocation } from './filefrag';
+import { nativeFallocate, type ZeroMode } from './native-fs';
 
 // fs.read/fs.write have custom promisified forms that resolve to objects; wrap the callbacks directly.
 const pread = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
@@ -76,6 +77,8 @@ class NodeBlockFile implements BlockFile {
   private closed = false;
   /** The O_DIRECT descriptor: undefined until first asked for, null where refused. */
   private direct: number | null | undefined;
+  /** fallocate modes this file's file system refused (EOPNOTSUPP): zeroes are written there instead. */
+  private readonly cannot = new Set<ZeroMode>();
   constructor(
     readonly path: string,
     readonly fd: number,
@@ -192,13 +195,17 @@ class NodeBlockFile implements BlockFile {
     this.cachedSize = len;
   }
 
-  async punchHole(pos: number, len: number): Promise<void> {
-    // Node has no fallocate; write zeroes in bounded pieces. Sparse restore avoids writing zeroes at all.
-    const zero = Buffer.alloc(Math.min(len, 1 << 20));
-    for (let off = 0; off < len; off += zero.length) {
-      const n = Math.min(zero.length, len - off);
-      await this.write(n === zero.length ? zero : zero.subarray(0, n), pos + off);
+  async zeroRange(pos: number, len: number, mode: ZeroMode): Promise<boolean> {
+    const fa = nativeFallocate();
+    if (this.isBlock || !fa || this.cannot.has(mode) || len <= 0) return false;
+    const err = await fa.zero(this.fd, mode, pos, len);
+    if (err === 0) return true; // KEEP_SIZE: the file's size is unchanged (reads past the end are zeroes)
+    if (fa.unsupported(err)) {
+      this.cannot.add(mode); // the file system's answer does not change while the file is open
+      return false;
     }
+    const code = util.getSystemErrorName(-err);
+    throw Object.assign(new Error(`${code}: fallocate ${mode} of ${len} bytes at ${pos} in '${this.path}'`), { code, errno: -err, syscall: 'fallocate', path: this.path });
   }
 
   async close(): Promise<void> {

@@ -4,13 +4,14 @@
  * filesystem again. In memory only: a volume opens knowing nothing.
  *
  * Invariants:
- * - A cell is known zero only if an observation (a scan's read, the filesystem's allocation map)
- *   saw it read as zeroes while no data write to it was pending: a data write makes its cells data
- *   when it is submitted, and observations fill only cells still unknown when they report, so a
- *   write submitted while one ran is never overridden by what it saw before the write.
- * - Write-zeroes makes its cells unknown (a scan will tell); a write that fails, or writes that
- *   leave the hold queue unlogged, make theirs data: "data" may stand for zeroes (always a correct
- *   answer in NBD), "zero" never stands for data.
+ * - A cell is known zero only if a write-zeroes covering it whole was the last write submitted
+ *   to it, or an observation (a scan's read, the filesystem's allocation map) saw it read as
+ *   zeroes while no data write to it was pending: a data write makes its cells data when it is
+ *   submitted, and observations fill only cells still unknown when they report, so a write
+ *   submitted while one ran is never overridden by what it saw before the write.
+ * - Write-zeroes makes the cells it covers in part unknown (a scan will tell); a write that
+ *   fails, or writes that leave the hold queue unlogged, make theirs data: "data" may stand for
+ *   zeroes (always a correct answer in NBD), "zero" never stands for data.
  */
 import { invariant } from '../../../src-shared/errors';
 import type { ByteRange } from '../block-export';
@@ -33,9 +34,14 @@ export class CellStates {
     this.data.mark(offset, length);
   }
 
-  /** Write-zeroes or trim was submitted: its cells may now read as zeroes; a scan will tell. */
+  /**
+   * Write-zeroes or trim was submitted: the cells it covers whole read as zeroes from now on (a
+   * read or block status racing the unfinished write may see either), the partly covered ones
+   * may; a scan will tell. If the write fails, written() makes them data again.
+   */
   zeroed(offset: number, length: number): void {
     if (this.data.anyIn(offset, length)) this.data.unmark(offset, length);
+    this.observedZero(offset, length);
   }
 
   /** Every cell holds data (writes the journal failed to log left the hold queue). */

@@ -22,7 +22,7 @@
 import type { AckMode, HoldPolicy, HoldState } from '../../../src-shared/contract';
 import { HoldfastError, invariant } from '../../../src-shared/errors';
 import type { AllocationExtent, BlockExport, ByteRange, WriteOptions } from '../block-export';
-import type { BlockFile, Env } from '../env/env';
+import type { BlockFile, Env, ZeroMode } from '../env/env';
 import { crc32, decodeSeqList, HEADER_SIZE, RecordType, type JournalRecord } from '../journal/format';
 import { VolumeJournal, type JournalOptions } from '../journal/journal';
 import { applyOverlay, HeldWrite, HoldQueue, regionSpan } from '../holds/hold-queue';
@@ -561,9 +561,16 @@ export class LiveVolume implements BlockExport {
     await Promise.all(ps.map((p) => writePieces(p.file, data.subarray(p.at, p.at + p.len), p.pos)));
   }
 
-  private async deviceZero(offset: number, length: number): Promise<void> {
+  /**
+   * Makes [offset, offset + length) read as zeroes on the device: by fallocate where the device
+   * file allows (`punch` gives the space back to the file system, as `qemu-nbd --discard=unmap`
+   * and nbdkit's file plugin do; `allocate` keeps it allocated, for NO_HOLE), else by writing
+   * zeroes (block devices, file systems without the mode, no addon).
+   */
+  private async deviceZero(offset: number, length: number, mode: ZeroMode = 'punch'): Promise<void> {
     this.recent.touch(offset, length);
     for (const p of this.pieces(offset, length)) {
+      if (await p.file.zeroRange(p.pos, p.len, mode)) continue;
       for (let done = 0; done < p.len; done += ZERO_CHUNK.length) {
         const n = Math.min(ZERO_CHUNK.length, p.len - done);
         await writePieces(p.file, n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n), p.pos + done);
@@ -624,15 +631,16 @@ export class LiveVolume implements BlockExport {
   async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
-    await this.submit(offset, data.length, data, opts?.fua === true, opts?.stable === true);
+    await this.submit(offset, data.length, data, opts?.fua === true, opts?.stable === true, false);
     this.writesAcked++;
     this.bytesAcked += data.length;
   }
 
-  async writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
+  /** `noHole`: the range stays allocated (NBD_CMD_FLAG_NO_HOLE); otherwise it may become a hole. */
+  async writeZeroes(offset: number, length: number, opts?: { fua?: boolean; noHole?: boolean }): Promise<void> {
     this.checkRange(offset, length);
     if (length === 0) return;
-    await this.submit(offset, length, null, opts?.fua === true, false);
+    await this.submit(offset, length, null, opts?.fua === true, false, opts?.noHole === true);
     this.writesAcked++;
     this.bytesAcked += length;
   }
@@ -642,18 +650,18 @@ export class LiveVolume implements BlockExport {
     return this.writeZeroes(offset, length);
   }
 
-  private submit(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean): Promise<void> {
+  private submit(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean, noHole: boolean): Promise<void> {
     const recordBytes = HEADER_SIZE + (data ? length : 0);
     if (this.journal.needsSpace(recordBytes) || this.journal.waitingForSpace > 0 || this.journal.prepareAppend() !== null)
-      return this.submitAfterWait(offset, length, data, fua, stable, recordBytes);
-    return this.submitNow(offset, length, data, fua, stable);
+      return this.submitAfterWait(offset, length, data, fua, stable, noHole, recordBytes);
+    return this.submitNow(offset, length, data, fua, stable, noHole);
   }
 
-  private async submitAfterWait(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean, recordBytes: number): Promise<void> {
+  private async submitAfterWait(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean, noHole: boolean, recordBytes: number): Promise<void> {
     if (this.journal.needsSpace(recordBytes) || this.journal.waitingForSpace > 0) await this.journal.waitForSpace(recordBytes);
     const prep = this.journal.prepareAppend();
     if (prep) await prep;
-    return this.submitNow(offset, length, data, fua, stable);
+    return this.submitNow(offset, length, data, fua, stable, noHole);
   }
 
   /**
@@ -680,9 +688,11 @@ export class LiveVolume implements BlockExport {
   /**
    * Decides and stages the record synchronously (the decision and the record agree, and seqs
    * follow arrival order); the record reaches the journal file with the rest of this turn's
-   * batch, before the write is forwarded to the device or acknowledged.
+   * batch, before the write is forwarded to the device or acknowledged. `stable`: a write's
+   * buffer is not reused after the acknowledgement; `noHole`: a write-zeroes keeps its range
+   * allocated (a held one, released later, may become a hole: reads see zeroes either way).
    */
-  private submitNow(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean): Promise<void> {
+  private submitNow(offset: number, length: number, data: Buffer | null, fua: boolean, stable: boolean, noHole: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new HoldfastError('NOT_FOUND', `Volume ${this.name} was closed while the write waited.`));
     // Write-zeroes over cells known to read as zeroes already need not touch the device there:
     // a trim of a whole new volume (mkfs discards first) or an import's zero extents keep a sparse
@@ -731,7 +741,7 @@ export class LiveVolume implements BlockExport {
     } catch (e) {
       return Promise.reject(ioError(e, `Logging a write to volume ${this.name}`));
     }
-    const applied = this.applyOrdered(seq, offset, length, data, this.logged(), alreadyZero);
+    const applied = this.applyOrdered(seq, offset, length, data, this.logged(), alreadyZero, noHole ? 'allocate' : 'punch');
     return fua ? applied.then(() => this.flush()) : applied;
   }
 
@@ -740,7 +750,7 @@ export class LiveVolume implements BlockExport {
    * overlapping in-flight write finished, then marks it changed. It joins `inflight` at once,
    * so later overlapping writes (and a backup's drain) wait for it.
    */
-  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null, logged: Promise<void>, alreadyZero: ByteRange[] | null): Promise<void> {
+  private async applyOrdered(seq: number, offset: number, length: number, data: Buffer | null, logged: Promise<void>, alreadyZero: ByteRange[] | null, zeroMode: ZeroMode): Promise<void> {
     let before: Promise<void>[] | null = null;
     if (this.inflight.size > 0) {
       const end = offset + length;
@@ -759,10 +769,10 @@ export class LiveVolume implements BlockExport {
         // Only where the volume does not read as zeroes already (sorted runs inside the range).
         let pos = offset;
         for (const z of alreadyZero ?? []) {
-          if (z.offset > pos) await this.deviceZero(pos, z.offset - pos);
+          if (z.offset > pos) await this.deviceZero(pos, z.offset - pos, zeroMode);
           pos = z.offset + z.length;
         }
-        if (pos < offset + length) await this.deviceZero(pos, offset + length - pos);
+        if (pos < offset + length) await this.deviceZero(pos, offset + length - pos, zeroMode);
       }
       this.markChanged(offset, length);
     } catch (e) {

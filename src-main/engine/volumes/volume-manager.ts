@@ -408,7 +408,11 @@ export class VolumeManager {
     return renamed;
   }
 
-  /** Deletes the volume's mapping; its bytes stay on the device until reused. Adopted devices keep their content. */
+  /**
+   * Deletes the volume's mapping. Its space in image files is deallocated (punched: the host
+   * file system gets it back and a later volume there reads zeroes); on drives, and where the
+   * file system cannot punch, its bytes stay until reused. Adopted devices keep their content.
+   */
   private async lockedDeleteVolume(name: string): Promise<void> {
     const v = this.getVolume(name);
     this.beforeChange?.(v.id, 'delete');
@@ -424,6 +428,14 @@ export class VolumeManager {
         this.catalog.createVolume(v.name, v.size, v.ackMode, v.adopted, v.extents, { id: v.id, createdAt: v.createdAt });
       }),
     );
+    // Still inside the manager's exclusive section: no new volume gets this space before it is punched.
+    for (const e of v.extents) {
+      try {
+        await this.devices.file(e.deviceId).zeroRange(e.deviceOffset, e.length, 'punch');
+      } catch {
+        // Free space is not state: the volume is gone either way, its bytes unreachable.
+      }
+    }
   }
 
   /** Uses a whole image file or drive 1:1 as a volume, keeping its content; no label is written. */
