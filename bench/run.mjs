@@ -11,6 +11,7 @@ const benches = [
   ['engine-write', ['--expose-gc', 'dist/bench/engine-write-bench.cjs']],
   ['nbd', ['bench/nbd/nbd-bench.mjs']],
   ['nbd-sparse', ['bench/nbd/sparse-copy-bench.mjs']],
+  ['nbd-discard', ['bench/nbd/discard-bench.mjs']],
   ['vault', ['bench/vault/vault-bench.mjs']],
   ['ui', ['bench/ui/ui-bench.mjs']],
 ];
