@@ -6,6 +6,13 @@
  * runs on libuv's thread pool (a punch over many extents can take milliseconds) and calls back
  * with 0 or the errno (EOPNOTSUPP where the file system cannot punch, ENOSYS off Linux).
  * Modes are the kernel's FALLOC_FL_* bits, exported as constants.
+ *
+ *   dataRanges(fd, start, end, callback(errnoOrZero, ranges))
+ *
+ * walks [start, end) with lseek(SEEK_DATA / SEEK_HOLE), also on the thread pool, and calls back
+ * with [offset, length, offset, length, ...] of the ranges holding data (unwritten, preallocated
+ * extents read as zeroes and count as holes, as the kernel reports them). The descriptor's file
+ * position moves; callers use positional I/O only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +22,7 @@
 #ifdef __linux__
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <unistd.h>
 #endif
 
 typedef struct {
@@ -87,6 +95,114 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  napi_async_work work;
+  napi_ref callback;
+  int fd;
+  int64_t start;
+  int64_t end;
+  int64_t *ranges; /* offset, length pairs */
+  size_t count;     /* int64s used */
+  size_t cap;
+  int err;
+} MapRequest;
+
+static int push(MapRequest *r, int64_t offset, int64_t length) {
+  if (r->count + 2 > r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 64;
+    int64_t *grown = realloc(r->ranges, cap * sizeof *grown);
+    if (!grown) return ENOMEM;
+    r->ranges = grown;
+    r->cap = cap;
+  }
+  r->ranges[r->count++] = offset;
+  r->ranges[r->count++] = length;
+  return 0;
+}
+
+static void map_execute(napi_env env, void *data) {
+  (void)env;
+  MapRequest *r = data;
+#if defined(__linux__) && defined(SEEK_DATA)
+  int64_t pos = r->start;
+  while (pos < r->end) {
+    off_t d = lseek(r->fd, (off_t)pos, SEEK_DATA);
+    if (d < 0) {
+      r->err = errno == ENXIO ? 0 : errno; /* ENXIO: no data at or after pos */
+      return;
+    }
+    if (d >= r->end) return;
+    off_t h = lseek(r->fd, d, SEEK_HOLE);
+    if (h < 0) {
+      r->err = errno;
+      return;
+    }
+    if (h <= d) {
+      r->err = EIO; /* a file system answering nonsense: say nothing rather than something wrong */
+      return;
+    }
+    int64_t stop = h < r->end ? (int64_t)h : r->end;
+    if ((r->err = push(r, (int64_t)d, stop - (int64_t)d)) != 0) return;
+    pos = (int64_t)h;
+  }
+#else
+  r->err = ENOSYS;
+#endif
+}
+
+static void map_complete(napi_env env, napi_status status, void *data) {
+  MapRequest *r = data;
+  napi_value cb, global, argv[2];
+  napi_get_reference_value(env, r->callback, &cb);
+  napi_get_global(env, &global);
+  int err = status == napi_ok ? r->err : ECANCELED;
+  napi_create_int32(env, err, &argv[0]);
+  if (err == 0) {
+    napi_create_array_with_length(env, r->count, &argv[1]);
+    for (size_t i = 0; i < r->count; i++) {
+      napi_value v;
+      napi_create_int64(env, r->ranges[i], &v);
+      napi_set_element(env, argv[1], (uint32_t)i, v);
+    }
+  } else {
+    napi_get_null(env, &argv[1]);
+  }
+  napi_delete_reference(env, r->callback);
+  napi_delete_async_work(env, r->work);
+  free(r->ranges);
+  free(r);
+  napi_call_function(env, global, cb, 2, argv, NULL);
+}
+
+static napi_value js_data_ranges(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  int64_t start, end;
+  napi_valuetype cbType = napi_undefined;
+  if (argc >= 4) napi_typeof(env, argv[3], &cbType);
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &start) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &end) != napi_ok || cbType != napi_function || fd < 0 || start < 0 || end < start) {
+    napi_throw_type_error(env, NULL, "dataRanges(fd, start, end, callback): integers with 0 <= start <= end, callback a function");
+    return NULL;
+  }
+  MapRequest *r = calloc(1, sizeof *r);
+  if (!r) {
+    napi_throw_error(env, NULL, "dataRanges: out of memory");
+    return NULL;
+  }
+  r->fd = fd;
+  r->start = start;
+  r->end = end;
+  napi_value name;
+  napi_create_string_utf8(env, "holdfast.dataRanges", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[3], 1, &r->callback);
+  napi_create_async_work(env, NULL, name, map_execute, map_complete, r, &r->work);
+  napi_queue_async_work(env, r->work);
+  return NULL;
+}
+
 static void constant(napi_env env, napi_value exports, const char *name, int32_t value) {
   napi_value v;
   napi_create_int32(env, value, &v);
@@ -97,6 +213,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, js_fallocate, NULL, &fn);
   napi_set_named_property(env, exports, "fallocate", fn);
+  napi_create_function(env, "dataRanges", NAPI_AUTO_LENGTH, js_data_ranges, NULL, &fn);
+  napi_set_named_property(env, exports, "dataRanges", fn);
 #ifdef __linux__
   constant(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);
   constant(env, exports, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src-main/engine/vault/backup-writer';
-import { nativeFallocate } from '../../src-main/engine/env/native-fs';
+import { nativeFs } from '../../src-main/engine/env/native-fs';
 import { ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
 import { NBD_CMD_FLAG_DF, NBD_CMD_READ, NBD_CMD_WRITE } from '../../src-main/nbd/protocol';
 import { replyBuffers } from '../../src-main/nbd/reply-buffers';
@@ -280,7 +280,7 @@ describe('block status of engine volumes with real clients', () => {
   }, 120_000);
 
   it('qemu-io discard and write-zeroes over data give the image space back (NO_HOLE keeps it) and map as zero at once', async () => {
-    if (!nativeFallocate()) return console.log('skipping: the holdfast-fs addon is not built here; trims write zeroes');
+    if (!nativeFs()) return console.log('skipping: the holdfast-fs addon is not built here; trims write zeroes');
     const disk = path.join(s.dir, 'disk.img');
     const used = () => fs.statSync(disk).blocks * 512;
     await s.engine.api['volume.create']({ name: 'ph', size: 24 * MiB });

@@ -17,6 +17,7 @@ import { parseFilefrag, readAllocation } from '../../src-main/engine/env/filefra
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { UncopiedRangeRule } from '../../src-main/engine/holds/policy';
 import { BlockBitmap } from '../../src-main/engine/volumes/block-bitmap';
+import { CellStates } from '../../src-main/engine/volumes/cell-states';
 import { classifyCells, ExtentList, STATUS_SCAN_MAX, ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
 import { openTestVolume, readImage, useTempDirs } from '../engine/helpers';
 
@@ -52,6 +53,37 @@ describe('classifyCells and ExtentList', () => {
     expect(classifyCells(buf, at, one), 'the second state does not fit one extent').toBe(-1);
     expect(one.extents).toEqual([{ length: 48 * KiB, hole: false, zero: true }]);
     expect(() => new ExtentList(0)).toThrow();
+  });
+});
+
+describe('CellStates.reportKnown', () => {
+  it('pushes one extent per run of known cells, stops at the first unknown cell, and at the extent limit', () => {
+    const cells = new CellStates(16 * ZERO_CELL + 1000); // a partial last cell
+    cells.observedZero(0, 4 * ZERO_CELL);
+    cells.written(4 * ZERO_CELL, 10); // cell 4 data
+    cells.observedZero(5 * ZERO_CELL, 3 * ZERO_CELL);
+    cells.observedData(9 * ZERO_CELL, 7 * ZERO_CELL + 1000); // cell 8 unknown, 9.. data
+    const out = new ExtentList(10);
+    // From inside cell 1: a partial first run.
+    expect(cells.reportKnown(ZERO_CELL + 100, 16 * ZERO_CELL, out)).toBe(8 * ZERO_CELL);
+    expect(out.extents.map((e) => [e.length, e.zero])).toEqual([
+      [3 * ZERO_CELL - 100, true],
+      [ZERO_CELL, false],
+      [3 * ZERO_CELL, true],
+    ]);
+    const rest = new ExtentList(10);
+    expect(cells.reportKnown(9 * ZERO_CELL, 16 * ZERO_CELL + 1000, rest), 'to the volume end').toBe(16 * ZERO_CELL + 1000);
+    expect(rest.extents).toEqual([{ length: 7 * ZERO_CELL + 1000, hole: false, zero: false }]);
+    expect(cells.reportKnown(8 * ZERO_CELL, 9 * ZERO_CELL, new ExtentList(1)), 'an unknown first cell').toBe(8 * ZERO_CELL);
+    const one = new ExtentList(1);
+    expect(cells.reportKnown(0, 8 * ZERO_CELL, one), 'REQ_ONE: full after the first run').toBe(-1);
+    expect(one.extents).toEqual([{ length: 4 * ZERO_CELL, hole: false, zero: true }]);
+    const end = new ExtentList(2);
+    expect(cells.reportKnown(2 * ZERO_CELL, 5 * ZERO_CELL, end), 'a window ending in a run').toBe(5 * ZERO_CELL);
+    expect(end.extents.map((e) => [e.length, e.zero])).toEqual([
+      [2 * ZERO_CELL, true],
+      [ZERO_CELL, false],
+    ]);
   });
 });
 

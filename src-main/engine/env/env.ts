@@ -46,9 +46,10 @@ export interface BlockFile {
    */
   allocatedBytes?(): number | null;
   /**
-   * The file's allocated ranges in offset order, as the filesystem maps them (FIEMAP): the rest
-   * are holes; `zero` marks unwritten (preallocated) ranges, which read as zeroes. null where the
-   * filesystem or platform does not say.
+   * The file's allocated ranges in offset order, as the filesystem maps them (SEEK_DATA /
+   * SEEK_HOLE, or FIEMAP): the rest are holes; `zero` marks unwritten (preallocated) ranges,
+   * which read as zeroes (SEEK_HOLE counts them as holes already). null where the filesystem or
+   * platform does not say.
    */
   allocation?(): Promise<FileRange[] | null>;
   /** Writes all of buf at pos or throws; a short write is retried internally. */

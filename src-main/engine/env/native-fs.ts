@@ -1,11 +1,13 @@
 /**
- * fallocate(2) through the optional `holdfast-fs` Node-API addon (packages/holdfast-fs): Node's
- * fs cannot deallocate part of a file. Built at `npm install` where a C compiler is present; on
- * other platforms, or where the build failed, `nativeFallocate()` is null and callers write
- * zeroes instead. HOLDFAST_NO_NATIVE_FS=1 turns it off (tests of that path).
+ * File-system calls Node's fs lacks, through the optional `holdfast-fs` Node-API addon
+ * (packages/holdfast-fs): fallocate (deallocate or zero part of a file) and lseek(SEEK_DATA /
+ * SEEK_HOLE) (where a file has data). Built at `npm install` where a C compiler is present; on
+ * other platforms, or where the build failed, `nativeFs()` is null and callers write zeroes
+ * and read `filefrag` instead. HOLDFAST_NO_NATIVE_FS=1 turns it off (tests of that path).
  */
 interface Binding {
   fallocate(fd: number, mode: number, offset: number, length: number, done: (errno: number) => void): void;
+  dataRanges(fd: number, start: number, end: number, done: (errno: number, ranges: number[] | null) => void): void;
   FALLOC_FL_KEEP_SIZE: number;
   FALLOC_FL_PUNCH_HOLE: number;
   FALLOC_FL_ZERO_RANGE: number;
@@ -16,15 +18,21 @@ interface Binding {
 /** How a range is made to read as zeroes: deallocated (a hole) or zeroed in place, still allocated. */
 export type ZeroMode = 'punch' | 'allocate';
 
-export interface Fallocate {
-  /** 0 on success, else the errno; `unsupported(errno)` tells whether the file system lacks the mode. */
+export interface NativeFs {
+  /** fallocate: 0 on success, else the errno; `unsupported(errno)` tells whether the file system lacks the mode. */
   zero(fd: number, mode: ZeroMode, offset: number, length: number): Promise<number>;
   unsupported(errno: number): boolean;
+  /**
+   * The ranges of [start, end) holding data, in offset order, as [offset, length] pairs (holes
+   * and unwritten extents read as zeroes and are left out); null where the file system or the
+   * call failed. A file system without SEEK_DATA reports all of it as data.
+   */
+  dataRanges(fd: number, start: number, end: number): Promise<Array<[number, number]> | null>;
 }
 
-let loaded: Fallocate | null | undefined;
+let loaded: NativeFs | null | undefined;
 
-function load(): Fallocate | null {
+function load(): NativeFs | null {
   if (process.env.HOLDFAST_NO_NATIVE_FS === '1' || process.platform !== 'linux') return null;
   let b: Binding | null;
   try {
@@ -32,7 +40,7 @@ function load(): Fallocate | null {
   } catch {
     b = null;
   }
-  if (!b || typeof b.fallocate !== 'function') return null;
+  if (!b || typeof b.fallocate !== 'function' || typeof b.dataRanges !== 'function') return null;
   const binding = b;
   const modes: Record<ZeroMode, number> = {
     punch: binding.FALLOC_FL_PUNCH_HOLE | binding.FALLOC_FL_KEEP_SIZE,
@@ -42,11 +50,20 @@ function load(): Fallocate | null {
     zero: (fd, mode, offset, length) => new Promise<number>((res) => binding.fallocate(fd, modes[mode], offset, length, res)),
     // EINVAL too: file systems without a mode answer it on some kernels (and FALLOC_FL_ZERO_RANGE on old ones).
     unsupported: (errno) => errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 22,
+    dataRanges: (fd, start, end) =>
+      new Promise((res) =>
+        binding.dataRanges(fd, start, end, (errno, flat) => {
+          if (errno !== 0 || !flat) return res(null);
+          const out: Array<[number, number]> = [];
+          for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+          res(out);
+        }),
+      ),
   };
 }
 
-/** The addon's fallocate, or null where it is not available (loaded once). */
-export function nativeFallocate(): Fallocate | null {
+/** The addon's calls, or null where it is not available (loaded once). */
+export function nativeFs(): NativeFs | null {
   if (loaded === undefined) loaded = load();
   return loaded;
 }

@@ -6,7 +6,7 @@ import util, { promisify } from 'node:util';
 import { invariant } from '../../../src-shared/errors';
 import { DIRECT_IO_ALIGN, type BlockFile, type Env, type FileRange, type FileStat, type OpenOptions } from './env';
 import { readAllocation } from './filefrag';
-import { nativeFallocate, type ZeroMode } from './native-fs';
+import { nativeFs, type ZeroMode } from './native-fs';
 
 // fs.read/fs.write have custom promisified forms that resolve to objects; wrap the callbacks directly.
 const pread = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
@@ -124,8 +124,15 @@ class NodeBlockFile implements BlockFile {
     return Number.isFinite(blocks) ? blocks * 512 : null;
   }
 
-  allocation(): Promise<FileRange[] | null> {
-    return this.isBlock ? Promise.resolve(null) : readAllocation(this.path);
+  /** lseek(SEEK_DATA / SEEK_HOLE) through the addon where it is built, else `filefrag` (a process). */
+  async allocation(): Promise<FileRange[] | null> {
+    if (this.isBlock) return null;
+    const native = nativeFs();
+    if (native) {
+      const ranges = await native.dataRanges(this.fd, 0, (await ffstat(this.fd)).size);
+      if (ranges) return ranges.map(([offset, length]) => ({ offset, length, zero: false }));
+    }
+    return readAllocation(this.path);
   }
 
   async readUncached(buf: Buffer, pos: number): Promise<number> {
@@ -196,7 +203,7 @@ class NodeBlockFile implements BlockFile {
   }
 
   async zeroRange(pos: number, len: number, mode: ZeroMode): Promise<boolean> {
-    const fa = nativeFallocate();
+    const fa = nativeFs();
     if (this.isBlock || !fa || this.cannot.has(mode) || len <= 0) return false;
     const err = await fa.zero(this.fd, mode, pos, len);
     if (err === 0) return true; // KEEP_SIZE: the file's size is unchanged (reads past the end are zeroes)

@@ -130,6 +130,38 @@ export class CellStates {
     return runs;
   }
 
+  /**
+   * Pushes the states of [offset, end) to `out` one run at a time, up to the first cell not
+   * known: returns where it stopped (`end` when every cell was known, else the start of the
+   * first unknown cell, cell-aligned), or -1 when `out` filled up. Nothing is pushed for the
+   * unknown cell, so a scan can go on from there.
+   */
+  reportKnown(offset: number, end: number, out: ExtentList): number {
+    const zero = this.zero.bits;
+    const data = this.data.bits;
+    let pos = offset;
+    let c = Math.floor(pos / ZERO_CELL);
+    let runStart = pos;
+    let runZero = false;
+    let inRun = false;
+    while (pos < end) {
+      const z = (zero[c >> 3]! >> (c & 7)) & 1;
+      const known = z === 1 || ((data[c >> 3]! >> (c & 7)) & 1) === 1;
+      if (!known) break;
+      const isZero = z === 1;
+      if (inRun && isZero !== runZero) {
+        if (!out.push(pos - runStart, runZero)) return -1;
+        runStart = pos;
+      }
+      runZero = isZero;
+      inRun = true;
+      c++;
+      pos = Math.min(end, c * ZERO_CELL);
+    }
+    if (inRun && !out.push(pos - runStart, runZero)) return -1;
+    return pos;
+  }
+
   /** Pushes the known states of [offset, offset + length) to `out`; false when it filled up. */
   report(offset: number, length: number, out: ExtentList): boolean {
     invariant(this.known(offset, length), 'only known cells are reported');

@@ -306,6 +306,8 @@ export class LiveVolume implements BlockExport {
   private readonly cells: CellStates;
   /** Per device: the filesystem's allocation map of its file, read into `cells` once (block status). */
   private readonly allocationLoads = new Map<number, Promise<void>>();
+  /** Devices whose allocationLoads entry has settled. */
+  private readonly allocationLoaded = new Set<number>();
 
   private constructor(
     private readonly cfg: LiveVolumeConfig,
@@ -837,16 +839,31 @@ export class LiveVolume implements BlockExport {
   async blockStatus(offset: number, length: number, maxExtents = Number.MAX_SAFE_INTEGER): Promise<AllocationExtent[]> {
     this.checkBounds(offset, length);
     const holey = new Set<number>();
+    let plain = false; // some of the range is on a device file without holes
     try {
-      for (const p of this.pieces(offset, length)) if (hasHoles(p.file)) holey.add(p.deviceId);
-      await inTime(Promise.all([...holey].map((id) => this.loadAllocation(id))), null);
+      for (const p of this.pieces(offset, length)) {
+        if (holey.has(p.deviceId)) continue;
+        if (hasHoles(p.file)) holey.add(p.deviceId);
+        else plain = true;
+      }
+      // Once a device's map is in (the usual case), no wait: a walk over a volume (qemu-img map
+      // asks for one extent at a time) costs microseconds per request.
+      let waits: Promise<void>[] | null = null;
+      for (const id of holey) if (!this.allocationLoaded.has(id)) (waits ??= []).push(this.loadAllocation(id));
+      if (waits) await inTime(Promise.all(waits), null);
       return await scanBlockStatus(
         {
           cells: this.cells,
-          onHoleyFiles: (pos, len) => {
-            for (const p of this.pieces(pos, len)) if (holey.has(p.deviceId)) return true;
-            return false;
-          },
+          // Without walking the extents where the answer is the same everywhere (one device, or all alike).
+          onHoleyFiles:
+            holey.size === 0
+              ? () => false
+              : !plain
+                ? () => true
+                : (pos, len) => {
+                    for (const p of this.pieces(pos, len)) if (holey.has(p.deviceId)) return true;
+                    return false;
+                  },
           cachedLately: (pos, len) => this.recent.recent(pos, len, CACHED_GUESS_MS),
           readVisible: (pos, buf, uncached) => this.readVisible(pos, buf, uncached),
         },
@@ -914,12 +931,17 @@ export class LiveVolume implements BlockExport {
     let p = this.allocationLoads.get(deviceId);
     if (!p) {
       const file = this.cfg.fileFor(deviceId);
-      p = (file.allocation?.() ?? Promise.resolve(null)).then(
-        (ranges) => {
-          if (ranges && !this.closed) this.cells.learnFileMap(this.extents.filter((e) => e.deviceId === deviceId), ranges);
-        },
-        () => undefined,
-      );
+      const loading: Promise<void> = (file.allocation?.() ?? Promise.resolve(null))
+        .then(
+          (ranges) => {
+            if (ranges && !this.closed) this.cells.learnFileMap(this.extents.filter((e) => e.deviceId === deviceId), ranges);
+          },
+          () => undefined,
+        )
+        .then(() => {
+          if (this.allocationLoads.get(deviceId) === loading) this.allocationLoaded.add(deviceId);
+        });
+      p = loading;
       this.allocationLoads.set(deviceId, p);
     }
     return p;
@@ -1430,6 +1452,7 @@ export class LiveVolume implements BlockExport {
     this.cbt = this.cbt.resized(newSize);
     this.cells.resize(newSize);
     this.allocationLoads.clear();
+    this.allocationLoaded.clear();
     this.learnHolesSoon(); // the new extents too
   }
 

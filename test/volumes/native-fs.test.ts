@@ -1,5 +1,8 @@
 /**
- * Write-zeroes and trims make ranges read as zeroes with fallocate (the `holdfast-fs` addon)
+ * The `holdfast-fs` addon's calls as the engine uses them. A file's allocation map comes from
+ * lseek(SEEK_DATA / SEEK_HOLE): holes and unwritten extents read as zeroes, dirty data not yet
+ * placed counts as data — the same answer as filefrag's FIEMAP, without a process.
+ * Write-zeroes and trims make ranges read as zeroes with fallocate
  * instead of writing zeroes: a trim gives the device image's space back (a hole), write-zeroes
  * with NO_HOLE keeps it allocated, partial blocks are zeroed exactly, and where a file system
  * refuses a mode (tmpfs has no FALLOC_FL_ZERO_RANGE) zeroes are written instead. A volume that
@@ -7,12 +10,13 @@
  * a deleted volume's space in an image file goes back to the file system.
  */
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Engine } from '../../src-main/engine/engine';
 import { FaultyEnv } from '../../src-main/engine/env/faulty-env';
-import { nativeFallocate } from '../../src-main/engine/env/native-fs';
+import { nativeFs } from '../../src-main/engine/env/native-fs';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { readAllocation } from '../../src-main/engine/env/filefrag';
 import { ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
@@ -25,7 +29,7 @@ const MiB = 1 << 20;
 const allocated = (p: string) => fs.statSync(p).blocks * 512;
 
 function noAddon(): string | null {
-  return nativeFallocate() ? null : 'the holdfast-fs addon is not built here (no C compiler at npm install, or not Linux)';
+  return nativeFs() ? null : 'the holdfast-fs addon is not built here (no C compiler at npm install, or not Linux)';
 }
 
 /** A directory on tmpfs (/dev/shm), or null where there is none. */
@@ -36,6 +40,43 @@ function tmpfsDir(): string | null {
     return null;
   }
 }
+
+describe('BlockFile.allocation', () => {
+  it('maps data, holes and unwritten extents by SEEK_DATA / SEEK_HOLE, as filefrag does, also for dirty data not yet placed', async () => {
+    const why = noAddon();
+    if (why) return console.log(`skipping: ${why}`);
+    const d = mk();
+    const p = path.join(d, 'f.img');
+    fs.writeFileSync(p, Buffer.alloc(0));
+    fs.truncateSync(p, 64 * MiB);
+    const fd = fs.openSync(p, 'r+');
+    fs.writeSync(fd, crypto.randomBytes(MiB), 0, MiB, 8 * MiB);
+    fs.writeSync(fd, crypto.randomBytes(4 * KiB), 0, 4 * KiB, 63 * MiB);
+    fs.fsyncSync(fd);
+    fs.writeSync(fd, crypto.randomBytes(8 * KiB), 0, 8 * KiB, 20 * MiB); // dirty: delayed allocation
+    fs.closeSync(fd);
+    execFileSync('fallocate', ['-o', String(30 * MiB), '-l', String(2 * MiB), p]); // unwritten: reads as zeroes
+    const f = await new NodeEnv().open(p);
+    try {
+      const map = await f.allocation!();
+      expect(map).toEqual([
+        { offset: 8 * MiB, length: MiB, zero: false },
+        { offset: 20 * MiB, length: 8 * KiB, zero: false },
+        { offset: 63 * MiB, length: 4 * KiB, zero: false },
+      ]);
+      const ff = await readAllocation(p);
+      if (ff) expect(ff.filter((r) => !r.zero), "filefrag's data ranges").toEqual(map);
+      const native = nativeFs()!;
+      expect(await native.dataRanges((f as unknown as { fd: number }).fd, 8 * MiB + 4096, 20 * MiB + 4096), 'a window').toEqual([
+        [8 * MiB + 4096, MiB - 4096],
+        [20 * MiB, 4096],
+      ]);
+      expect(await native.dataRanges((f as unknown as { fd: number }).fd, 32 * MiB, 63 * MiB), 'no data there').toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
+});
 
 describe('BlockFile.zeroRange', () => {
   it('punches a hole or zeroes in place, exactly over unaligned edges; the size and the bytes around stay', async () => {
