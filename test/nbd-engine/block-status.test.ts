@@ -232,7 +232,7 @@ describe('block status of engine volumes with real clients', () => {
     expect(m.stats.zeroChunks).toBe(64 * MiB / vault.chunkSize - 1);
   }, 60_000);
 
-  it('a restore into a new volume leaves its zero regions unwritten; over a used volume it writes them', async () => {
+  it('a restore into a new volume leaves its zero regions unwritten; over a used volume it zeroes them (holes where the addon punches)', async () => {
     await s.engine.api['volume.create']({ name: 'rs-src', size: 64 * MiB });
     const data = crypto.randomBytes(2 * MiB);
     await s.engine.volume('rs-src').write(10 * MiB, data);
@@ -246,8 +246,11 @@ describe('block status of engine volumes with real clients', () => {
     // Over a volume full of other bytes: every zero region is written.
     await s.engine.api['volume.create']({ name: 'rs-used', size: 64 * MiB });
     await s.engine.volume('rs-used').write(0, crypto.randomBytes(64 * MiB));
+    await s.engine.volume('rs-used').flush();
+    const full = fs.statSync(disk).blocks * 512;
     await s.engine.api['restore.start']({ id: b.snapshotId!, toVolume: 'rs-used', confirm: 'rs-used' });
     expect((await s.engine.volume('rs-used').read(0, 64 * MiB)).equals(want)).toBe(true);
+    if (nativeFs()) expect(full - fs.statSync(disk).blocks * 512, 'the zero regions are holes again').toBeGreaterThanOrEqual(48 * MiB);
   }, 120_000);
 
   it('write-zeroes and trims over zeroes the volume knows leave its image unwritten: a whole-volume discard, a sparse import', async () => {

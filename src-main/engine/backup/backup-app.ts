@@ -273,13 +273,20 @@ export class BackupApp {
         this.host.revokeExports(vol.name); // its NBD clients are disconnected first
       } else vol = await this.host.createVolume(i.toVolume, m.size);
       // Zero regions go only where the volume does not read as zeroes already (a new volume on a
-      // sparse image stays sparse).
+      // sparse image stays sparse), and there as write-zeroes (holes where the image allows).
       await vol.holesLearnt();
       await this.withWorkers(vault, (workers) =>
         restoreSnapshot(
           vault,
           m.id,
-          { size: vol.size(), sparse: false, readsZero: (o, l) => vol.readsZero(o, l), write: (o, b) => vol.write(o, b), flush: () => vol.flush() },
+          {
+            size: vol.size(),
+            sparse: false,
+            readsZero: (o, l) => vol.readsZero(o, l),
+            zero: (o, l) => vol.writeZeroes(o, l),
+            write: (o, b) => vol.write(o, b),
+            flush: () => vol.flush(),
+          },
           { workers },
         ),
       );

@@ -30,6 +30,12 @@ export interface RestoreTarget {
    * known without I/O (a volume's holes): a zero region there is not written.
    */
   readsZero?(offset: number, length: number): boolean;
+  /**
+   * For a target that is not sparse: makes [offset, offset + length) read as zeroes without
+   * writing zero bytes (a volume's write-zeroes, which punches a hole where its image file
+   * allows). Without it, zero regions are written as zeroes.
+   */
+  zero?(offset: number, length: number): Promise<void>;
   /** True when writes to disjoint ranges may be in flight together (positional writes to a file); false keeps them in order, one at a time. */
   concurrentWrites?: boolean;
 }
@@ -71,7 +77,10 @@ export async function restoreSnapshot(vault: Vault, id: string, target: RestoreT
     const grain = target.sparse ? SPARSE_GRAIN : 0;
     await forEachRegion(reader, workers, { ahead, zeroGrain: grain, signal: opts.signal }, async ({ offset, length, data, zeroPieces }) => {
       if (data === null) {
-        if (zero && !target.readsZero?.(offset, length)) await target.write(offset, length === zero.length ? zero : zero.subarray(0, length));
+        if (zero && !target.readsZero?.(offset, length)) {
+          if (target.zero) await target.zero(offset, length);
+          else await target.write(offset, length === zero.length ? zero : zero.subarray(0, length));
+        }
       } else if (!target.sparse) await target.write(offset, data);
       else await writeSkippingZeroes(target, offset, data, zeroPieces!, grain);
       done += length;
