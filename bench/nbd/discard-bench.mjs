@@ -3,6 +3,7 @@
 // disk) served by Holdfast (`holdfast nbd`, the image adopted 1:1 as a volume), `qemu-nbd
 // --discard=unmap` and `nbdkit file`, the same clients in the same run:
 //   - qemu-io `discard 0 1G` (what `blkdiscard`, `fstrim` and `mkfs` send),
+//   - mkfs.ext4 on the volume through nbdfuse (a reformat: discard everything, write metadata),
 //   - nbdcopy of a sparse image (64 MiB of data in 16 pieces) over the used volume: the data
 //     written, the holes sent as write-zeroes (a VM disk restored or re-imaged in place).
 // Each measurement starts its server afresh on a freshly filled image (Holdfast warmed up on
@@ -112,6 +113,26 @@ const rows = [
       const s = await timed(() => sh('qemu-io', ['-f', 'raw', uri(n), '-c', `discard 0 ${sizeMiB}M`]));
       await sh('qemu-io', ['-f', 'raw', uri(n), '-c', `read -P 0 0 ${sizeMiB}M`]);
       return s;
+    },
+  },
+  {
+    // mkfs discards the whole device first (nbdfuse turns the file's fallocate into NBD trims),
+    // then writes its metadata; e2fsck checks the result.
+    id: 'mkfs.ext4 over nbdfuse',
+    run: async (n) => {
+      const mnt = path.join(dir, 'fuse');
+      fs.mkdirSync(mnt, { recursive: true });
+      const file = path.join(mnt, 'vol');
+      const fuse = spawn('nbdfuse', [file, uri(n)], { stdio: 'ignore' });
+      try {
+        for (let i = 0; i < 200 && !fs.existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+        const s = await timed(() => sh('mkfs.ext4', ['-q', '-F', file]));
+        await sh('e2fsck', ['-fn', file]);
+        return s;
+      } finally {
+        await sh('fusermount3', ['-u', mnt]).catch(() => sh('fusermount', ['-u', mnt]));
+        if (fuse.exitCode === null) await new Promise((r) => fuse.once('exit', r));
+      }
     },
   },
   {

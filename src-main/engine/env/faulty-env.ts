@@ -2,7 +2,8 @@
  * A fault-injecting Env for tests (LevelDB's FaultInjectionTestEnv): wraps a real Env and,
  * by rule, fails or damages file operations — EIO, ENOSPC, short writes, torn writes, and
  * "crash after N bytes" (every write past the budget is silently dropped, as if the
- * machine stopped). Production code cannot tell it from the real Env.
+ * machine stopped), and a power loss that undoes what was written since each file's last
+ * datasync (trackUnsynced, powerLoss). Production code cannot tell it from the real Env.
  */
 import type { BlockFile, Env, FileRange, FileStat, OpenOptions, ZeroMode } from './env';
 
@@ -36,8 +37,31 @@ export class FaultyEnv implements Env {
   /** Bytes that may still be written before the simulated crash; null = no crash planned. */
   private crashBudget: number | null = null;
   crashed = false;
+  /** Files written since their last datasync, while trackUnsynced is on; null when off. */
+  private unsynced: Set<FaultyFile> | null = null;
 
   constructor(private readonly inner: Env) {}
+
+  /** From now on, every write remembers the bytes it replaced until its file is synced (for powerLoss). */
+  trackUnsynced(): void {
+    this.unsynced ??= new Set();
+  }
+
+  /** Where writes register their file while trackUnsynced is on. */
+  unsyncedFiles(): Set<FaultyFile> | null {
+    return this.unsynced;
+  }
+
+  /**
+   * A power loss: the writes since each file's last datasync are undone (and files cut back to
+   * their synced size), except in files `kept` names — their dirty pages had reached the disk
+   * anyway, as the kernel's writeback may do in any order. Nothing is written afterwards.
+   */
+  async powerLoss(kept: (path: string) => boolean = () => false): Promise<void> {
+    this.crashed = true;
+    for (const f of this.unsynced ?? []) if (!kept(f.path)) await f.undoUnsynced();
+    this.unsynced?.clear();
+  }
 
   inject(rule: FaultRule): void {
     this.rules.push({ ...rule, seen: 0, fired: 0 });
@@ -131,10 +155,38 @@ export class FaultyEnv implements Env {
 }
 
 class FaultyFile implements BlockFile {
+  /** What unsynced writes replaced, oldest first, and the size at the last sync (powerLoss). */
+  private undo: Array<{ pos: number; old: Buffer }> = [];
+  private syncedSize = -1;
   constructor(
     private readonly f: BlockFile,
     private readonly env: FaultyEnv,
   ) {}
+  /** Before a write of [pos, pos + len) lands: keeps the bytes it replaces, while tracking. */
+  private remember(pos: number, len: number): void {
+    const files = this.env.unsyncedFiles();
+    if (!files || len <= 0) return;
+    if (this.syncedSize < 0) this.syncedSize = this.f.size();
+    const old = Buffer.alloc(len);
+    const n = this.f.readSync(old, pos);
+    this.undo.push({ pos, old: old.subarray(0, n) });
+    files.add(this);
+  }
+  /** A datasync that began when `undone` writes were remembered and the file had `size` bytes completed. */
+  private synced(undone: number, size: number): void {
+    this.undo.splice(0, undone); // writes during the sync are not covered by it
+    this.syncedSize = this.undo.length > 0 ? size : -1;
+    if (this.undo.length === 0) this.env.unsyncedFiles()?.delete(this);
+  }
+  async undoUnsynced(): Promise<void> {
+    for (let i = this.undo.length - 1; i >= 0; i--) {
+      const u = this.undo[i]!;
+      if (u.old.length > 0) this.f.writeSync(u.old, u.pos);
+    }
+    if (this.syncedSize >= 0 && this.f.size() > this.syncedSize) await this.f.truncate(this.syncedSize);
+    this.undo = [];
+    this.syncedSize = -1;
+  }
   get path(): string {
     return this.f.path;
   }
@@ -178,11 +230,13 @@ class FaultyFile implements BlockFile {
   }
   async write(buf: Buffer, pos: number): Promise<void> {
     const { keep, error } = this.plan(buf.length);
+    this.remember(pos, keep);
     if (keep > 0) await this.f.write(keep === buf.length ? buf : buf.subarray(0, keep), pos);
     if (error) throw error;
   }
   writeSync(buf: Buffer, pos: number): void {
     const { keep, error } = this.plan(buf.length);
+    this.remember(pos, keep);
     if (keep > 0) this.f.writeSync(keep === buf.length ? buf : buf.subarray(0, keep), pos);
     if (error) throw error;
   }
@@ -196,12 +250,16 @@ class FaultyFile implements BlockFile {
     const r = this.env.match('datasync', this.path);
     if (r) throw errno(r.error ?? 'EIO', 'fdatasync', this.path);
     if (this.env.crashed) return;
-    return this.f.datasync();
+    const [undone, size] = [this.undo.length, this.f.size()];
+    await this.f.datasync();
+    this.synced(undone, size);
   }
   datasyncSync(): void {
     const r = this.env.match('datasync', this.path);
     if (r) throw errno(r.error ?? 'EIO', 'fdatasync', this.path);
-    if (!this.env.crashed) this.f.datasyncSync();
+    if (this.env.crashed) return;
+    this.f.datasyncSync();
+    this.synced(this.undo.length, this.f.size());
   }
   async truncate(len: number): Promise<void> {
     const r = this.env.match('truncate', this.path);
@@ -213,6 +271,7 @@ class FaultyFile implements BlockFile {
     const { keep, error } = this.plan(len);
     if (error) throw error;
     if (keep < len) return true; // lost in the crash, like a write past the budget
+    this.remember(pos, len);
     return this.f.zeroRange(pos, len, mode);
   }
   close(): Promise<void> {

@@ -471,7 +471,10 @@ export class LiveVolume implements BlockExport {
       report.redone++;
     }
     await journal.ready();
-    if (redo.length > 0) journal.appendApplied(redo.map((r) => r.seq));
+    if (redo.length > 0) {
+      await v.syncDevices(); // the redone bytes are durable before the record that says so
+      journal.appendApplied(redo.map((r) => r.seq));
+    }
     if (active !== null) {
       // The backup application died with the flag set: fail it, drop the flag, keep its changes.
       report.interruptedBackupId = active;
@@ -1181,6 +1184,12 @@ export class LiveVolume implements BlockExport {
       // The entries stay queued (reads see them, overlapping writes wait) until the batch's
       // APPLIED record is staged.
       wroteSync = await this.writeBatch(writes, wroteSync);
+      // The APPLIED record tells recovery not to redo these writes from the journal's DATA
+      // records. It may reach the disk at any time once staged (the next FLUSH syncs the journal,
+      // the kernel writes dirty journal pages back), so the writes must be durable on the device
+      // first: otherwise a power loss can keep the record and lose the device's bytes, and a
+      // write a FLUSH had made durable (ack mode journal) is gone.
+      if (this.cfg.ackMode === 'journal' && writes.length > 0) await this.syncDevices();
       const prep = this.journal.prepareAppend();
       if (prep) await prep;
       // Staged, not written at once: it reaches the file with (or before) the record of any
