@@ -332,6 +332,8 @@ export class VolumeJournal {
 
   /** Every record with seq ≤ this is in the file (staged ones are not). */
   committedSeq = 0;
+  /** Records up to this seq were in the files when a sync of them completed: durable. */
+  durableSeq = 0;
 
   /** A failed batch: the volume undoes what it queued for these seqs. */
   onCommitFailed: ((firstSeq: number, lastSeq: number, err: Error) => void) | null = null;
@@ -414,11 +416,13 @@ export class VolumeJournal {
         continue;
       }
       const gen = this.appendedGen;
+      const seq = this.committedSeq; // every record up to it is in the files now
       const dirty = this.segments.filter((s) => !s.synced && s.file);
       for (const s of dirty) s.synced = true; // appends after this point mark it dirty again
       this.syncing = Promise.all(dirty.map((s) => s.file.datasync()))
         .then(() => {
           this.syncedGen = Math.max(this.syncedGen, gen);
+          this.durableSeq = Math.max(this.durableSeq, seq);
         })
         .catch((e) => {
           for (const s of dirty) s.synced = false;

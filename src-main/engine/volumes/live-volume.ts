@@ -1186,10 +1186,12 @@ export class LiveVolume implements BlockExport {
       wroteSync = await this.writeBatch(writes, wroteSync);
       // The APPLIED record tells recovery not to redo these writes from the journal's DATA
       // records. It may reach the disk at any time once staged (the next FLUSH syncs the journal,
-      // the kernel writes dirty journal pages back), so the writes must be durable on the device
-      // first: otherwise a power loss can keep the record and lose the device's bytes, and a
-      // write a FLUSH had made durable (ack mode journal) is gone.
-      if (this.cfg.ackMode === 'journal' && writes.length > 0) await this.syncDevices();
+      // the kernel writes dirty journal pages back), so where a FLUSH (or FUA) has made one of
+      // them durable in the journal (ack mode journal), the device is synced first: otherwise a
+      // power loss can keep the record, lose the device's bytes, and lose a write promised
+      // durable. Writes not flushed yet carry no such promise until the next FLUSH completes,
+      // and that one syncs the device too.
+      if (this.cfg.ackMode === 'journal' && batch.some((w) => w.seq <= this.journal.durableSeq)) await this.syncDevices();
       const prep = this.journal.prepareAppend();
       if (prep) await prep;
       // Staged, not written at once: it reaches the file with (or before) the record of any
