@@ -160,6 +160,15 @@ export class Catalog {
     }
   }
 
+  /** Statements by SQL text, prepared once (every statement here is a literal): preparing one costs more than most of these queries. */
+  private readonly statements = new Map<string, Database.Statement<unknown[]>>();
+  private sql(text: string): Database.Statement<unknown[]> {
+    let st = this.statements.get(text);
+    if (!st) this.statements.set(text, (st = this.db.prepare(text)));
+    return st;
+  }
+
+
   private static openUnchecked(path: string, opts: CatalogOptions): Catalog {
     const dbOpts: Database.Options = opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {};
     if (fs.existsSync(path)) {
@@ -221,8 +230,7 @@ export class Catalog {
 
   addDevice(d: NewDevice): DeviceRecord {
     try {
-      const info = this.db
-        .prepare('INSERT INTO devices (path, kind, size, data_start, label_uuid, added_at) VALUES (?, ?, ?, ?, ?, ?)')
+      const info = this.sql('INSERT INTO devices (path, kind, size, data_start, label_uuid, added_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(d.path, d.kind, d.size, d.dataStart, d.labelUuid, new Date().toISOString());
       return this.getDevice(Number(info.lastInsertRowid))!;
     } catch (e) {
@@ -232,20 +240,20 @@ export class Catalog {
   }
 
   listDevices(): DeviceRecord[] {
-    return (this.db.prepare('SELECT * FROM devices ORDER BY id').all() as DeviceRow[]).map(toDevice);
+    return (this.sql('SELECT * FROM devices ORDER BY id').all() as DeviceRow[]).map(toDevice);
   }
 
   /** By id (number) or exact path (string); null when unknown. */
   getDevice(idOrPath: number | string): DeviceRecord | null {
     const row =
       typeof idOrPath === 'number'
-        ? (this.db.prepare('SELECT * FROM devices WHERE id = ?').get(idOrPath) as DeviceRow | undefined)
-        : (this.db.prepare('SELECT * FROM devices WHERE path = ?').get(idOrPath) as DeviceRow | undefined);
+        ? (this.sql('SELECT * FROM devices WHERE id = ?').get(idOrPath) as DeviceRow | undefined)
+        : (this.sql('SELECT * FROM devices WHERE path = ?').get(idOrPath) as DeviceRow | undefined);
     return row ? toDevice(row) : null;
   }
 
   getDeviceByUuid(uuid: string): DeviceRecord | null {
-    const row = this.db.prepare('SELECT * FROM devices WHERE label_uuid = ?').get(uuid) as DeviceRow | undefined;
+    const row = this.sql('SELECT * FROM devices WHERE label_uuid = ?').get(uuid) as DeviceRow | undefined;
     return row ? toDevice(row) : null;
   }
 
@@ -254,7 +262,7 @@ export class Catalog {
     const d = this.getDevice(id);
     if (!d) throw new HoldfastError('NOT_FOUND', `No device with id ${id}.`);
     try {
-      this.db.prepare('UPDATE devices SET path = ?, size = ?, kind = ? WHERE id = ?').run(change.path ?? d.path, change.size ?? d.size, change.kind ?? d.kind, id);
+      this.sql('UPDATE devices SET path = ?, size = ?, kind = ? WHERE id = ?').run(change.path ?? d.path, change.size ?? d.size, change.kind ?? d.kind, id);
     } catch (e) {
       if (isUniqueViolation(e)) throw new HoldfastError('ALREADY_EXISTS', `${change.path} is already a Holdfast device.`, { path: change.path });
       throw e;
@@ -270,25 +278,25 @@ export class Catalog {
         throw new HoldfastError('IN_USE', `The device holds volumes ${users.map((v) => v.name).join(', ')}; delete them first.`, {
           volumes: users.map((v) => v.name),
         });
-      const info = this.db.prepare('DELETE FROM devices WHERE id = ?').run(id);
+      const info = this.sql('DELETE FROM devices WHERE id = ?').run(id);
       if (info.changes === 0) throw new HoldfastError('NOT_FOUND', `No device with id ${id}.`);
     });
   }
 
   /** Every extent on every device, with its volume id. */
   allExtents(): Array<Extent & { volumeId: number }> {
-    return (this.db.prepare('SELECT * FROM extents ORDER BY device_id, device_offset').all() as ExtentRow[]).map((r) => ({ ...toExtent(r), volumeId: r.volume_id }));
+    return (this.sql('SELECT * FROM extents ORDER BY device_id, device_offset').all() as ExtentRow[]).map((r) => ({ ...toExtent(r), volumeId: r.volume_id }));
   }
 
   volumesOnDevice(deviceId: number): VolumeRecord[] {
-    const ids = this.db.prepare('SELECT DISTINCT volume_id FROM extents WHERE device_id = ? ORDER BY volume_id').pluck().all(deviceId) as number[];
+    const ids = this.sql('SELECT DISTINCT volume_id FROM extents WHERE device_id = ? ORDER BY volume_id').pluck().all(deviceId) as number[];
     return ids.map((id) => this.getVolume(id)!);
   }
 
   // ---------- volumes ----------
 
   private extentsOf(volumeId: number): Extent[] {
-    return (this.db.prepare('SELECT * FROM extents WHERE volume_id = ? ORDER BY volume_offset').all(volumeId) as ExtentRow[]).map(toExtent);
+    return (this.sql('SELECT * FROM extents WHERE volume_id = ? ORDER BY volume_offset').all(volumeId) as ExtentRow[]).map(toExtent);
   }
 
   private toVolume(r: VolumeRow): VolumeRecord {
@@ -297,7 +305,7 @@ export class Catalog {
 
   private insertExtents(volumeId: number, size: number, extents: Extent[]): void {
     let off = 0;
-    const ins = this.db.prepare('INSERT INTO extents (volume_id, volume_offset, device_id, device_offset, length) VALUES (?, ?, ?, ?, ?)');
+    const ins = this.sql('INSERT INTO extents (volume_id, volume_offset, device_id, device_offset, length) VALUES (?, ?, ?, ?, ?)');
     for (const e of extents) {
       invariant(e.volumeOffset === off, `extents of volume ${volumeId} are contiguous`);
       ins.run(volumeId, e.volumeOffset, e.deviceId, e.deviceOffset, e.length);
@@ -315,8 +323,7 @@ export class Catalog {
       let id: number;
       try {
         id = Number(
-          this.db
-            .prepare('INSERT INTO volumes (id, name, size, ack_mode, adopted, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+          this.sql('INSERT INTO volumes (id, name, size, ack_mode, adopted, created_at) VALUES (?, ?, ?, ?, ?, ?)')
             .run(restore?.id ?? null, name, size, ackMode, adopted ? 1 : 0, restore?.createdAt ?? new Date().toISOString()).lastInsertRowid,
         );
       } catch (e) {
@@ -329,21 +336,21 @@ export class Catalog {
   }
 
   listVolumes(): VolumeRecord[] {
-    return (this.db.prepare('SELECT * FROM volumes ORDER BY id').all() as VolumeRow[]).map((r) => this.toVolume(r));
+    return (this.sql('SELECT * FROM volumes ORDER BY id').all() as VolumeRow[]).map((r) => this.toVolume(r));
   }
 
   /** By id (number) or name (string, case-insensitive); null when unknown. */
   getVolume(nameOrId: number | string): VolumeRecord | null {
     const row =
       typeof nameOrId === 'number'
-        ? (this.db.prepare('SELECT * FROM volumes WHERE id = ?').get(nameOrId) as VolumeRow | undefined)
-        : (this.db.prepare('SELECT * FROM volumes WHERE name = ?').get(nameOrId) as VolumeRow | undefined);
+        ? (this.sql('SELECT * FROM volumes WHERE id = ?').get(nameOrId) as VolumeRow | undefined)
+        : (this.sql('SELECT * FROM volumes WHERE name = ?').get(nameOrId) as VolumeRow | undefined);
     return row ? this.toVolume(row) : null;
   }
 
   renameVolume(id: number, newName: string): VolumeRecord {
     try {
-      const info = this.db.prepare('UPDATE volumes SET name = ? WHERE id = ?').run(newName, id);
+      const info = this.sql('UPDATE volumes SET name = ? WHERE id = ?').run(newName, id);
       if (info.changes === 0) throw new HoldfastError('NOT_FOUND', `No volume with id ${id}.`);
     } catch (e) {
       if (isUniqueViolation(e)) throw new HoldfastError('ALREADY_EXISTS', `A volume named "${newName}" already exists.`, { name: newName });
@@ -357,17 +364,17 @@ export class Catalog {
     this.transaction(() => {
       const v = this.getVolume(id);
       if (!v) throw new HoldfastError('NOT_FOUND', `No volume with id ${id}.`);
-      this.db.prepare('DELETE FROM volumes WHERE id = ?').run(id);
-      if (v.adopted) for (const e of v.extents) if (this.volumesOnDevice(e.deviceId).length === 0) this.db.prepare('DELETE FROM devices WHERE id = ?').run(e.deviceId);
+      this.sql('DELETE FROM volumes WHERE id = ?').run(id);
+      if (v.adopted) for (const e of v.extents) if (this.volumesOnDevice(e.deviceId).length === 0) this.sql('DELETE FROM devices WHERE id = ?').run(e.deviceId);
     });
   }
 
   /** Replaces a volume's size and extents (grow) in one transaction. */
   setExtents(volumeId: number, size: number, extents: Extent[]): VolumeRecord {
     return this.transaction(() => {
-      const info = this.db.prepare('UPDATE volumes SET size = ? WHERE id = ?').run(size, volumeId);
+      const info = this.sql('UPDATE volumes SET size = ? WHERE id = ?').run(size, volumeId);
       if (info.changes === 0) throw new HoldfastError('NOT_FOUND', `No volume with id ${volumeId}.`);
-      this.db.prepare('DELETE FROM extents WHERE volume_id = ?').run(volumeId);
+      this.sql('DELETE FROM extents WHERE volume_id = ?').run(volumeId);
       this.insertExtents(volumeId, size, extents);
       return this.getVolume(volumeId)!;
     });
@@ -393,8 +400,7 @@ export class Catalog {
   }
 
   private upsertBackupRow(b: BackupRecord): void {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO backups (id, volume_id, volume_name, policy, vault, state, kind, started_at, ended_at, bytes_done, bytes_total, snapshot_id, error)
          VALUES (@id, @volumeId, @volume, @policy, @vault, @state, @kind, @startedAt, @endedAt, @bytesDone, @bytesTotal, @snapshotId, @error)
          ON CONFLICT(id) DO UPDATE SET volume_id = excluded.volume_id, volume_name = excluded.volume_name, policy = excluded.policy,
@@ -406,22 +412,22 @@ export class Catalog {
 
   /** Newest first. */
   listBackups(): BackupRecord[] {
-    return (this.db.prepare('SELECT * FROM backups ORDER BY started_at DESC, id DESC').all() as BackupRow[]).map(toBackup);
+    return (this.sql('SELECT * FROM backups ORDER BY started_at DESC, id DESC').all() as BackupRow[]).map(toBackup);
   }
 
   getBackup(id: string): BackupRecord | null {
-    const row = this.db.prepare('SELECT * FROM backups WHERE id = ?').get(id) as BackupRow | undefined;
+    const row = this.sql('SELECT * FROM backups WHERE id = ?').get(id) as BackupRow | undefined;
     return row ? toBackup(row) : null;
   }
 
   // ---------- settings ----------
 
   getSetting(key: string): string | null {
-    const v = this.db.prepare('SELECT value FROM settings WHERE key = ?').pluck().get(key) as string | undefined;
+    const v = this.sql('SELECT value FROM settings WHERE key = ?').pluck().get(key) as string | undefined;
     return v ?? null;
   }
 
   setSetting(key: string, value: string): void {
-    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.sql('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 }
