@@ -14,34 +14,17 @@
 //
 //   npm run build && node bench/nbd/discard-bench.mjs
 //   env: DISCARD_BENCH_SIZE_MIB (default 1024), DISCARD_BENCH_ROUNDS (default 3)
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sh, waitForSocket } from './proc.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const sizeMiB = Number(process.env.DISCARD_BENCH_SIZE_MIB ?? 1024);
 const rounds = Number(process.env.DISCARD_BENCH_ROUNDS ?? 3);
 const cli = path.join(root, 'dist/cli.cjs');
-
-function sh(cmd, args, opts = {}) {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: 600_000, maxBuffer: 64 * 1024 * 1024, ...opts }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
-      else resolve(String(stdout));
-    });
-  });
-}
-
-async function waitForSocket(p, proc) {
-  for (let i = 0; i < 400; i++) {
-    if (fs.existsSync(p)) return;
-    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`socket ${p} never appeared`);
-}
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-discard-bench-'));
 const img = path.join(dir, 'disk.img');

@@ -60,6 +60,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sh as run, waitForSocket as waitFor } from './proc.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const runtime = Number(process.env.NBD_BENCH_RUNTIME ?? 10);
@@ -76,23 +77,8 @@ if (!fs.existsSync(serveEntry)) {
   process.exit(2);
 }
 
-function sh(cmd, args, timeoutMs = 300_000) {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
-      else resolve(String(stdout));
-    });
-  });
-}
-
-async function waitForSocket(p, proc) {
-  for (let i = 0; i < 200; i++) {
-    if (fs.existsSync(p)) return;
-    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`socket ${p} never appeared`);
-}
+const sh = (cmd, args, timeoutMs = 300_000) => run(cmd, args, { timeout: timeoutMs });
+const waitForSocket = (p, proc) => waitFor(p, proc, 200);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-nbd-bench-'));
 const img = path.join(dir, 'backing.img');
