@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sh, waitForSocket } from './proc.mjs';
+import { attempt, best, ratio, rotated, secs, sh, stopProcess, timed, waitForSocket } from './proc.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const sizeMiB = Number(process.env.DISCARD_BENCH_SIZE_MIB ?? 1024);
@@ -78,16 +78,6 @@ async function start(name) {
   }
   return p;
 }
-async function stop(p) {
-  const exited = new Promise((r) => p.once('exit', r));
-  p.kill('SIGTERM');
-  await exited;
-}
-async function timed(fn) {
-  const t0 = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
 
 const rows = [
   {
@@ -132,19 +122,14 @@ const results = {};
 try {
   for (let round = 1; round <= rounds; round++) {
     for (const row of rows) {
-      const order = Object.keys(servers);
-      for (let k = 0; k < (round + rows.indexOf(row)) % order.length; k++) order.push(order.shift());
-      for (const name of order) {
+      for (const name of rotated(Object.keys(servers), round + rows.indexOf(row))) {
         await refill();
         const p = await start(name);
         let s;
         try {
-          s = await row.run(name);
-        } catch (e) {
-          s = null;
-          console.error(`round ${round} ${row.id} ${name}: FAILED ${String(e.message).split('\n').filter(Boolean).pop()}`);
+          s = await attempt(`round ${round} ${row.id} ${name}`, () => row.run(name));
         } finally {
-          await stop(p);
+          await stopProcess(p);
         }
         await sh('sync', []);
         const a = allocatedMiB(img);
@@ -159,9 +144,6 @@ try {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-const best = (xs) => (xs.some((x) => x !== null) ? Math.min(...xs.filter((x) => x !== null)) : null);
-const secs = (x) => (x === null ? 'failed' : `${x.toFixed(3)} s`);
-const ratio = (peer, h) => (peer === null || h === null ? '-' : `${(peer / h).toFixed(2)}×`);
 const out = { env: { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, sizeMiB, rounds }, results: {} };
 const table = [];
 for (const row of rows) {

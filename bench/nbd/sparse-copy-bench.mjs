@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sh, waitForSocket } from './proc.mjs';
+import { attempt, best, ratio, rotated, secs, sh, stopProcess, timed, waitForSocket } from './proc.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const sizeMiB = Number(process.env.SPARSE_BENCH_SIZE_MIB ?? 4096);
@@ -60,12 +60,6 @@ const servers = {
 const procs = [];
 const uri = (name) => `nbd+unix:///${servers[name].exportName}?socket=${servers[name].socket}`;
 
-async function timed(fn) {
-  const t0 = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
 const copyOut = path.join(dir, 'copy.img');
 const nbdcopy = (n) => sh('nbdcopy', [uri(n), 'null:']);
 const rows = [
@@ -101,11 +95,6 @@ async function startHoldfast() {
   }
   return p;
 }
-async function stopHoldfast(p) {
-  const exited = new Promise((r) => p.once('exit', r));
-  p.kill('SIGTERM');
-  await exited;
-}
 
 const results = {};
 try {
@@ -118,19 +107,13 @@ try {
   }
   for (let round = 1; round <= rounds; round++) {
     for (const row of rows) {
-      const order = Object.keys(servers);
-      for (let k = 0; k < (round + rows.indexOf(row)) % order.length; k++) order.push(order.shift());
-      for (const name of order) {
+      for (const name of rotated(Object.keys(servers), round + rows.indexOf(row))) {
         const hf = name === 'holdfast' ? await startHoldfast() : null;
         let s;
         try {
-          s = await row.run(name);
-        } catch (e) {
-          // A client that fails against a server is a result too (shown as "failed").
-          s = null;
-          console.error(`round ${round} ${row.id} ${name}: FAILED ${String(e.message).split('\n').filter(Boolean).pop()}`);
+          s = await attempt(`round ${round} ${row.id} ${name}`, () => row.run(name)); // null: shown as "failed"
         } finally {
-          if (hf) await stopHoldfast(hf);
+          if (hf) await stopProcess(hf);
         }
         ((results[row.id] ??= {})[name] ??= []).push(s);
         if (s !== null) console.error(`round ${round} ${row.id} ${name}: ${s.toFixed(3)} s`);
@@ -143,10 +126,6 @@ try {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** The shortest time, or null when every round failed. */
-const best = (xs) => (xs.some((x) => x !== null) ? Math.min(...xs.filter((x) => x !== null)) : null);
-const secs = (x) => (x === null ? 'failed' : `${x.toFixed(3)} s`);
-const ratio = (peer, h) => (peer === null || h === null ? '-' : `${(peer / h).toFixed(2)}×`);
 const table = [];
 const out = { env: { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, sizeMiB, dataMiB, allocatedMiB: Math.round(allocatedMiB), rounds }, results: {} };
 for (const row of rows) {
