@@ -7,6 +7,11 @@
 // Runs on the user's machine at `npm start` / `npm run dist`. Tries the project's prebuilt
 // Electron binary first (prebuild-install, no compiler needed), then compiles with node-gyp
 // against Electron's headers. Skips the work when the stamp says this Electron version is built.
+//
+// It also copies Holdfast's own Node-API addon (packages/holdfast-fs, built by `npm install`)
+// next to it: Node-API needs no rebuild, and the packaged app then loads it from its resources
+// (src-main/host/electron/native-binding.ts) instead of relying on electron-builder to follow
+// node_modules/holdfast-fs, a symlink into packages/ that some electron-builder releases skip.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,6 +34,16 @@ if (!fs.existsSync(electronPkg)) {
   die('Electron is not installed (it is an optional dependency whose binary download failed or was skipped). ' + 'Install it with `npm install electron` on a machine that can reach its download server, then run this again.');
 }
 const electronVersion = JSON.parse(fs.readFileSync(electronPkg, 'utf8')).version;
+
+const fsAddon = path.join(root, 'packages', 'holdfast-fs', 'build', 'Release', 'holdfast_fs.node');
+fs.mkdirSync(outDir, { recursive: true });
+if (fs.existsSync(fsAddon)) {
+  fs.copyFileSync(fsAddon, path.join(outDir, 'holdfast_fs.node'));
+  console.log(`electron-native: copied ${path.relative(root, fsAddon)} (Node-API: no rebuild).`);
+} else {
+  fs.rmSync(path.join(outDir, 'holdfast_fs.node'), { force: true });
+  console.log('electron-native: holdfast-fs was not built (no C compiler at `npm install`?); the app will write zeroes for trims.');
+}
 const sqlitePkgDir = path.dirname(require.resolve('better-sqlite3/package.json', { paths: [root] }));
 const sqliteVersion = JSON.parse(fs.readFileSync(path.join(sqlitePkgDir, 'package.json'), 'utf8')).version;
 const arch = process.env.npm_config_arch || process.arch;

@@ -22,6 +22,7 @@ import { DataDir } from './datadir';
 import { DeviceSet } from './devices/device-set';
 import { listDrives } from './devices/drives';
 import type { Env } from './env/env';
+import { useNativeFsAddon } from './env/native-fs';
 import { nodeEnv } from './env/node-env';
 import { EngineEvents } from './events';
 import { EventPacer } from './event-pacer';
@@ -51,6 +52,8 @@ export interface EngineOptions {
   journal?: Partial<JournalOptions>;
   /** better-sqlite3 binding built for Electron's ABI, when running inside Electron. */
   nativeBinding?: string;
+  /** The holdfast-fs addon as a file of its own (the packaged app), instead of the package. */
+  nativeFsAddon?: string;
   /** Period of the `volumes.stats` write-rate event (default 1 s). */
   writeRateIntervalMs?: number;
 }
@@ -131,6 +134,7 @@ export class Engine {
 
   static async open(opts: EngineOptions): Promise<Engine> {
     const env = opts.env ?? nodeEnv;
+    useNativeFsAddon(opts.nativeFsAddon);
     const dataDir = await DataDir.open(path.resolve(opts.dataDir), env);
     let catalog: Catalog | null = null;
     try {

@@ -1,13 +1,13 @@
 /**
  * Opens the engine in this process for a host (CLI one-shot, `holdfast nbd`/`serve`, the
  * Electron main process). The only host module that knows how the engine is constructed:
- * under Electron it passes the Electron-ABI better-sqlite3 binding.
+ * under Electron it passes the Electron-ABI better-sqlite3 binding and the shipped fs addon.
  */
 import type { Api } from '../../src-shared/contract';
 import type { ExportRegistry } from '../engine/block-export';
 import { Engine } from '../engine/engine';
 import type { EventSource } from './event-source';
-import { electronNativeBinding } from './electron/native-binding';
+import { electronFsAddon, electronNativeBinding } from './electron/native-binding';
 
 export interface LocalEngine {
   readonly api: Api;
@@ -26,5 +26,5 @@ export interface LocalEngineOptions {
 }
 
 export async function openLocalEngine(opts: LocalEngineOptions): Promise<LocalEngine> {
-  return Engine.open({ dataDir: opts.dataDir, nativeBinding: electronNativeBinding() });
+  return Engine.open({ dataDir: opts.dataDir, nativeBinding: electronNativeBinding(), nativeFsAddon: electronFsAddon() });
 }

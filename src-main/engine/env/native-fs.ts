@@ -19,6 +19,8 @@ interface Binding {
 export type ZeroMode = 'punch' | 'allocate';
 
 export interface NativeFs {
+  /** What was loaded: the `holdfast-fs` package or the file the host named (useNativeFsAddon). */
+  readonly from: string;
   /** fallocate: 0 on success, else the errno; `unsupported(errno)` tells whether the file system lacks the mode. */
   zero(fd: number, mode: ZeroMode, offset: number, length: number): Promise<number>;
   unsupported(errno: number): boolean;
@@ -31,22 +33,40 @@ export interface NativeFs {
 }
 
 let loaded: NativeFs | null | undefined;
+let addonFile: string | undefined;
+
+/**
+ * Where the compiled addon is when the host ships it as a file of its own (the packaged desktop
+ * app: resources/electron-native/holdfast_fs.node); otherwise the `holdfast-fs` package is
+ * required. Takes effect only before the first nativeFs() call.
+ */
+export function useNativeFsAddon(file: string | undefined): void {
+  if (file && loaded === undefined) addonFile = file;
+}
+
+function requireBinding(): { b: Binding; from: string } | null {
+  for (const id of addonFile ? [addonFile, 'holdfast-fs'] : ['holdfast-fs']) {
+    try {
+      const b = require(id) as Binding | null; // 'holdfast-fs' is external in the bundles, like better-sqlite3
+      if (b) return { b, from: id };
+    } catch {
+      // next
+    }
+  }
+  return null;
+}
 
 function load(): NativeFs | null {
   if (process.env.HOLDFAST_NO_NATIVE_FS === '1' || process.platform !== 'linux') return null;
-  let b: Binding | null;
-  try {
-    b = require('holdfast-fs') as Binding | null; // external in the bundles, like better-sqlite3
-  } catch {
-    b = null;
-  }
-  if (!b || typeof b.fallocate !== 'function' || typeof b.dataRanges !== 'function') return null;
-  const binding = b;
+  const found = requireBinding();
+  if (!found || typeof found.b.fallocate !== 'function' || typeof found.b.dataRanges !== 'function') return null;
+  const binding = found.b;
   const modes: Record<ZeroMode, number> = {
     punch: binding.FALLOC_FL_PUNCH_HOLE | binding.FALLOC_FL_KEEP_SIZE,
     allocate: binding.FALLOC_FL_ZERO_RANGE | binding.FALLOC_FL_KEEP_SIZE,
   };
   return {
+    from: found.from,
     zero: (fd, mode, offset, length) => new Promise<number>((res) => binding.fallocate(fd, modes[mode], offset, length, res)),
     // EINVAL too: file systems without a mode answer it on some kernels (and FALLOC_FL_ZERO_RANGE on old ones).
     unsupported: (errno) => errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 22,
