@@ -1,5 +1,5 @@
 /*
- * fallocate(2) for Node: Node's fs has no call that deallocates part of a file.
+ * fallocate(2), lseek(SEEK_DATA) and copy_file_range(2) for Node: calls Node's fs lacks.
  *
  *   fallocate(fd, mode, offset, length, callback(errnoOrZero))
  *
@@ -13,6 +13,13 @@
  * with [offset, length, offset, length, ...] of the ranges holding data (unwritten, preallocated
  * extents read as zeroes and count as holes, as the kernel reports them). The descriptor's file
  * position moves; callers use positional I/O only.
+ *
+ *   copyRangeSync(fdIn, offsetIn, fdOut, offsetOut, length) -> bytes copied, or -errno
+ *
+ * copy_file_range(2), synchronously on the calling thread (a released held write: a few KiB the
+ * page cache has, copied from the journal to the volume's image without passing through user
+ * memory). One call; the caller loops over short counts. -EXDEV / -EINVAL / -EOPNOTSUPP / -ENOSYS
+ * where the files cannot (another file system, a block device, off Linux).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -203,6 +210,33 @@ static napi_value js_data_ranges(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_copy_range_sync(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fdIn, fdOut;
+  int64_t offIn, offOut, length;
+  if (argc < 5 || napi_get_value_int32(env, argv[0], &fdIn) != napi_ok || napi_get_value_int64(env, argv[1], &offIn) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &fdOut) != napi_ok || napi_get_value_int64(env, argv[3], &offOut) != napi_ok ||
+      napi_get_value_int64(env, argv[4], &length) != napi_ok || fdIn < 0 || fdOut < 0 || offIn < 0 || offOut < 0 || length <= 0) {
+    napi_throw_type_error(env, NULL, "copyRangeSync(fdIn, offsetIn, fdOut, offsetOut, length): integers >= 0, length > 0");
+    return NULL;
+  }
+  int64_t result;
+#ifdef __linux__
+  loff_t in = (loff_t)offIn, out = (loff_t)offOut;
+  ssize_t n;
+  do n = copy_file_range(fdIn, &in, fdOut, &out, (size_t)length, 0);
+  while (n < 0 && errno == EINTR);
+  result = n < 0 ? -(int64_t)errno : (int64_t)n;
+#else
+  result = -(int64_t)ENOSYS;
+#endif
+  napi_value v;
+  napi_create_int64(env, result, &v);
+  return v;
+}
+
 static void constant(napi_env env, napi_value exports, const char *name, int32_t value) {
   napi_value v;
   napi_create_int32(env, value, &v);
@@ -215,6 +249,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "fallocate", fn);
   napi_create_function(env, "dataRanges", NAPI_AUTO_LENGTH, js_data_ranges, NULL, &fn);
   napi_set_named_property(env, exports, "dataRanges", fn);
+  napi_create_function(env, "copyRangeSync", NAPI_AUTO_LENGTH, js_copy_range_sync, NULL, &fn);
+  napi_set_named_property(env, exports, "copyRangeSync", fn);
 #ifdef __linux__
   constant(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);
   constant(env, exports, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);
@@ -226,6 +262,8 @@ static napi_value init(napi_env env, napi_value exports) {
 #endif
   constant(env, exports, "EOPNOTSUPP", EOPNOTSUPP);
   constant(env, exports, "ENOSYS", ENOSYS);
+  constant(env, exports, "EXDEV", EXDEV);
+  constant(env, exports, "EINVAL", EINVAL);
   return exports;
 }
 

@@ -123,10 +123,15 @@ export type WriteOp = 'write' | 'writeSync' | 'writev' | 'writevSync';
 export type WriteHook = (file: BlockFile, op: WriteOp, buf: Buffer | Buffer[], pos: number, next: () => unknown) => unknown;
 const WRITE_OPS: ReadonlySet<string | symbol> = new Set<WriteOp>(['write', 'writeSync', 'writev', 'writevSync']);
 
-/** `f` with its writes routed through `hook`; everything else is `f`'s own. */
+/**
+ * `f` with its writes routed through `hook`; everything else is `f`'s own, except the in-kernel
+ * copy (copyFromSync), which it lacks, as a fault-injecting file does: its callers then write
+ * from a buffer, through the hook.
+ */
 export function hookFileWrites(f: BlockFile, hook: WriteHook): BlockFile {
   return new Proxy(f, {
     get(target, key) {
+      if (key === 'copyFromSync') return undefined;
       const v = Reflect.get(target, key, target) as unknown;
       if (typeof v !== 'function') return v;
       const method = v as (...a: unknown[]) => unknown;

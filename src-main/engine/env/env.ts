@@ -56,6 +56,15 @@ export interface BlockFile {
   write(buf: Buffer, pos: number): Promise<void>;
   /** Synchronous write: for small journal appends where a thread-pool round trip costs more than the copy. */
   writeSync(buf: Buffer, pos: number): void;
+  /**
+   * Copies `len` bytes of the file open as `srcFd`, from `srcPos`, to this file at `pos`, inside
+   * the kernel (copy_file_range: the bytes never pass through user memory; a released held write
+   * goes from the journal's page cache to the image's this way). Returns false, having written
+   * nothing, where it cannot (no addon, a block device, another file system); the caller copies
+   * through a buffer then. Throws on I/O errors as writeSync does. Absent where every access
+   * must go through this object (fault injection).
+   */
+  copyFromSync?(srcFd: number, srcPos: number, len: number, pos: number): boolean;
   /** Writes several buffers contiguously starting at pos (one syscall where possible). */
   writev(bufs: Buffer[], pos: number): Promise<void>;
   /** Synchronous writev: a batch of small journal records in one pwritev. */

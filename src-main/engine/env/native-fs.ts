@@ -1,18 +1,23 @@
 /**
  * File-system calls Node's fs lacks, through the optional `holdfast-fs` Node-API addon
- * (packages/holdfast-fs): fallocate (deallocate or zero part of a file) and lseek(SEEK_DATA /
- * SEEK_HOLE) (where a file has data). Built at `npm install` where a C compiler is present; on
- * other platforms, or where the build failed, `nativeFs()` is null and callers write zeroes
- * and read `filefrag` instead. HOLDFAST_NO_NATIVE_FS=1 turns it off (tests of that path).
+ * (packages/holdfast-fs): fallocate (deallocate or zero part of a file), lseek(SEEK_DATA /
+ * SEEK_HOLE) (where a file has data) and copy_file_range (copy between files in the kernel).
+ * Built at `npm install` where a C compiler is present; on other platforms, or where the build
+ * failed, `nativeFs()` is null and callers write zeroes, read `filefrag` and copy through memory
+ * instead. HOLDFAST_NO_NATIVE_FS=1 turns it off (tests of that path).
  */
 interface Binding {
   fallocate(fd: number, mode: number, offset: number, length: number, done: (errno: number) => void): void;
   dataRanges(fd: number, start: number, end: number, done: (errno: number, ranges: number[] | null) => void): void;
+  /** Absent in builds before it was added. */
+  copyRangeSync?(fdIn: number, posIn: number, fdOut: number, posOut: number, length: number): number;
   FALLOC_FL_KEEP_SIZE: number;
   FALLOC_FL_PUNCH_HOLE: number;
   FALLOC_FL_ZERO_RANGE: number;
   EOPNOTSUPP: number;
   ENOSYS: number;
+  EXDEV?: number;
+  EINVAL?: number;
 }
 
 /** How a range is made to read as zeroes: deallocated (a hole) or zeroed in place, still allocated. */
@@ -30,6 +35,14 @@ export interface NativeFs {
    * call failed. A file system without SEEK_DATA reports all of it as data.
    */
   dataRanges(fd: number, start: number, end: number): Promise<Array<[number, number]> | null>;
+  /**
+   * copy_file_range, synchronously: copies up to `length` bytes from fdIn at posIn to fdOut at
+   * posOut inside the kernel; the count copied (short counts happen; 0 at the source's end) or
+   * -errno. Null where the addon's build lacks it.
+   */
+  copyRange: ((fdIn: number, posIn: number, fdOut: number, posOut: number, length: number) => number) | null;
+  /** copy_file_range's errno says the files cannot be copied between (another file system, a block device, no support): copy through memory. */
+  copyUnsupported(errno: number): boolean;
 }
 
 let loaded: NativeFs | null | undefined;
@@ -70,6 +83,9 @@ function load(): NativeFs | null {
     zero: (fd, mode, offset, length) => new Promise<number>((res) => binding.fallocate(fd, modes[mode], offset, length, res)),
     // EINVAL too: file systems without a mode answer it on some kernels (and FALLOC_FL_ZERO_RANGE on old ones).
     unsupported: (errno) => errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 22,
+    copyRange: typeof binding.copyRangeSync === 'function' ? binding.copyRangeSync.bind(binding) : null,
+    copyUnsupported: (errno) =>
+      errno === (binding.EXDEV ?? 18) || errno === (binding.EINVAL ?? 22) || errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 9 /* EBADF: an O_APPEND target */,
     dataRanges: (fd, start, end) =>
       new Promise((res) =>
         binding.dataRanges(fd, start, end, (errno, flat) => {

@@ -79,12 +79,16 @@ class NodeBlockFile implements BlockFile {
   private direct: number | null | undefined;
   /** fallocate modes this file's file system refused (EOPNOTSUPP): zeroes are written there instead. */
   private readonly cannot = new Set<ZeroMode>();
+  /** copy_file_range into this file was refused once (EXDEV, EINVAL, ...): copies go through memory. */
+  private cannotCopy: boolean;
   constructor(
     readonly path: string,
     readonly fd: number,
     private cachedSize: number,
     private readonly isBlock: boolean,
-  ) {}
+  ) {
+    this.cannotCopy = isBlock;
+  }
 
   size(): number {
     return this.cachedSize;
@@ -164,6 +168,33 @@ class NodeBlockFile implements BlockFile {
     let done = 0;
     while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, pos + done);
     if (!this.isBlock && pos + buf.length > this.cachedSize) this.cachedSize = pos + buf.length;
+  }
+
+  copyFromSync(srcFd: number, srcPos: number, len: number, pos: number): boolean {
+    const native = this.cannotCopy ? null : nativeFs();
+    if (!native?.copyRange || len <= 0) return false;
+    let done = 0;
+    while (done < len) {
+      const n = native.copyRange(srcFd, srcPos + done, this.fd, pos + done, len - done);
+      if (n > 0) {
+        done += n;
+        continue;
+      }
+      if (n === 0) throw Object.assign(new Error(`EIO: copy_file_range found ${len - done} bytes fewer than asked in its source for '${this.path}'`), { code: 'EIO' });
+      if (native.copyUnsupported(-n)) {
+        this.cannotCopy = true; // the file systems' answer does not change while the file is open
+        if (done === 0) return false;
+        // Refused part way (not seen in practice): the rest through memory.
+        const rest = Buffer.allocUnsafe(len - done);
+        invariant(fs.readSync(srcFd, rest, 0, rest.length, srcPos + done) === rest.length, 'a copy source has the bytes it was asked for');
+        this.writeSync(rest, pos + done);
+        return true;
+      }
+      const code = util.getSystemErrorName(n);
+      throw Object.assign(new Error(`${code}: copy_file_range of ${len - done} bytes to ${pos + done} in '${this.path}'`), { code, errno: n, syscall: 'copy_file_range', path: this.path });
+    }
+    if (pos + len > this.cachedSize) this.cachedSize = pos + len;
+    return true;
   }
 
   async writev(bufs: Buffer[], pos: number): Promise<void> {

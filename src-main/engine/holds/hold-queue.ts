@@ -46,8 +46,15 @@ const RELEASING = 4;
  * (a BlockFile). Reads are of bytes already written there, so they come from the page cache.
  */
 export interface LoggedBytes {
+  /** The file's descriptor, where a copy may go from it to another file in the kernel. */
+  readonly fd?: number;
   readSync(buf: Buffer, pos: number): number;
   read(buf: Buffer, pos: number): Promise<number>;
+}
+
+/** A file a held write's journal bytes can be copied into without a buffer (BlockFile.copyFromSync). */
+export interface CopyTarget {
+  copyFromSync?(srcFd: number, srcPos: number, len: number, pos: number): boolean;
 }
 
 /** A held write's payload while it is detached (superseded, its superseder's record not yet committed). */
@@ -146,6 +153,16 @@ export class HeldWrite {
     invariant(this.log !== null, 'a payload is copied only from an entry that has one');
     const got = this.log.readSync(buf.subarray(to, to + n), this.pos + from);
     invariant(got === n, 'a held write reads back whole from the journal');
+  }
+
+  /**
+   * Copies the whole payload from the journal into `file` at `pos` inside the kernel; false,
+   * having written nothing, where the payload is (also) in memory, or the files cannot (the
+   * caller copies through a buffer).
+   */
+  copyInto(file: CopyTarget, pos: number): boolean {
+    if (this.mem !== null || this.log === null || this.log.fd === undefined || !file.copyFromSync) return false;
+    return file.copyFromSync(this.log.fd, this.pos, this.length, pos);
   }
 
   /** Its record is in the journal file: the memory copy goes, the journal has the bytes. */
