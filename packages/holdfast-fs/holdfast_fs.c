@@ -18,8 +18,9 @@
  *
  * copy_file_range(2), synchronously on the calling thread (a released held write: a few KiB the
  * page cache has, copied from the journal to the volume's image without passing through user
- * memory). One call; the caller loops over short counts. -EXDEV / -EINVAL / -EOPNOTSUPP / -ENOSYS
- * where the files cannot (another file system, a block device, off Linux).
+ * memory). One call; the caller loops over short counts. -EXDEV / -EINVAL / -EOPNOTSUPP / -ENOSYS /
+ * -EBADF where the files cannot (another file system, a block device, an O_APPEND target, off
+ * Linux).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -264,6 +265,7 @@ static napi_value init(napi_env env, napi_value exports) {
   constant(env, exports, "ENOSYS", ENOSYS);
   constant(env, exports, "EXDEV", EXDEV);
   constant(env, exports, "EINVAL", EINVAL);
+  constant(env, exports, "EBADF", EBADF);
   return exports;
 }
 

@@ -9,7 +9,7 @@
 interface Binding {
   fallocate(fd: number, mode: number, offset: number, length: number, done: (errno: number) => void): void;
   dataRanges(fd: number, start: number, end: number, done: (errno: number, ranges: number[] | null) => void): void;
-  /** Absent in builds before it was added. */
+  /** Absent in builds before it was added (and with it EXDEV, EINVAL, EBADF). */
   copyRangeSync?(fdIn: number, posIn: number, fdOut: number, posOut: number, length: number): number;
   FALLOC_FL_KEEP_SIZE: number;
   FALLOC_FL_PUNCH_HOLE: number;
@@ -18,6 +18,7 @@ interface Binding {
   ENOSYS: number;
   EXDEV?: number;
   EINVAL?: number;
+  EBADF?: number;
 }
 
 /** How a range is made to read as zeroes: deallocated (a hole) or zeroed in place, still allocated. */
@@ -84,8 +85,8 @@ function load(): NativeFs | null {
     // EINVAL too: file systems without a mode answer it on some kernels (and FALLOC_FL_ZERO_RANGE on old ones).
     unsupported: (errno) => errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 22,
     copyRange: typeof binding.copyRangeSync === 'function' ? binding.copyRangeSync.bind(binding) : null,
-    copyUnsupported: (errno) =>
-      errno === (binding.EXDEV ?? 18) || errno === (binding.EINVAL ?? 22) || errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 9 /* EBADF: an O_APPEND target */,
+    // EBADF: an O_APPEND target. Asked only where copyRangeSync (and these constants) exist.
+    copyUnsupported: (errno) => errno === binding.EXDEV || errno === binding.EINVAL || errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === binding.EBADF,
     dataRanges: (fd, start, end) =>
       new Promise((res) =>
         binding.dataRanges(fd, start, end, (errno, flat) => {

@@ -530,8 +530,8 @@ export class LiveVolume implements BlockExport {
    */
   private deviceWriteSync(offset: number, data: Buffer): void {
     this.recent.touch(offset, data.length);
-    const e = this.extentAt(offset);
-    if (e && offset + data.length <= e.volumeOffset + e.length) {
+    const e = this.extentHolding(offset, data.length);
+    if (e) {
       // One extent (the common case): no iterator, no piece objects.
       this.cfg.fileFor(e.deviceId).writeSync(data, e.deviceOffset + (offset - e.volumeOffset));
       return;
@@ -545,11 +545,16 @@ export class LiveVolume implements BlockExport {
    * files cannot (the caller writes them from a buffer).
    */
   private deviceCopySync(w: HeldWrite): boolean {
-    const e = this.extentAt(w.offset);
-    if (!e || w.offset + w.length > e.volumeOffset + e.length) return false;
-    if (!w.copyInto(this.cfg.fileFor(e.deviceId), e.deviceOffset + (w.offset - e.volumeOffset))) return false;
+    const e = this.extentHolding(w.offset, w.length);
+    if (!e || !w.copyInto(this.cfg.fileFor(e.deviceId), e.deviceOffset + (w.offset - e.volumeOffset))) return false;
     this.recent.touch(w.offset, w.length);
     return true;
+  }
+
+  /** The extent holding all of [offset, offset + length), if one does. */
+  private extentHolding(offset: number, length: number): MappedExtent | undefined {
+    const e = this.extentAt(offset);
+    return e && offset + length <= e.volumeOffset + e.length ? e : undefined;
   }
 
   private extentAt(offset: number): MappedExtent | undefined {
