@@ -73,6 +73,15 @@ export async function openTestVolume(
   return tv;
 }
 
+/** A new directory on tmpfs (/dev/shm), or null where there is none; the caller removes it. */
+export function tmpfsDir(): string | null {
+  try {
+    return fs.mkdtempSync('/dev/shm/hf-test-');
+  } catch {
+    return null;
+  }
+}
+
 export function pattern(byte: number, len: number): Buffer {
   return Buffer.alloc(len, byte);
 }

@@ -20,7 +20,7 @@ import { nativeFs } from '../../src-main/engine/env/native-fs';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { readAllocation } from '../../src-main/engine/env/filefrag';
 import { ZERO_CELL } from '../../src-main/engine/volumes/zero-scan';
-import { openTestVolume, readImage, useTempDirs } from '../engine/helpers';
+import { openTestVolume, readImage, tmpfsDir, useTempDirs } from '../engine/helpers';
 
 const mk = useTempDirs();
 const KiB = 1024;
@@ -30,15 +30,6 @@ const allocated = (p: string) => fs.statSync(p).blocks * 512;
 
 function noAddon(): string | null {
   return nativeFs() ? null : 'the holdfast-fs addon is not built here (no C compiler at npm install, or not Linux)';
-}
-
-/** A directory on tmpfs (/dev/shm), or null where there is none. */
-function tmpfsDir(): string | null {
-  try {
-    return fs.mkdtempSync('/dev/shm/hf-zr-');
-  } catch {
-    return null;
-  }
 }
 
 describe('BlockFile.allocation', () => {

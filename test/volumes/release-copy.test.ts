@@ -15,7 +15,7 @@ import { nativeFs } from '../../src-main/engine/env/native-fs';
 import { NodeEnv } from '../../src-main/engine/env/node-env';
 import { UncopiedRangeRule } from '../../src-main/engine/holds/policy';
 import { BlockBitmap } from '../../src-main/engine/volumes/block-bitmap';
-import { openTestVolume, readImage, useTempDirs } from '../engine/helpers';
+import { openTestVolume, readImage, tmpfsDir, useTempDirs } from '../engine/helpers';
 
 const mk = useTempDirs();
 const KiB = 1024;
@@ -77,12 +77,8 @@ describe('BlockFile.copyFromSync', () => {
   it('between file systems that cannot copy (tmpfs to the test disk): false, nothing written; or a whole copy', async () => {
     const why = noCopy();
     if (why) return console.log(`skipping: ${why}`);
-    let shm: string;
-    try {
-      shm = fs.mkdtempSync('/dev/shm/hf-cfr-');
-    } catch {
-      return console.log('skipping: no /dev/shm');
-    }
+    const shm = tmpfsDir();
+    if (!shm) return console.log('skipping: no /dev/shm');
     try {
       const d = mk();
       if (fs.statSync(shm).dev === fs.statSync(d).dev) return console.log('skipping: /dev/shm and the temp dir are one file system');

@@ -168,7 +168,6 @@ export class Catalog {
     return st;
   }
 
-
   private static openUnchecked(path: string, opts: CatalogOptions): Catalog {
     const dbOpts: Database.Options = opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {};
     if (fs.existsSync(path)) {
@@ -401,13 +400,12 @@ export class Catalog {
 
   private upsertBackupRow(b: BackupRecord): void {
     this.sql(
-        `INSERT INTO backups (id, volume_id, volume_name, policy, vault, state, kind, started_at, ended_at, bytes_done, bytes_total, snapshot_id, error)
+      `INSERT INTO backups (id, volume_id, volume_name, policy, vault, state, kind, started_at, ended_at, bytes_done, bytes_total, snapshot_id, error)
          VALUES (@id, @volumeId, @volume, @policy, @vault, @state, @kind, @startedAt, @endedAt, @bytesDone, @bytesTotal, @snapshotId, @error)
          ON CONFLICT(id) DO UPDATE SET volume_id = excluded.volume_id, volume_name = excluded.volume_name, policy = excluded.policy,
            vault = excluded.vault, state = excluded.state, kind = excluded.kind, started_at = excluded.started_at, ended_at = excluded.ended_at,
            bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total, snapshot_id = excluded.snapshot_id, error = excluded.error`,
-      )
-      .run(b);
+    ).run(b);
   }
 
   /** Newest first. */
