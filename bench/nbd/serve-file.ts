@@ -134,17 +134,25 @@ function writeGcLog(): void {
 /** How fast a hold-only round marks ranges copied: HOLDFAST_BENCH_HOLD_MIBS (MiB/s), else the busy throttle's ceiling. */
 const HOLD_BYTES_PER_SEC = Number(process.env.HOLDFAST_BENCH_HOLD_MIBS ?? 0) * 2 ** 20 || BUSY_BYTES_PER_SEC;
 
-/** One hold-only round: a range session whose ranges are marked copied at the busy rate, then aborted. */
+/**
+ * One hold-only round: a range session whose ranges are marked copied at the busy rate, then
+ * aborted. It looks at `running` at least every 100 ms, so a slow rate (HOLDFAST_BENCH_HOLD_MIBS
+ * of 0.001: nothing released until the end, holding alone) still ends when the round is called off.
+ */
 async function holdRound(engine: Engine, volume: string, running: () => boolean, began: () => void): Promise<boolean> {
   const session = await engine.beginBackup(volume, 'range', `hold-only-${Date.now()}`);
   began();
   const step = DEFAULT_CHUNK_SIZE; // what a backup reads and marks copied at a time
   const t0 = performance.now();
   try {
-    for (let off = 0; off < session.size && running(); off += step) {
-      session.rangeCopied(off, Math.min(step, session.size - off));
-      const due = t0 + ((off + step) / HOLD_BYTES_PER_SEC) * 1000;
-      await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+    for (let off = 0; off < session.size && running(); ) {
+      const due = t0 + (off / HOLD_BYTES_PER_SEC) * 1000;
+      if (performance.now() >= due) {
+        session.rangeCopied(off, Math.min(step, session.size - off));
+        off += step;
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(100, due - performance.now())));
     }
   } finally {
     await session.abort('hold-only round over');
