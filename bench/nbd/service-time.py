@@ -5,26 +5,26 @@ latency-alternate.sh run made with the scratch probe of bench/nbd/service-time-p
 
     service-time.py PROBE_DIR SVC_LOG [per-second]
 
-Per phase (the backup or hold rounds; quiet = after each, past a 500 ms guard, until the next) and by whether the
-volume held the write: p50 / p90 / p99 of the server's time, the same for writes parsed first in
-their parse() call, and the share parsed behind others in the same call (requests that arrived
-together: their acknowledgements wait for the whole group). With `per-second`, the round second
-by second. Session 44: holding alone leaves the server's times as quiet; releases do not.
+Per phase (the backup or hold rounds; quiet = after each, past a 500 ms guard, until the next)
+and by whether the volume held the write: p50 / p90 / p99 of the server's time, the same for
+writes parsed first in their parse() call, and the share parsed behind others in the same call
+(requests that arrived together: their acknowledgements wait for the whole group). With
+`per-second`, the rounds second by second. Session 44: holding alone leaves the server's times as quiet; releases do not.
 """
 import collections
 import glob
 import sys
 
+import alt_run
+
 run, log = sys.argv[1], sys.argv[2]
-ph = [tuple(map(int, l.split())) for l in open(glob.glob(run + '/run-*/phases')[0]) if l.strip()]
+ph = alt_run.phases(glob.glob(run + '/run-*')[0])
 rows = [tuple(map(int, l.split())) for l in open(log) if l.strip()]
 
 
 def q(v, f):
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * f))] if v else -1
-
-
 
 
 def in_round(t):
