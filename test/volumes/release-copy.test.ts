@@ -30,6 +30,19 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   if (!cond()) throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Opens `src` read-only and `dst` read-write, runs `body` on them, and closes both. */
+async function withPair<T>(src: string, dst: string, body: (s: BlockFile, t: BlockFile) => T): Promise<T> {
+  const env = new NodeEnv();
+  const s = await env.open(src, { readOnly: true });
+  const t = await env.open(dst);
+  try {
+    return body(s, t);
+  } finally {
+    await s.close();
+    await t.close();
+  }
+}
+
 describe('BlockFile.copyFromSync', () => {
   it('copies bytes from an unaligned source position to any position, and grows the file', async () => {
     const why = noCopy();
@@ -38,17 +51,11 @@ describe('BlockFile.copyFromSync', () => {
     const src = crypto.randomBytes(64 * KiB);
     fs.writeFileSync(path.join(d, 'src'), src);
     fs.writeFileSync(path.join(d, 'dst'), Buffer.alloc(16 * KiB, 0x11));
-    const env = new NodeEnv();
-    const s = await env.open(path.join(d, 'src'), { readOnly: true });
-    const t = await env.open(path.join(d, 'dst'));
-    try {
+    await withPair(path.join(d, 'src'), path.join(d, 'dst'), (s, t) => {
       expect(t.copyFromSync!(s.fd!, 4160 + 64, 4 * KiB, 8 * KiB)).toBe(true);
       expect(t.copyFromSync!(s.fd!, 3, 10_000, 20 * KiB)).toBe(true); // past the end: the file grows
       expect(t.size()).toBe(20 * KiB + 10_000);
-    } finally {
-      await s.close();
-      await t.close();
-    }
+    });
     const got = fs.readFileSync(path.join(d, 'dst'));
     expect(got.subarray(0, 8 * KiB).equals(Buffer.alloc(8 * KiB, 0x11))).toBe(true);
     expect(got.subarray(8 * KiB, 12 * KiB).equals(src.subarray(4224, 4224 + 4 * KiB))).toBe(true);
@@ -63,15 +70,9 @@ describe('BlockFile.copyFromSync', () => {
     const d = mk();
     fs.writeFileSync(path.join(d, 'src'), Buffer.alloc(4 * KiB, 0x22));
     fs.writeFileSync(path.join(d, 'dst'), Buffer.alloc(0));
-    const env = new NodeEnv();
-    const s = await env.open(path.join(d, 'src'), { readOnly: true });
-    const t = await env.open(path.join(d, 'dst'));
-    try {
+    await withPair(path.join(d, 'src'), path.join(d, 'dst'), (s, t) => {
       expect(() => t.copyFromSync!(s.fd!, 2 * KiB, 4 * KiB, 0)).toThrow(/EIO: copy_file_range found 2048 bytes fewer/);
-    } finally {
-      await s.close();
-      await t.close();
-    }
+    });
   });
 
   it('between file systems that cannot copy (tmpfs to the test disk): false, nothing written; or a whole copy', async () => {
@@ -85,18 +86,12 @@ describe('BlockFile.copyFromSync', () => {
       const src = crypto.randomBytes(8 * KiB);
       fs.writeFileSync(path.join(shm, 'src'), src);
       fs.writeFileSync(path.join(d, 'dst'), Buffer.alloc(8 * KiB, 0x33));
-      const env = new NodeEnv();
-      const s = await env.open(path.join(shm, 'src'), { readOnly: true });
-      const t = await env.open(path.join(d, 'dst'));
-      let copied: boolean;
-      try {
-        copied = t.copyFromSync!(s.fd!, 0, 8 * KiB, 0);
+      const copied = await withPair(path.join(shm, 'src'), path.join(d, 'dst'), (s, t) => {
+        const ok = t.copyFromSync!(s.fd!, 0, 8 * KiB, 0);
         // A refusal is remembered: the next copy into this file does not try again.
-        if (!copied) expect(t.copyFromSync!(s.fd!, 0, 8 * KiB, 0)).toBe(false);
-      } finally {
-        await s.close();
-        await t.close();
-      }
+        if (!ok) expect(t.copyFromSync!(s.fd!, 0, 8 * KiB, 0)).toBe(false);
+        return ok;
+      });
       expect(fs.readFileSync(path.join(d, 'dst')).equals(copied ? src : Buffer.alloc(8 * KiB, 0x33))).toBe(true);
     } finally {
       fs.rmSync(shm, { recursive: true, force: true });
