@@ -46,7 +46,7 @@ export const CHECKPOINT_FILL = 0.75;
 /**
  * Share of a segment after which the next one is created (open, directory fsync) in the
  * background, so the switch costs no wait: appends waited for that fsync at every switch —
- * ~1 ms, and 220 ms on the bench VM while the kernel wrote back the image's dirty pages, every
+ * ~1 ms, and 110-364 ms on the bench VM while the kernel wrote back the image's dirty pages, every
  * ~3 s while a backup holds 4 KiB writes (bench/results/nbd-latency-session45.txt).
  */
 const SPARE_AT = 0.5;
