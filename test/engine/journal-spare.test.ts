@@ -13,6 +13,7 @@ import { useTempDirs } from './helpers';
 const mk = useTempDirs();
 const segments = (d: string) => fs.readdirSync(d).filter((n) => n.endsWith('.log')).sort();
 const RECORD = 64; // payload bytes; each record is a header plus this
+const OPTS = { segmentBytes: 2048, capacity: 1 << 20 };
 
 /** fsyncDir takes `ms` (as it did on the bench VM while the kernel wrote back a big file). */
 class SlowDirSyncEnv extends NodeEnv {
@@ -27,6 +28,13 @@ class SlowDirSyncEnv extends NodeEnv {
   }
 }
 
+/** Reopens the journal in `d` and checks it holds records 1..n in order; the caller closes it. */
+async function reopenWith(d: string, env: NodeEnv, n: number) {
+  const r = await VolumeJournal.open(d, env, OPTS);
+  expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+  return r;
+}
+
 /** Appends one record the way the write path does: waits only when prepareAppend asks it to. */
 async function appendOne(j: VolumeJournal, i: number): Promise<boolean> {
   const prep = j.prepareAppend();
@@ -39,8 +47,7 @@ describe('journal segments created ahead', () => {
   it('a steady writer never waits at a segment switch once the next segment was created ahead', async () => {
     const d = mk();
     const env = new SlowDirSyncEnv(30);
-    const opts = { segmentBytes: 2048, capacity: 1 << 20 };
-    const { journal } = await VolumeJournal.open(d, env, opts);
+    const { journal } = await VolumeJournal.open(d, env, OPTS);
     let waits = 0;
     for (let i = 0; i < 200; i++) {
       if (await appendOne(journal, i)) waits++;
@@ -52,29 +59,24 @@ describe('journal segments created ahead', () => {
     expect(waits).toBe(1);
     expect(env.dirSyncs).toBeGreaterThanOrEqual(segments(d).length);
     await journal.close();
-    const r = await VolumeJournal.open(d, env, opts);
-    expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
-    await r.journal.close();
+    await (await reopenWith(d, env, 200)).journal.close();
   });
 
   it('a switch waits for the next segment when the writer outruns its creation', async () => {
     const d = mk();
     const env = new SlowDirSyncEnv(40);
-    const { journal } = await VolumeJournal.open(d, env, { segmentBytes: 2048, capacity: 1 << 20 });
+    const { journal } = await VolumeJournal.open(d, env, OPTS);
     let waits = 0;
     for (let i = 0; i < 100; i++) if (await appendOne(journal, i)) waits++;
     expect(waits).toBeGreaterThan(1);
     await journal.close();
-    const r = await VolumeJournal.open(d, env, { segmentBytes: 2048, capacity: 1 << 20 });
-    expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
-    await r.journal.close();
+    await (await reopenWith(d, env, 100)).journal.close();
   });
 
   it('after reopening, a checkpoint inside the segment before one created ahead keeps that segment', async () => {
     const d = mk();
     const env = new NodeEnv();
-    const opts = { segmentBytes: 2048, capacity: 1 << 20 };
-    const { journal } = await VolumeJournal.open(d, env, opts);
+    const { journal } = await VolumeJournal.open(d, env, OPTS);
     for (let i = 0; i < 60; i++) {
       await appendOne(journal, i);
       // Let each spare be created as soon as it is asked for: its name is the seq of that moment,
@@ -85,8 +87,7 @@ describe('journal segments created ahead', () => {
     expect(names.length).toBeGreaterThan(2);
     await journal.close();
 
-    const r = await VolumeJournal.open(d, env, opts);
-    expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    const r = await reopenWith(d, env, 60);
     // The second segment is named after the seq when it was created, before the first one
     // filled: the first still holds records past that seq, so a checkpoint through it must keep
     // the first segment (taking the name for the second's first seq dropped it).
@@ -95,7 +96,7 @@ describe('journal segments created ahead', () => {
     expect(inFirst).toBeGreaterThan(secondName);
     await r.journal.dropThrough(secondName);
     await r.journal.close();
-    const again = await VolumeJournal.open(d, env, opts, secondName + 1);
+    const again = await VolumeJournal.open(d, env, OPTS, secondName + 1);
     const seqs = again.records.map((x) => x.seq);
     for (let s = secondName + 1; s <= 60; s++) expect(seqs).toContain(s);
     await again.journal.close();
@@ -104,9 +105,8 @@ describe('journal segments created ahead', () => {
   it('an unused segment created ahead is removed on close, and one a crash left behind is harmless', async () => {
     const d = mk();
     const env = new NodeEnv();
-    const opts = { segmentBytes: 2048, capacity: 1 << 20 };
-    const { journal } = await VolumeJournal.open(d, env, opts);
-    for (let i = 0; i < 20; i++) await appendOne(journal, i); // past half of the second segment
+    const { journal } = await VolumeJournal.open(d, env, OPTS);
+    for (let i = 0; i < 20; i++) await appendOne(journal, i); // the first segment full, the next created ahead
     await new Promise((r) => setTimeout(r, 50));
     const before = segments(d);
     const empties = before.filter((n) => fs.statSync(`${d}/${n}`).size === 0);
@@ -116,13 +116,10 @@ describe('journal segments created ahead', () => {
     await journal.close();
     expect(segments(d).filter((n) => fs.statSync(`${d}/${n}`).size === 0)).toEqual([]);
 
-    const r = await VolumeJournal.open(`${d}-crash`, env, opts);
-    expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const r = await reopenWith(`${d}-crash`, env, 20);
     for (let i = 20; i < 60; i++) await appendOne(r.journal, i);
     await r.journal.close();
-    const again = await VolumeJournal.open(`${d}-crash`, env, opts);
-    expect(again.records.map((x) => x.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
-    await again.journal.close();
+    await (await reopenWith(`${d}-crash`, env, 60)).journal.close();
     fs.rmSync(`${d}-crash`, { recursive: true, force: true });
   });
 });
