@@ -18,24 +18,18 @@ import alt_run
 
 d = sys.argv[1]
 min_us = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-quiet, rounds = alt_run.split_requests(d)
+done = alt_run.completions(d)
+off, ph, last = alt_run.traced_run(d, done)
+quiet, rounds = alt_run.split_requests(d, done=done)
 q99 = alt_run.p99([l for _, l in quiet])
-ph = alt_run.phases(d)
 
-clock = None
-calls, issued = [], []
+calls, issued = [], []  # (epoch ms, ...)
 for line in open(d + '/bpf.out'):
     p = line.split()
-    if not p:
-        continue
-    if p[0] == 'M':
-        clock = (float(p[1]) * 1000, int(p[2]) / 1000)  # (epoch ms, monotonic ms) at one instant
-    elif p[0] == 'S' and clock:
-        calls.append((int(p[1]) / 1000 - clock[1] + clock[0], p[3].split('_', 2)[-1], int(p[4])))
-    elif p[0] == 'B' and clock:
-        issued.append((int(p[1]) / 1000 - clock[1] + clock[0], int(p[2])))
-if clock is None:
-    sys.exit('no clock line in ' + d + '/bpf.out: was the run made with BPF=bench/nbd/io-events.bt?')
+    if p and p[0] == 'S':
+        calls.append((int(p[1]) / 1000 + off, p[3].split('_', 2)[-1], int(p[4])))
+    elif p and p[0] == 'B':
+        issued.append((int(p[1]) / 1000 + off, int(p[2])))
 
 print(f'quiet p99 {q99:.0f} µs; per second of each round: % of requests over it | MiB issued | calls ≥ {min_us} µs')
 for c, (t0, t1, r) in enumerate(rounds):
@@ -57,15 +51,9 @@ for c, (t0, t1, r) in enumerate(rounds):
         n, x = share.get(sec, (0, 0))
         pct = f'{100 * x / n:5.1f}' if n else '    -'
         print(f'  {sec:3d}s {pct} % | {mib.get(sec, 0):6.0f} MiB | ' + ', '.join(slow.get(sec, [])))
-# The quiet phases: MiB issued per second on average and the slow calls, for comparison.
-last = quiet[-1][0] if quiet else 0
-
-
-def in_quiet(t):
-    return t <= last and not any(t0 - 500 <= t < t1 + 500 for t0, t1 in ph)
-
-
-qs = [b for t, b in issued if in_quiet(t)]
+# The quiet phases (their 100 ms windows as window_phase sorts them): MiB issued per second on
+# average and the slow calls, for comparison.
+qs = [b for t, b in issued if alt_run.window_phase(ph, t - 100, t, last) == 'quiet']
 secs = len(qs) / 10 or 1
-qcalls = [f'{name} {us / 1000:.1f} ms' for t, name, us in calls if in_quiet(t) and us >= min_us]
+qcalls = [f'{name} {us / 1000:.1f} ms' for t, name, us in calls if us >= min_us and alt_run.window_phase(ph, t, t, last) == 'quiet']
 print(f'quiet phases: {sum(qs) / 2**20 / secs:.0f} MiB issued per second on average over {secs:.0f} s; calls ≥ {min_us} µs: {", ".join(qcalls) or "none"}')
