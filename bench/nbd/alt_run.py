@@ -1,6 +1,6 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
 signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py, engine-preempt.py,
-client-waits.py, slow-cover.py, service-time.py, io-events.py): the backup rounds' (t0, t1) epoch-ms pairs from
+client-waits.py, slow-cover.py, service-time.py, io-events.py, loop-iterations.py, thread-cpu.py): the backup rounds' (t0, t1) epoch-ms pairs from
 `phases`, and fio's per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`, sorted
 by time."""
 import bisect
@@ -60,9 +60,10 @@ class Intervals:
 def window_phase(ph, a, b, last, guard=500):
     """For a trace window [a, b) (epoch ms) of a run with rounds `ph` and fio's last completion at
     `last`: 'backup' when it lies inside a round, 'quiet' when it lies clear of every round and
-    the `guard` ms after it (as split() sorts requests), else None (also after fio ended)."""
-    if b > last:
-        return None
+    the `guard` ms after it (as split() sorts requests), else None (also after fio ended and before
+    the first round)."""
+    if b > last or not ph or a < ph[0][0]:
+        return None  # after fio's end, or before the first round (fio's lead-in: split() counts neither)
     if any(t0 <= a and b <= t1 for t0, t1 in ph):
         return 'backup'
     if any(t0 < b and a < t1 + guard for t0, t1 in ph):

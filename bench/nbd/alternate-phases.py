@@ -5,7 +5,9 @@
 
 RUN_DIR/phases holds one line "t0 t1" (epoch ms) per backup round; RUN_DIR/alt_clat.*.log is fio's
 per-request completion latency log (epoch ms, ns). A cycle is a backup [t0, t1] and the quiet
-time after it (t1 + GUARD_MS, next t0 or fio's end). Prints `ALT {...}`.
+time after it (t1 + GUARD_MS, next t0 or fio's end). Prints `ALT {...}`; besides the p99 it gives
+each phase's p90 and p95 and their ratios: whether a backup slows many requests a little (the
+lower percentiles move too) or a few a lot (only the tail moves) — bench/results/nbd-latency-session46.txt.
 """
 import bisect, json, sys
 
@@ -34,13 +36,12 @@ for (b0, b1), q in cycles:
         if len(xb) >= 200 and len(xq) >= 200:
             ratios.append(pct(xb, 99) / pct(xq, 99))
 ratios.sort()
-out = {
-    'cycles': len(cycles),
-    'backup': {'n': len(busy), 'p50': pct(busy, 50), 'p99': pct(busy, 99), 'p99.9': pct(busy, 99.9)},
-    'quiet': {'n': len(quiet), 'p50': pct(quiet, 50), 'p99': pct(quiet, 99), 'p99.9': pct(quiet, 99.9)},
-}
+out = {'cycles': len(cycles)}
+for phase, xs in (('backup', busy), ('quiet', quiet)):
+    out[phase] = {'n': len(xs), **{f'p{q:g}': pct(xs, q) for q in (50, 90, 95, 99, 99.9)}}
 if busy and quiet:
-    out['p99Ratio'] = round(out['backup']['p99'] / out['quiet']['p99'], 2)
+    for q in ('p90', 'p95', 'p99'):
+        out[f'{q}Ratio'] = round(out['backup'][q] / out['quiet'][q], 2)
 if ratios:
     out['cycleP99RatioMedian'] = round(ratios[len(ratios) // 2], 2)
     out['cycleP99Ratios'] = [round(r, 2) for r in ratios]

@@ -142,7 +142,8 @@ FIO=$!
 # bench/nbd/sched-waits.bt; bench/nbd/engine-preempt.bt: who takes the engine thread's CPU;
 # bench/nbd/client-waits.bt: how long the client waits for a CPU, and behind whom;
 # bench/nbd/slow-cover.bt: what was going on while the slow requests were in flight;
-# bench/nbd/helper-kstacks.bt: what the engine's other threads run while the client waits) — its output
+# bench/nbd/helper-kstacks.bt: what the engine's other threads run while the client waits;
+# bench/nbd/loop-iterations.bt: how long the engine's event-loop iterations run) — its output
 # goes to $D/bpf.out, and $D/clock-offset-ms holds the offset from the monotonic clock
 # (bpftrace's nsecs) to epoch ms for lining it up with fio's log.
 BPF_PID=
