@@ -71,6 +71,22 @@ def window_phase(ph, a, b, last, guard=500):
     return 'quiet'
 
 
+def trace_windows(d, off, ph, last):
+    """The 200 ms windows of a BPF=SCRIPT.bt run's bpf.out whose scripts print a line
+    `T <monotonic µs>` as each window closes and then that window's maps: (phase, lines) per
+    window, phase as window_phase sorts it ('backup', 'quiet' or None) and lines the ones after
+    its T line. `off`, `ph`, `last` as traced_run returns them."""
+    out, lines = [], None
+    for line in open(d + '/bpf.out'):
+        if line.startswith('T '):
+            t1 = int(line.split()[1]) / 1000 + off
+            lines = []
+            out.append((window_phase(ph, t1 - 200, t1, last), lines))
+        elif lines is not None:
+            lines.append(line)
+    return out
+
+
 def p99(v):
     v = sorted(v)
     return v[int(len(v) * 0.99)]

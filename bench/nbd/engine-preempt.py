@@ -19,24 +19,19 @@ for d in sys.argv[1:]:
     off, ph, last = alt_run.traced_run(d)
     wait, count, cpu = collections.Counter(), collections.Counter(), collections.Counter()
     secs, wake_us, wakes = collections.Counter(), collections.Counter(), collections.Counter()
-    cur = None
-    for line in open(d + '/bpf.out'):
-        if line.startswith('T '):
-            t1 = int(line.split()[1]) / 1000 + off
-            cur = alt_run.window_phase(ph, t1 - 200, t1, last)
-            if cur:
-                secs[cur] += 0.2
-            continue
+    for cur, lines in alt_run.trace_windows(d, off, ph, last):
         if cur is None:
             continue
-        m = re.match(r'@(w|n|cpuw)\[(.*)\]: (\d+)', line)
-        if m:
-            kind, key, v = m.group(1), m.group(2), int(m.group(3))
-            {'w': wait, 'n': count, 'cpuw': cpu}[kind][(cur, key)] += v
-        elif line.startswith('WL '):
-            _, us, n = line.split()
-            wake_us[cur] += int(us)
-            wakes[cur] += int(n)
+        secs[cur] += 0.2
+        for line in lines:
+            m = re.match(r'@(w|n|cpuw)\[(.*)\]: (\d+)', line)
+            if m:
+                kind, key, v = m.group(1), m.group(2), int(m.group(3))
+                {'w': wait, 'n': count, 'cpuw': cpu}[kind][(cur, key)] += v
+            elif line.startswith('WL '):
+                _, us, n = line.split()
+                wake_us[cur] += int(us)
+                wakes[cur] += int(n)
     for p in ('backup', 'quiet'):
         s = secs[p]
         if s == 0:

@@ -23,21 +23,16 @@ for d in sys.argv[1:]:
     ph = alt_run.phases(d)
     last = alt_run.completions(d)[1][-1]
     acc = {p: [{}, {}, 0.0] for p in ('backup', 'quiet')}
-    cur = None
-    for line in open(d + '/bpf.out'):
-        m = re.match(r'T (\d+)', line)
-        if m:
-            t1 = int(m.group(1)) / 1000 + off
-            cur = alt_run.window_phase(ph, t1 - 200, t1, last)
-            if cur:
-                acc[cur][2] += 0.2
+    for cur, lines in alt_run.trace_windows(d, off, ph, last):
+        if not cur:
             continue
-        m = re.match(r'@(n|us)\[(\d+)\]: (\d+)', line)
-        if m and cur:
-            # The maps of window T are printed after its T line.
-            table = acc[cur][0 if m.group(1) == 'n' else 1]
-            nr = int(m.group(2))
-            table[nr] = table.get(nr, 0) + int(m.group(3))
+        acc[cur][2] += 0.2
+        for line in lines:
+            m = re.match(r'@(n|us)\[(\d+)\]: (\d+)', line)
+            if m:
+                table = acc[cur][0 if m.group(1) == 'n' else 1]
+                nr = int(m.group(2))
+                table[nr] = table.get(nr, 0) + int(m.group(3))
     print(d)
     for p in ('backup', 'quiet'):
         n, us, secs = acc[p]

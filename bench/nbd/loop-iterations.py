@@ -20,28 +20,14 @@ d = sys.argv[1]
 off, ph, last = alt_run.traced_run(d)
 sums = {'backup': Counter(), 'quiet': Counter()}
 windows = Counter()
-
-
-def close(t, cur):
-    if t is None:
-        return
-    end = t / 1000 + off
-    phase = alt_run.window_phase(ph, end - 200, end, last)
-    if phase:
-        windows[phase] += 1
-        sums[phase].update(cur)
-
-
-t, cur = None, Counter()
-for line in open(d + '/bpf.out'):
-    if line.startswith('T '):
-        close(t, cur)
-        t, cur = int(line.split()[1]), Counter()
-    else:
+for phase, lines in alt_run.trace_windows(d, off, ph, last):
+    if not phase:
+        continue
+    windows[phase] += 1
+    for line in lines:
         m = re.match(r'@(\w+): (\d+)', line)
         if m:
-            cur[m.group(1)] = int(m.group(2))
-close(t, cur)
+            sums[phase][m.group(1)] += int(m.group(2))
 print('per second      iterations   busy ms   ≥50 µs  ≥100 µs  ≥200 µs  ≥500 µs  ≥1 ms')
 for phase in ('backup', 'quiet'):
     s = windows[phase] * 0.2
