@@ -10,6 +10,13 @@ import { rng } from './helpers';
 
 const MiB = 1 << 20;
 
+/** Takes a random queued entry out of the queue and the test's list: any entry may leave (range releases are not in arrival order). */
+function removeAny(q: HoldQueue, live: HeldWrite[], rand: () => number): void {
+  const i = Math.floor(rand() * live.length);
+  q.remove(live[i]!);
+  live.splice(i, 1);
+}
+
 
 describe('hold queue region index', () => {
   it('lists the entries of more regions than it merges directly (sorted) in arrival order, each once', () => {
@@ -45,12 +52,7 @@ describe('hold queue region index', () => {
           const w = new HeldWrite(++seq, off, len, data, 0);
           q.push(w);
           live.push(w);
-        } else {
-          // Any entry may leave (range releases are not in arrival order).
-          const i = Math.floor(rand() * live.length);
-          q.remove(live[i]!);
-          live.splice(i, 1);
-        }
+        } else removeAny(q, live, rand);
       }
       expect(q.count).toBe(live.length);
 
@@ -133,11 +135,7 @@ describe('hold queue region index', () => {
           if (older && older.length <= len) want.add(older);
           q.push(w);
           live.push(w);
-        } else {
-          const i = Math.floor(rand() * live.length);
-          q.remove(live[i]!);
-          live.splice(i, 1);
-        }
+        } else removeAny(q, live, rand);
         if (step % 500 === 499) q.confirm(seq);
       }
       const wrong = live.filter((w) => w.superseded !== want.has(w));
