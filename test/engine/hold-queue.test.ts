@@ -17,7 +17,6 @@ function removeAny(q: HoldQueue, live: HeldWrite[], rand: () => number): void {
   live.splice(i, 1);
 }
 
-
 describe('hold queue region index', () => {
   it('lists the entries of more regions than it merges directly (sorted) in arrival order, each once', () => {
     const q = new HoldQueue(true);
