@@ -87,9 +87,14 @@ def trace_windows(d, off, ph, last):
     return out
 
 
-def p99(v):
+def percentile(v, f):
+    """The value at rank f (0..1) of v, as these scripts read percentiles; None when v is empty."""
     v = sorted(v)
-    return v[int(len(v) * 0.99)]
+    return v[min(len(v) - 1, int(len(v) * f))] if v else None
+
+
+def p99(v):
+    return percentile(v, 0.99)
 
 
 def traced_run(d, done=None):

@@ -23,23 +23,6 @@ REQUEST = 28 + 4096
 GROUPS = (1, 2, 3, 4, 8, 16)
 
 
-def phase_of(ph, end, guard=500):
-    """'backup' inside a round, 'quiet' from guard ms after a round to the next, else None."""
-    def phase(t):
-        for i, (a, b) in enumerate(ph):
-            if a <= t < b:
-                return 'backup'
-            nxt = ph[i + 1][0] if i + 1 < len(ph) else end
-            if b + guard <= t < nxt:
-                return 'quiet'
-        return None
-    return phase
-
-
-def pct(a, q):
-    return a[min(len(a) - 1, int(len(a) * q))] if a else 0
-
-
 def bucket(n):
     return max(g for g in GROUPS if g <= n)
 
@@ -50,7 +33,11 @@ def main():
     done = alt_run.completions(d)
     if not ph or not done[0]:
         sys.exit('no backup round or no completions in ' + d)
-    phase = phase_of(ph, done[0][-1][0])
+    last = done[1][-1]
+
+    def phase(t):
+        return alt_run.window_phase(ph, t, t, last)
+
     residence = {'backup': [], 'quiet': []}
     per_chunk = {'backup': {}, 'quiet': {}}
     per_flush = {'backup': {}, 'quiet': {}}
@@ -81,13 +68,13 @@ def main():
             if first[1] == 0:
                 pending.pop(0)
     quiet, rounds = alt_run.split(d, done=done)
-    fio = {'backup': sorted(l for _, _, r in rounds for _, l in r), 'quiet': sorted(quiet)}
+    fio = {'backup': [l for _, _, r in rounds for _, l in r], 'quiet': quiet}
     qs = (0.5, 0.9, 0.95, 0.99)
     print('µs                          ' + '  '.join(f'{"p" + str(int(q * 100)):>5}' for q in qs))
     for p in ('backup', 'quiet'):
-        r = sorted(residence[p])
-        print(f'{p:6} engine residence     ' + '  '.join(f'{pct(r, q):5.0f}' for q in qs) + f'   ({len(r)} requests)')
-        print(f'{p:6} fio completion       ' + '  '.join(f'{pct(fio[p], q):5.0f}' for q in qs))
+        r = residence[p]
+        print(f'{p:6} engine residence     ' + '  '.join(f'{alt_run.percentile(r, q):5.0f}' for q in qs) + f'   ({len(r)} requests)')
+        print(f'{p:6} fio completion       ' + '  '.join(f'{alt_run.percentile(fio[p], q):5.0f}' for q in qs))
     for title, tab in (('requests per received chunk', per_chunk), ('replies per flush', per_flush)):
         print(f'share of requests by {title} ({", ".join(f"{g}+" for g in GROUPS)})')
         for p in ('backup', 'quiet'):
