@@ -1,6 +1,6 @@
 """A latency-alternate.sh run directory, read by its analysis scripts (alternate-phases.py,
 signal-phases.py, excess-timeline.py, sched-waits.py, engine-syscalls.py, engine-preempt.py,
-client-waits.py, slow-cover.py, service-time.py, io-events.py, loop-iterations.py, thread-cpu.py): the backup rounds' (t0, t1) epoch-ms pairs from
+client-waits.py, slow-cover.py, service-time.py, io-events.py, loop-iterations.py, thread-cpu.py, wire-trace.py): the backup rounds' (t0, t1) epoch-ms pairs from
 `phases`, and fio's per-request completion latencies (epoch ms, µs) from `alt_clat.*.log`, sorted
 by time."""
 import bisect
