@@ -1,5 +1,5 @@
 /*
- * fallocate(2), lseek(SEEK_DATA) and copy_file_range(2) for Node: calls Node's fs lacks.
+ * fallocate(2), lseek(SEEK_DATA), copy_file_range(2) and sched_setattr(2) for Node: calls Node lacks.
  *
  *   fallocate(fd, mode, offset, length, callback(errnoOrZero))
  *
@@ -21,6 +21,12 @@
  * memory). One call; the caller loops over short counts. -EXDEV / -EINVAL / -EOPNOTSUPP / -ENOSYS /
  * -EBADF where the files cannot (another file system, a block device, an O_APPEND target, off
  * Linux).
+ *
+ *   setThreadSlice(tid, nanoseconds, nice) -> 0 or errno
+ *
+ * sched_setattr(2) on thread `tid` of this process (0: the calling thread): the normal policy at
+ * `nice`, with `nanoseconds` as its EEVDF slice (Linux 6.12 and later clamp it to 0.1-100 ms;
+ * older kernels accept and ignore it). ENOSYS off Linux.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +36,7 @@
 #ifdef __linux__
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
@@ -238,6 +245,47 @@ static napi_value js_copy_range_sync(napi_env env, napi_callback_info info) {
   return v;
 }
 
+#ifdef __linux__
+/* The kernel's struct sched_attr (glibc has no wrapper for sched_setattr). */
+struct thread_sched_attr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+};
+#endif
+
+static napi_value js_set_thread_slice(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t tid, nice;
+  int64_t ns;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &tid) != napi_ok || napi_get_value_int64(env, argv[1], &ns) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &nice) != napi_ok || tid < 0 || ns <= 0 || nice < -20 || nice > 19) {
+    napi_throw_type_error(env, NULL, "setThreadSlice(tid, nanoseconds, nice): tid >= 0, nanoseconds > 0, nice in -20..19");
+    return NULL;
+  }
+  int32_t err;
+#ifdef __linux__
+  struct thread_sched_attr a = {0};
+  a.size = sizeof a;
+  a.sched_policy = 0; /* SCHED_OTHER */
+  a.sched_nice = nice;
+  a.sched_runtime = (uint64_t)ns;
+  err = syscall(SYS_sched_setattr, tid, &a, 0) == 0 ? 0 : errno;
+#else
+  err = ENOSYS;
+#endif
+  napi_value v;
+  napi_create_int32(env, err, &v);
+  return v;
+}
+
 static void constant(napi_env env, napi_value exports, const char *name, int32_t value) {
   napi_value v;
   napi_create_int32(env, value, &v);
@@ -252,6 +300,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "dataRanges", fn);
   napi_create_function(env, "copyRangeSync", NAPI_AUTO_LENGTH, js_copy_range_sync, NULL, &fn);
   napi_set_named_property(env, exports, "copyRangeSync", fn);
+  napi_create_function(env, "setThreadSlice", NAPI_AUTO_LENGTH, js_set_thread_slice, NULL, &fn);
+  napi_set_named_property(env, exports, "setThreadSlice", fn);
 #ifdef __linux__
   constant(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);
   constant(env, exports, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);

@@ -24,7 +24,8 @@ import { SnapshotExport } from '../vault/snapshot-export';
 import type { ChunkWorkers } from '../vault/chunk-workers';
 import { Vault } from '../vault/vault';
 import { ChunkWorkerPools } from '../vault/worker-pools';
-import { CpuSplit } from '../vault/cpu-split';
+import { CpuSplit, type ThreadPlacement } from '../vault/cpu-split';
+import { HelperSlices } from '../env/helper-slices';
 import type { BackupSession } from './backup-session';
 import { BackupPacer, pacedSource } from './backup-pacer';
 import { eventLoopLag } from './loop-lag';
@@ -67,9 +68,24 @@ export class BackupApp {
   private readonly vaultKeys = new WeakMap<Vault, string>();
   /** While a throttled backup runs under write load: the engine thread on a CPU of its own (cpu-split.ts). */
   private readonly split = CpuSplit.forThisThread();
-  private readonly pools = new ChunkWorkerPools(undefined, this.split);
+  /**
+   * Every other thread preemptible by a woken client (helper-slices.ts): those the process has
+   * now — libuv's pool and V8's helpers start before the engine is built — and each chunk worker
+   * once it reports ready (after it set its own nice, so nothing else writes that thread's nice).
+   */
+  private readonly slices = HelperSlices.forThisThread();
+  private readonly placement: ThreadPlacement = {
+    addWorker: (tid) => {
+      this.split.addWorker(tid);
+      this.slices?.apply(tid);
+    },
+    removeWorker: (tid) => this.split.removeWorker(tid),
+  };
+  private readonly pools = new ChunkWorkerPools(undefined, this.placement);
 
-  constructor(private readonly host: BackupHost) {}
+  constructor(private readonly host: BackupHost) {
+    this.slices?.sweep();
+  }
 
   /** Opens (default vault: creating it on first use) and caches a vault. */
   async vault(dir: string | undefined, passphrase?: string): Promise<Vault> {

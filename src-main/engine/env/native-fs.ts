@@ -1,7 +1,9 @@
 /**
  * File-system calls Node's fs lacks, through the optional `holdfast-fs` Node-API addon
  * (packages/holdfast-fs): fallocate (deallocate or zero part of a file), lseek(SEEK_DATA /
- * SEEK_HOLE) (where a file has data) and copy_file_range (copy between files in the kernel).
+ * SEEK_HOLE) (where a file has data) and copy_file_range (copy between files in the kernel), and
+ * one scheduler call the addon carries as well: sched_setattr (a thread's EEVDF slice,
+ * helper-slices.ts).
  * Built at `npm install` where a C compiler is present; on other platforms, or where the build
  * failed, `nativeFs()` is null and callers write zeroes, read `filefrag` and copy through memory
  * instead. HOLDFAST_NO_NATIVE_FS=1 turns it off (tests of that path).
@@ -11,6 +13,8 @@ interface Binding {
   dataRanges(fd: number, start: number, end: number, done: (errno: number, ranges: number[] | null) => void): void;
   /** Absent in builds before it was added (and with it EXDEV, EINVAL, EBADF). */
   copyRangeSync?(fdIn: number, posIn: number, fdOut: number, posOut: number, length: number): number;
+  /** Absent in builds before it was added. */
+  setThreadSlice?(tid: number, nanoseconds: number, nice: number): number;
   FALLOC_FL_KEEP_SIZE: number;
   FALLOC_FL_PUNCH_HOLE: number;
   FALLOC_FL_ZERO_RANGE: number;
@@ -42,6 +46,11 @@ export interface NativeFs {
    * -errno. Null where the addon's build lacks it.
    */
   copyRange: ((fdIn: number, posIn: number, fdOut: number, posOut: number, length: number) => number) | null;
+  /**
+   * sched_setattr: thread `tid` of this process (0: the caller) keeps the normal policy at `nice`
+   * with an EEVDF slice of `nanoseconds`; 0 or the errno. Null where the addon's build lacks it.
+   */
+  setThreadSlice: ((tid: number, nanoseconds: number, nice: number) => number) | null;
   /** copy_file_range's errno says the files cannot be copied between (another file system, a block device, no support): copy through memory. */
   copyUnsupported(errno: number): boolean;
 }
@@ -85,6 +94,7 @@ function load(): NativeFs | null {
     // EINVAL too: file systems without a mode answer it on some kernels (and FALLOC_FL_ZERO_RANGE on old ones).
     unsupported: (errno) => errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === 22,
     copyRange: typeof binding.copyRangeSync === 'function' ? binding.copyRangeSync.bind(binding) : null,
+    setThreadSlice: typeof binding.setThreadSlice === 'function' ? binding.setThreadSlice.bind(binding) : null,
     // EBADF: an O_APPEND target. Asked only where copyRangeSync (and these constants) exist.
     copyUnsupported: (errno) => errno === binding.EXDEV || errno === binding.EINVAL || errno === binding.EOPNOTSUPP || errno === binding.ENOSYS || errno === binding.EBADF,
     dataRanges: (fd, start, end) =>
