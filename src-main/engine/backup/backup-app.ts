@@ -25,7 +25,7 @@ import type { ChunkWorkers } from '../vault/chunk-workers';
 import { Vault } from '../vault/vault';
 import { ChunkWorkerPools } from '../vault/worker-pools';
 import { CpuSplit, type ThreadPlacement } from '../vault/cpu-split';
-import { HelperSlices } from '../env/helper-slices';
+import { HelperSlices } from '../vault/helper-slices';
 import type { BackupSession } from './backup-session';
 import { BackupPacer, pacedSource } from './backup-pacer';
 import { eventLoopLag } from './loop-lag';

@@ -3,7 +3,7 @@
  * (packages/holdfast-fs): fallocate (deallocate or zero part of a file), lseek(SEEK_DATA /
  * SEEK_HOLE) (where a file has data) and copy_file_range (copy between files in the kernel), and
  * one scheduler call the addon carries as well: sched_setattr (a thread's EEVDF slice,
- * helper-slices.ts).
+ * vault/helper-slices.ts).
  * Built at `npm install` where a C compiler is present; on other platforms, or where the build
  * failed, `nativeFs()` is null and callers write zeroes, read `filefrag` and copy through memory
  * instead. HOLDFAST_NO_NATIVE_FS=1 turns it off (tests of that path).

@@ -22,12 +22,14 @@
  * The engine thread keeps the default slice: it answers the clients. Kernels before 6.12 accept
  * the call and ignore the slice. HOLDFAST_HELPER_SLICE=0 turns it off.
  *
- * Invariant: after sweep(), every thread the process had then, except the engine thread, has the
- * long slice and the nice it had before; the engine thread's scheduling is never changed.
+ * Invariant: after sweep(), every thread the process had then, except the engine thread and any
+ * that exited meanwhile, has the long slice and the nice it had before (until a call fails for
+ * another reason: then none is changed any more); the engine thread's scheduling never changes.
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { nativeFs } from './native-fs';
+import { nativeFs } from '../env/native-fs';
+import { ownThreadId } from './cpu-split';
 
 /** The helpers' slice: the kernel's maximum (it clamps custom slices to 0.1–100 ms). */
 export const HELPER_SLICE_NS = 100_000_000;
@@ -73,14 +75,8 @@ export class HelperSlices {
   static forThisThread(env: NodeJS.ProcessEnv = process.env): HelperSlices | null {
     if (process.platform !== 'linux' || env.HOLDFAST_HELPER_SLICE === '0') return null;
     const set = nativeFs()?.setThreadSlice ?? null;
-    let tid: number;
-    try {
-      tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
-    } catch {
-      return null;
-    }
-    if (!set || !Number.isSafeInteger(tid) || tid <= 0) return null;
-    return new HelperSlices(tid, set);
+    const tid = ownThreadId();
+    return set && tid !== null ? new HelperSlices(tid, set) : null;
   }
 
   /** The errno that stopped it (EPERM under a seccomp filter, say), or null. */

@@ -11,9 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src-main/engine/engine';
-import { HELPER_SLICE_NS, HelperSlices, processThreads } from '../../src-main/engine/env/helper-slices';
+import { HELPER_SLICE_NS, HelperSlices, processThreads } from '../../src-main/engine/vault/helper-slices';
+import { ownThreadId } from '../../src-main/engine/vault/cpu-split';
 import { nativeFs } from '../../src-main/engine/env/native-fs';
-import { useTempDirs } from './helpers';
+import { useTempDirs } from '../engine/helpers';
 
 const mk = useTempDirs();
 
@@ -58,13 +59,12 @@ function sliceOf(tid: number): number | null {
   }
 }
 
-const self = (): number => Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
-const kernelReports = process.platform === 'linux' && nativeFs()?.setThreadSlice != null && sliceOf(self()) !== null;
+const kernelReports = process.platform === 'linux' && nativeFs()?.setThreadSlice != null && sliceOf(ownThreadId() ?? 0) !== null;
 if (!kernelReports) console.log('helper-slices: skipping the engine test (needs Linux, the holdfast-fs addon with setThreadSlice, and se.slice in /proc/<tid>/sched)');
 
 describe.skipIf(!kernelReports)('through a real engine', () => {
   it('the threads the process has once the engine is open and a backup\'s chunk workers run with the long slice; the engine thread keeps its own', async () => {
-    const me = self();
+    const me = ownThreadId()!;
     const mine = sliceOf(me);
     expect(mine).not.toBe(HELPER_SLICE_NS);
     const d = mk();
