@@ -73,7 +73,8 @@ def main():
     if os.cpu_count() < 2:
         sys.exit('needs two CPUs')
     print('spin %.0f µs, child work %d; latency = child woken − parent sent' % (spin_us, work))
-    print('%-8s %8s %14s %8s %8s %8s' % ('parent', 'CPU 0', 'child on CPU 0', 'p50 µs', 'p90 µs', 'p99 µs'))
+    print('%-8s %8s %14s %8s %8s %8s' % ('after', 'CPU 0', 'child woke', 'p50 µs', 'p90 µs', 'p99 µs'))
+    print('%-8s %8s %14s' % ('send', 'busy', 'on CPU 0'))
     for sleep_s in (0.002, 0.0005, 0.0002, 0.0001, 0.00005, 0):
         for y in (False, True):
             busy, share, p50, p90, p99 = trial(spin_us / 1e6, sleep_s, work, rounds, y)
