@@ -23,7 +23,9 @@
 // written volume alternate with quiet spells of the same length while one fio run logs every
 // request; each phase gets its own p99. Neighbouring seconds are compared, so the machine's
 // drift (identical separate runs on the reference VM differ by 2–6× in p99) hits both alike.
-// QD16 is capped at NBD_BENCH_ALT_QD16_IOPS (default 12000) so both phases carry the same load.
+// QD16 is capped at NBD_BENCH_ALT_QD16_IOPS (default 12000) so both phases carry the same load;
+// a list (e.g. 3000,6000,12000) measures each load in turn, its own row each: on a 2-vCPU
+// machine the ratio rises with the client's load (bench/results/nbd-latency-session50.txt).
 // Its image holds fio-written data (compressible, as a real volume's mostly is), not random bytes.
 // The point-in-time peer (below) is measured the same way in the same rounds, interleaved
 // (PEER=qsd: qemu's own backup job alternating with quiet spells); each round's figures and the
@@ -52,7 +54,8 @@
 //        NBD_BENCH_PEER=0 (no qemu-nbd + restic latency rows),
 //        NBD_BENCH_ENGINE_FLAGS (node flags of the Holdfast server; default as `npm run serve`),
 //        NBD_BENCH_ALT_SECONDS (the alternating run's length, default 60; 0 skips it),
-//        NBD_BENCH_ALT_QD16_IOPS (its QD16 rate cap, default 12000),
+//        NBD_BENCH_ALT_QD16_IOPS (its QD16 rate cap, default 12000; a comma-separated list
+//                 measures each rate, e.g. 3000,6000,12000),
 //        NBD_BENCH_ALT_ROUNDS (alternating runs per server and queue depth, default 3)
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -405,9 +408,16 @@ try {
   // (bench/results/nbd-latency-session31.txt §1). fio writes 12 s before the first round: the
   // run's own first seconds are always slow and would fall into it.
   const ALT_ENV = ['IMG_FILL=fio', 'PRE_SECONDS=12'];
-  for (const qd of altSeconds > 0 && only !== 'throughput' ? [1, 16] : []) {
-    const id = `fio 4k randwrite QD${qd} p99`;
-    const rate = qd === 16 ? `--rate_iops=${Number(process.env.NBD_BENCH_ALT_QD16_IOPS ?? 12000)}` : '';
+  const qd16Rates = String(process.env.NBD_BENCH_ALT_QD16_IOPS ?? '12000').split(',').map((x) => Number(x.trim()));
+  if (!qd16Rates.length || qd16Rates.some((r) => !Number.isSafeInteger(r) || r <= 0))
+    throw new Error(`NBD_BENCH_ALT_QD16_IOPS must be a positive whole number of IOPS or a comma-separated list of them, not "${process.env.NBD_BENCH_ALT_QD16_IOPS}"`);
+  // QD1 uncapped, then QD16 at each rate cap (one row each; the key names the rate only when
+  // there are several, so a default run's nbd.json keeps its old key).
+  const loads = [{ qd: 1, iops: null }, ...qd16Rates.map((iops) => ({ qd: 16, iops }))];
+  for (const { qd, iops } of altSeconds > 0 && only !== 'throughput' ? loads : []) {
+    const rowLabel = `fio 4k randwrite QD${qd} p99`;
+    const id = `${rowLabel}${iops && qd16Rates.length > 1 ? ` at ${iops} IOPS` : ''}`;
+    const rate = iops ? `--rate_iops=${iops}` : '';
     // Holdfast, and qemu's backup job as the peer when qemu-storage-daemon runs here; the order
     // alternates by round so neither always goes first.
     const who = qmp ? ['holdfast', 'qsd'] : ['holdfast'];
@@ -418,7 +428,7 @@ try {
         const line = outText.split('\n').find((l) => l.startsWith('ALT '));
         if (!line) throw new Error(`latency-alternate.sh${server === 'qsd' ? ' (PEER=qsd)' : ''} printed no ALT line:\n${outText}`);
         const a = JSON.parse(line.slice(4));
-        const slot = ((alternate[id] ??= { rateCap: rate || null, seconds: altSeconds, target: 1.5 })[server] ??= { runs: [] });
+        const slot = ((alternate[id] ??= { label: rowLabel, rateCap: rate || null, seconds: altSeconds, target: 1.5 })[server] ??= { runs: [] });
         slot.runs.push(a);
         const label = server === 'qsd' ? "qemu-storage-daemon, qemu's backup job" : 'Holdfast, range backup';
         console.error(`alternating round ${round} QD${qd}${rate ? ` (${rate})` : ''} ${label}: ${a.cycles} backups; p99 ${a.backup.p99} µs during vs ${a.quiet.p99} µs quiet = ${a.p99Ratio}× (per-cycle median ${a.cycleP99RatioMedian}×)`);
@@ -559,9 +569,9 @@ if (altRows.length) {
       if (!slot) continue;
       const name = server === 'qsd' ? "peer: qemu's backup job" : 'Holdfast';
       slot.runs.forEach((r, i) =>
-        lines.push(`| ${name}, ${id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}, run ${i + 1}: ${r.cycles} backups in ${a.seconds} s | ${r.backup.n} / ${r.quiet.n} | ${r.backup.p50} / ${r.quiet.p50 ?? '-'} µs | ${r.backup.p99} µs | ${r.quiet.p99 ?? '-'} µs | ${r.p99Ratio ?? '-'}× | ${r.cycleP99RatioMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`),
+        lines.push(`| ${name}, ${a.label ?? id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}, run ${i + 1}: ${r.cycles} backups in ${a.seconds} s | ${r.backup.n} / ${r.quiet.n} | ${r.backup.p50} / ${r.quiet.p50 ?? '-'} µs | ${r.backup.p99} µs | ${r.quiet.p99 ?? '-'} µs | ${r.p99Ratio ?? '-'}× | ${r.cycleP99RatioMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`),
       );
-      if (slot.runs.length > 1) lines.push(`| ${name}, ${id}: median of ${slot.runs.length} runs | | | | | ${slot.p99RatioMedian ?? '-'}× | ${slot.cycleP99RatioMedianMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`);
+      if (slot.runs.length > 1) lines.push(`| ${name}, ${a.label ?? id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}: median of ${slot.runs.length} runs | | | | | ${slot.p99RatioMedian ?? '-'}× | ${slot.cycleP99RatioMedianMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`);
     }
 }
 const peerRows = Object.entries(peerLatency);
