@@ -409,7 +409,7 @@ try {
   // run's own first seconds are always slow and would fall into it.
   const ALT_ENV = ['IMG_FILL=fio', 'PRE_SECONDS=12'];
   const qd16Rates = String(process.env.NBD_BENCH_ALT_QD16_IOPS ?? '12000').split(',').map((x) => Number(x.trim()));
-  if (!qd16Rates.length || qd16Rates.some((r) => !Number.isSafeInteger(r) || r <= 0))
+  if (qd16Rates.some((r) => !Number.isSafeInteger(r) || r <= 0))
     throw new Error(`NBD_BENCH_ALT_QD16_IOPS must be a positive whole number of IOPS or a comma-separated list of them, not "${process.env.NBD_BENCH_ALT_QD16_IOPS}"`);
   // QD1 uncapped, then QD16 at each rate cap (one row each; the key names the rate only when
   // there are several, so a default run's nbd.json keeps its old key).
@@ -563,16 +563,18 @@ if (latencyRows.length) {
 const altRows = Object.entries(alternate);
 if (altRows.length) {
   lines.push('', "| write latency, one fio run: whole backups alternating with quiet spells of the same length (Holdfast: range backup; peer: qemu-storage-daemon with qemu's backup job) | requests (during / quiet) | p50 during / quiet | p99 during | p99 quiet | during ÷ quiet | per-cycle median | target |", '|---|---:|---:|---:|---:|---:|---:|---:|');
-  for (const [id, a] of altRows)
+  for (const [id, a] of altRows) {
+    const title = `${a.label ?? id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}`;
     for (const server of ['holdfast', 'qsd']) {
       const slot = a[server];
       if (!slot) continue;
       const name = server === 'qsd' ? "peer: qemu's backup job" : 'Holdfast';
       slot.runs.forEach((r, i) =>
-        lines.push(`| ${name}, ${a.label ?? id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}, run ${i + 1}: ${r.cycles} backups in ${a.seconds} s | ${r.backup.n} / ${r.quiet.n} | ${r.backup.p50} / ${r.quiet.p50 ?? '-'} µs | ${r.backup.p99} µs | ${r.quiet.p99 ?? '-'} µs | ${r.p99Ratio ?? '-'}× | ${r.cycleP99RatioMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`),
+        lines.push(`| ${name}, ${title}, run ${i + 1}: ${r.cycles} backups in ${a.seconds} s | ${r.backup.n} / ${r.quiet.n} | ${r.backup.p50} / ${r.quiet.p50 ?? '-'} µs | ${r.backup.p99} µs | ${r.quiet.p99 ?? '-'} µs | ${r.p99Ratio ?? '-'}× | ${r.cycleP99RatioMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`),
       );
-      if (slot.runs.length > 1) lines.push(`| ${name}, ${a.label ?? id}${a.rateCap ? ` (${a.rateCap.replace('--rate_iops=', 'capped at ')} IOPS)` : ''}: median of ${slot.runs.length} runs | | | | | ${slot.p99RatioMedian ?? '-'}× | ${slot.cycleP99RatioMedianMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`);
+      if (slot.runs.length > 1) lines.push(`| ${name}, ${title}: median of ${slot.runs.length} runs | | | | | ${slot.p99RatioMedian ?? '-'}× | ${slot.cycleP99RatioMedianMedian ?? '-'}× | ${server === 'qsd' ? 'reference' : `≤ ${a.target}×`} |`);
     }
+  }
 }
 const peerRows = Object.entries(peerLatency);
 if (peerRows.length) {
